@@ -1,0 +1,111 @@
+"""Addresses: normalize them and route a recipient to a list and a role.
+
+`living-with-als@lists.example.org` posts; `living-with-als-request@...` takes commands;
+`living-with-als+t12@...` posts into thread 12. Pure: the caller says which lists exist.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+# Suffixes of a list's local part and the role each address plays.
+ROLES = ("request", "owner", "join", "leave", "bounces", "confirm")
+
+_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_LIST_LOCAL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+
+
+class AddressError(ValueError):
+    """An address that cannot be used; the message says why."""
+
+
+def normalize(address: str) -> str:
+    """The canonical form: the domain lower-cased; the local part kept as written (RFC 5321)."""
+    address = address.strip().strip("<>").strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise AddressError(f"{address!r} is not an email address")
+    if not _LOCAL_RE.match(local) or ".." in local or local.startswith(".") or local.endswith("."):
+        raise AddressError(f"{address!r} has an invalid local part")
+    if not _DOMAIN_RE.match(domain):
+        raise AddressError(f"{address!r} has an invalid domain")
+    return f"{local}@{domain.lower()}"
+
+
+def try_normalize(address: str) -> str | None:
+    try:
+        return normalize(address)
+    except AddressError:
+        return None
+
+
+def parse_mailbox(header_value: str) -> tuple[str, str | None]:
+    """(display name, normalized address or None) from a From-like header value."""
+    name, addr = parseaddr(header_value)
+    return name.strip(), try_normalize(addr) if addr else None
+
+
+def list_address(name: str, domain: str) -> str:
+    """The posting address of a list; list names are lower-case so roles parse unambiguously."""
+    local, at, dom = name.rpartition("@")
+    if not at:
+        local, dom = name, domain
+    local = local.strip().lower()
+    if not _LIST_LOCAL_RE.match(local) or "+" in local:
+        raise AddressError(
+            f"{local!r} is not a valid list name (use a-z, 0-9, '.', '_' and '-')"
+        )
+    if local.endswith(tuple(f"-{role}" for role in ROLES)):
+        raise AddressError(f"{local!r} ends with a reserved suffix ({', '.join(ROLES)})")
+    return normalize(f"{local}@{dom}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a recipient goes: kind is 'list', 'unknown' (550 5.1.1) or 'relay' (550 5.7.1)."""
+
+    kind: str
+    list_address: str | None = None
+    role: str = "post"
+    detail: str | None = None
+
+
+def route(recipient: str, local_domains: Collection[str], lists: Collection[str]) -> Route:
+    """Route one RCPT TO address.
+
+    `lists` holds the normalized posting addresses of existing lists; `local_domains` the
+    lower-case domains we receive for. Anything else is a relay attempt, which we never serve.
+    """
+    address = try_normalize(recipient)
+    if address is None:
+        return Route("unknown")
+    local, _, domain = address.rpartition("@")
+    if domain not in local_domains:
+        return Route("relay")
+    local = local.lower()
+    base, plus, detail = local.partition("+")
+    candidates = [(base, "post")]
+    for role in ROLES:
+        if base.endswith(f"-{role}"):
+            candidates.append((base[: -len(role) - 1], role))
+    for name, role in candidates:
+        if f"{name}@{domain}" in lists:
+            return Route("list", f"{name}@{domain}", role, detail if plus else None)
+    return Route("unknown")
+
+
+def tagged(list_addr: str, tag: str) -> str:
+    """A plus-address of a list, e.g. the reply address of one thread."""
+    local, _, domain = list_addr.rpartition("@")
+    return f"{local}+{tag}@{domain}"
+
+
+def role_address(list_addr: str, role: str) -> str:
+    local, _, domain = list_addr.rpartition("@")
+    return f"{local}-{role}@{domain}"

@@ -1,0 +1,363 @@
+"""The admin's command line: parse arguments, call one function, print a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from . import admin, forum
+from .config import Config, ConfigError, load
+from .db import Database
+from .models import MODES
+
+
+def _version() -> str:
+    try:
+        return version("listserv")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+class Context:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            required = self.config_path is not None
+            try:
+                self._config = load(self.config_path, required=required)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._config
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction; admin and database errors become one line on stderr."""
+        db = Database(self.config.database_url, self.config.database.busy_timeout)
+        try:
+            db.create_schema()
+            with db.session() as session:
+                yield session
+        except admin.AdminError as exc:
+            fail(str(exc))
+        except SQLAlchemyError as exc:
+            fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+        finally:
+            db.dispose()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    """A listing as JSON (a list of objects) or as an aligned table."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+json_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of objects."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", envvar="LISTSERV_CONFIG",
+              type=click.Path(dir_okay=False), default=None,
+              help="Config file (default ./config.toml, or $LISTSERV_CONFIG).")
+@click.version_option(_version(), prog_name="listserv")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """listserv: a mailing-list forum that lives in the inbox."""
+    ctx.obj = Context(config_path)
+
+
+# -- db ------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("init")
+@pass_ctx
+def db_init(ctx: Context) -> None:
+    """Create the schema (safe to run again)."""
+    with ctx.session():
+        pass
+    click.echo(f"database ready: {ctx.config.database_url}")
+
+
+# -- serve ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--role", "role", type=click.Choice(["all", "receiver", "dispatcher"]),
+              default="all", show_default=True, help="Which part of listserv this process runs.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details too.")
+@pass_ctx
+def serve(ctx: Context, role: str, verbose: bool) -> None:
+    """Receive posts by SMTP and deliver them (Ctrl-C stops cleanly)."""
+    from .server import ROLES, run
+
+    config = ctx.config
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        run(config, ROLES if role == "all" else (role,))
+    except OSError as exc:
+        fail(f"cannot start: {exc.strerror or exc}")
+    except SQLAlchemyError as exc:
+        fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+
+
+# -- lists ---------------------------------------------------------------------------------
+@main.group()
+def lists() -> None:
+    """Create, show and delete lists."""
+
+
+@lists.command("create")
+@click.argument("address")
+@click.option("--title", required=True, help="Shown in From, List-Id and digests.")
+@click.option("--subject-prefix", default="", help='E.g. "[Living with ALS]".')
+@click.option("--description", default="", help="What the list is for.")
+@pass_ctx
+def lists_create(ctx: Context, address: str, title: str, subject_prefix: str,
+                 description: str) -> None:
+    """Create a list; ADDRESS is a name (the configured domain is added) or an address."""
+    with ctx.session() as s:
+        ml = admin.create_list(s, ctx.config, address, title, subject_prefix, description, now())
+        click.echo(f"created {ml.address}")
+
+
+@lists.command("list")
+@json_option
+@pass_ctx
+def lists_list(ctx: Context, as_json: bool) -> None:
+    """All lists with their member counts."""
+    from sqlalchemy import select
+
+    from .models import MailingList
+
+    with ctx.session() as s:
+        rows = [admin.list_summary(s, ml)
+                for ml in s.scalars(select(MailingList).order_by(MailingList.address))]
+    emit(rows, as_json, ["address", "title", "members"])
+
+
+@lists.command("show")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def lists_show(ctx: Context, address: str, as_json: bool) -> None:
+    """Settings and counts of one list."""
+    with ctx.session() as s:
+        row = admin.list_summary(s, admin.require_list(s, address, ctx.config.lists.domain))
+    if as_json:
+        click.echo(json.dumps(row, indent=2, ensure_ascii=False))
+        return
+    for key, value in row.items():
+        click.echo(f"{key}: {value}")
+
+
+@lists.command("delete")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def lists_delete(ctx: Context, address: str, yes: bool) -> None:
+    """Delete a list with its members, threads and posts."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, address, ctx.config.lists.domain)
+        if not yes and not click.confirm(
+            f"Delete {ml.address} with all its members and posts?", err=True
+        ):
+            fail("not deleted")
+        admin.delete_list(s, ml)
+        click.echo(f"deleted {ml.address}")
+
+
+# -- members -------------------------------------------------------------------------------
+@main.group()
+def members() -> None:
+    """Add, remove, list, import and export members."""
+
+
+mode_option = click.option("--mode", type=click.Choice(MODES), default="each",
+                           show_default=True, help="How the member receives posts.")
+
+
+@members.command("add")
+@click.argument("list_address")
+@click.argument("address")
+@click.option("--name", default="", help="Display name.")
+@mode_option
+@pass_ctx
+def members_add(ctx: Context, list_address: str, address: str, name: str, mode: str) -> None:
+    """Add ADDRESS to LIST_ADDRESS."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        member = admin.add_member(s, ml, address, name, mode, now())
+        click.echo(f"added {member.address} to {ml.address} ({member.mode})")
+
+
+@members.command("remove")
+@click.argument("list_address")
+@click.argument("address")
+@pass_ctx
+def members_remove(ctx: Context, list_address: str, address: str) -> None:
+    """Remove ADDRESS from LIST_ADDRESS."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        admin.remove_member(s, ml, address)
+        click.echo(f"removed {address} from {ml.address}")
+
+
+@members.command("list")
+@click.argument("list_address")
+@json_option
+@pass_ctx
+def members_list(ctx: Context, list_address: str, as_json: bool) -> None:
+    """Members of a list."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        rows = [admin.member_row(m) for m in admin.members(s, ml)]
+    emit(rows, as_json, ["address", "name", "mode", "joined_at"])
+
+
+@members.command("set")
+@click.argument("list_address")
+@click.argument("address")
+@click.option("--mode", type=click.Choice(MODES), default=None, help="New delivery mode.")
+@click.option("--name", default=None, help="New display name.")
+@click.option("--receive-own-posts/--no-receive-own-posts", default=None,
+              help="Whether the member gets a copy of their own posts.")
+@pass_ctx
+def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
+                name: str | None, receive_own_posts: bool | None) -> None:
+    """Change a member's settings."""
+    if mode is None and name is None and receive_own_posts is None:
+        fail("nothing to change: give --mode, --name or --receive-own-posts")
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        member = admin.require_member(s, ml, address)
+        if mode is not None:
+            member.mode = mode
+        if name is not None:
+            member.display_name = name
+        if receive_own_posts is not None:
+            member.receive_own_posts = receive_own_posts
+        click.echo(f"{member.address}: mode={member.mode} "
+                   f"receive_own_posts={member.receive_own_posts}")
+
+
+@members.command("import")
+@click.argument("list_address")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@pass_ctx
+def members_import(ctx: Context, list_address: str, csv_file: Any) -> None:
+    """Add members from a CSV file of address,name,mode rows."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        report = admin.import_members(s, ml, csv_file, now())
+    for line in report.skipped:
+        click.echo(f"skipped {line}", err=True)
+    for line in report.invalid:
+        click.echo(f"invalid {line}", err=True)
+    click.echo(f"added {report.added}, skipped {len(report.skipped)}, "
+               f"invalid {len(report.invalid)}")
+    if report.invalid:
+        sys.exit(1)
+
+
+@members.command("export")
+@click.argument("list_address")
+@pass_ctx
+def members_export(ctx: Context, list_address: str) -> None:
+    """Print members as CSV (address,name,mode), ready for import."""
+    import csv
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        writer = csv.writer(click.get_text_stream("stdout"), lineterminator=os.linesep)
+        writer.writerow(["address", "name", "mode"])
+        for m in admin.members(s, ml):
+            writer.writerow([m.address, m.display_name, m.mode])
+
+
+# -- reading -------------------------------------------------------------------------------
+@main.command()
+@click.argument("list_address")
+@click.option("--limit", default=50, show_default=True, help="How many threads.")
+@json_option
+@pass_ctx
+def threads(ctx: Context, list_address: str, limit: int, as_json: bool) -> None:
+    """Threads of a list, most recently active first."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        rows = forum.thread_listing(s, ml, limit)
+    emit(rows, as_json, ["id", "subject", "replies", "participants", "last_activity"])
+
+
+@main.command()
+@click.argument("thread_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show(ctx: Context, thread_id: int, as_json: bool) -> None:
+    """A thread as a reader reads it: posts in order, with author and date."""
+    with ctx.session() as s:
+        found = forum.thread_posts(s, thread_id)
+        if found is None:
+            fail(f"no such thread: {thread_id}")
+        thread, posts = found
+        rows = [
+            {"id": p.id, "message_id": p.message_id, "author": p.author_address,
+             "author_name": p.author_name, "subject": p.subject,
+             "date": (p.date or p.received_at).isoformat(), "body": p.body}
+            for p in posts
+        ]
+    if as_json:
+        click.echo(json.dumps({"id": thread.id, "subject": thread.subject, "posts": rows},
+                              indent=2, ensure_ascii=False))
+        return
+    click.echo(f"# {thread.subject}  ({len(rows)} posts)")
+    for row in rows:
+        who = f"{row['author_name']} <{row['author']}>" if row["author_name"] else row["author"]
+        click.echo(f"\n--- {who}, {row['date']}\n")
+        click.echo(row["body"].rstrip())

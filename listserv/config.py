@@ -1,0 +1,190 @@
+"""config.toml into frozen dataclasses.
+
+Every key has an embedded default, so listserv runs without any file. Unknown keys and
+bad values are errors that name the key: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_PATH = "config.toml"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///var/listserv.db"
+    # Seconds a writer waits for a locked SQLite database before the receiver answers 451.
+    busy_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    max_message_bytes: int = 10 * 1024 * 1024
+    max_recipients: int = 50
+    # Seconds of silence after which an SMTP session is closed.
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    transport: str = "maildir"
+    host: str = "127.0.0.1"
+    port: int = 25
+    path: str = "var/mail"
+    # Recipients per SMTP transaction.
+    batch_size: int = 100
+    # Parallel SMTP connections to the relay.
+    connections: int = 4
+    # Seconds an outbox worker may hold claimed deliveries before others may take them.
+    lease_seconds: float = 300.0
+    # Seconds between polls of the outbox when nothing woke the dispatcher.
+    poll_seconds: float = 5.0
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ListsConfig:
+    domain: str = "lists.example.org"
+    digest_hour: int = 7
+    timezone: str = "UTC"
+    archive_url: str = ""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds applied before rich parsing, so crafted input cannot burn the CPU."""
+
+    max_header_bytes: int = 256 * 1024
+    max_header_field_bytes: int = 64 * 1024
+    max_mime_header_bytes: int = 4096
+    max_mime_params: int = 32
+    max_mime_depth: int = 20
+    max_mime_parts: int = 500
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    lists: ListsConfig = field(default_factory=ListsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    # Folder that relative paths in the file are relative to.
+    base_dir: Path = Path(".")
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL with a relative SQLite path made absolute against base_dir."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix):]
+            if rest and rest != ":memory:" and not rest.startswith("file:"):
+                return prefix + str((self.base_dir / rest).resolve())
+        return url
+
+    @property
+    def maildir_path(self) -> Path:
+        return (self.base_dir / self.delivery.path).resolve()
+
+
+_CLASSES: dict[str, type] = {
+    "database": DatabaseConfig,
+    "receiver": ReceiverConfig,
+    "delivery": DeliveryConfig,
+    "lists": ListsConfig,
+    "limits": LimitsConfig,
+}
+
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    """Check a value against the type of its default; ints are accepted where floats are."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _validate(cfg: Config, source: str) -> None:
+    checks = [
+        (cfg.delivery.transport in ("smtp", "maildir"),
+         "delivery.transport", 'must be "smtp" or "maildir"'),
+        (0 <= cfg.receiver.port < 65536, "receiver.port", "must be 0-65535 (0: any free port)"),
+        (0 < cfg.delivery.port < 65536, "delivery.port", "must be 1-65535"),
+        (cfg.receiver.max_message_bytes > 0, "receiver.max_message_bytes", "must be > 0"),
+        (cfg.receiver.max_recipients > 0, "receiver.max_recipients", "must be > 0"),
+        (cfg.delivery.batch_size > 0, "delivery.batch_size", "must be > 0"),
+        (cfg.delivery.connections > 0, "delivery.connections", "must be > 0"),
+        (0 <= cfg.lists.digest_hour <= 23, "lists.digest_hour", "must be 0-23"),
+        ("@" not in cfg.lists.domain and "." in cfg.lists.domain,
+         "lists.domain", "must be a domain name such as lists.example.org"),
+        (bool(cfg.database.url), "database.url", "must not be empty"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {key} {why}")
+    try:
+        ZoneInfo(cfg.lists.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{source}: lists.timezone {cfg.lists.timezone!r} is unknown") from exc
+
+
+def parse(data: dict[str, Any], base_dir: Path, source: str = DEFAULT_PATH) -> Config:
+    """Build a Config from decoded TOML, rejecting unknown sections and keys."""
+    cfg = Config(base_dir=base_dir)
+    for section, values in data.items():
+        cls = _CLASSES.get(section)
+        if cls is None:
+            known = ", ".join(sorted(_CLASSES))
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {known})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        current = getattr(cfg, section)
+        allowed = {f.name for f in fields(cls)}
+        changes = {}
+        for key, value in values.items():
+            if key not in allowed:
+                raise ConfigError(
+                    f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(allowed))})"
+                )
+            changes[key] = _coerce(f"{source}: {section}.{key}", value, getattr(current, key))
+        cfg = replace(cfg, **{section: replace(current, **changes)})
+    _validate(cfg, source)
+    return cfg
+
+
+def load(path: str | Path | None, *, required: bool) -> Config:
+    """Read a config file; a missing default file means the embedded defaults."""
+    path = Path(path or DEFAULT_PATH)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: config file not found") from None
+        return parse({}, Path.cwd(), str(path))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return parse(data, path.resolve().parent, str(path))

@@ -1,0 +1,101 @@
+"""Engine, sessions and the schema; the only place that knows which database we run on."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import Base, MailingList
+
+# Errors that mean "the database cannot take this now": the receiver answers 451 and the
+# client retries, which is how SMTP is meant to survive a database restart or a lock.
+TEMPORARY_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError,)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A full disk, wherever the error surfaced (OS, SQLite, PostgreSQL)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, DBAPIError):
+        text = str(exc.orig).lower()
+        return "database or disk is full" in text or "no space left" in text
+    return False
+
+
+def make_engine(url: str, busy_timeout: float = 5.0) -> Engine:
+    """An engine with the settings durability needs.
+
+    SQLite runs in WAL mode with synchronous=FULL, so a commit is on disk before we answer
+    250, and every transaction starts with BEGIN IMMEDIATE: a writer waits for the lock up
+    front (busy_timeout) instead of failing half way when two writers meet.
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """An engine and its session factory."""
+
+    def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
+        self.url = url
+        self.engine = make_engine(url, busy_timeout)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def list_addresses(session: Session) -> set[str]:
+    return set(session.scalars(select(MailingList.address)))
+
+
+def get_list(session: Session, address: str) -> MailingList | None:
+    return session.scalar(select(MailingList).where(MailingList.address == address))
+
+
+def insert_ignore(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """INSERT that skips rows conflicting with a unique constraint (idempotent batches)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(model).on_conflict_do_nothing(), rows)

@@ -1,0 +1,281 @@
+"""Raw bytes into an immutable `Parsed` message, or a `Malformed` verdict.
+
+The standard `email` package is the parser, but it has traps on hostile input: the rich
+header policy is quadratic on crafted parameter lists and the feed parser recurses once per
+MIME level. So limits are checked on the raw bytes first, the message is parsed with the
+lazy `compat32` policy, MIME is walked with an explicit stack, and only allow-listed
+charsets are ever decoded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email
+import email.header
+import email.utils
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from email.policy import compat32
+
+from inscriptis import get_text
+
+from .addresses import parse_mailbox
+from .config import LimitsConfig
+
+# Decoders we trust: they map bytes to text without inventing markup (unlike utf-7 or
+# unicode_escape). Keys are Python's canonical codec names.
+SAFE_CHARSETS = frozenset(
+    codecs.lookup(name).name
+    for name in (
+        "utf-8", "ascii", "latin-1", "iso8859-2", "iso8859-3", "iso8859-4", "iso8859-5",
+        "iso8859-6", "iso8859-7", "iso8859-8", "iso8859-9", "iso8859-10", "iso8859-13",
+        "iso8859-14", "iso8859-15", "iso8859-16", "cp1250", "cp1251", "cp1252", "cp1253",
+        "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "koi8-r", "koi8-u", "cp437",
+        "cp850", "cp866", "mac-roman", "gb2312", "gbk", "gb18030", "big5", "big5hkscs",
+        "euc-jp", "shift_jis", "cp932", "iso2022_jp", "iso2022_jp_2", "euc-kr", "cp949",
+        "tis-620", "utf-16", "utf-16-le", "utf-16-be",
+    )
+)
+# Labels mail programs use that Python does not know, mapped to a decoder it does.
+CHARSET_ALIASES = {
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "x-sjis": "shift_jis",
+    "x-gbk": "gbk",
+    "iso-2022-jp-ms": "iso2022_jp_2",
+    "unicode-1-1-utf-7": "",
+    "utf-7": "",
+}
+
+_MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_SPACE_RE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A message refused before or during parsing; `reason` is for the log and the reply."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Parsed:
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    author_address: str | None
+    author_name: str
+    subject: str
+    date: datetime | None
+    text: str
+    headers: tuple[tuple[str, str], ...]
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The first top-level header of that name, unfolded, or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    @property
+    def parent_candidates(self) -> tuple[str, ...]:
+        """Ids that may name the parent: In-Reply-To first, then References newest first."""
+        seen: dict[str, None] = {}
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            seen.setdefault(mid, None)
+        return tuple(seen)
+
+
+def safe_codec(charset: str | None) -> str | None:
+    """The codec to decode `charset` with, or None when it is unknown or not allow-listed."""
+    if not charset:
+        return None
+    label = charset.strip().strip('"').lower()
+    label = CHARSET_ALIASES.get(label, label)
+    if not label:
+        return None
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    return name if name in SAFE_CHARSETS else None
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode with an allow-listed codec; otherwise UTF-8, then Latin-1, never failing."""
+    codec = safe_codec(charset)
+    if codec:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            return data.decode(codec, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace") if charset else data.decode("latin-1")
+
+
+def one_line(text: str) -> str:
+    """One clean header line: raw 8-bit bytes made valid text, control characters (an encoded
+    CR/LF included) collapsed."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _SPACE_RE.sub(" ", _CTRL_RE.sub(" ", text)).strip()
+
+
+def decode_header_value(value: str | None) -> str:
+    """RFC 2047 encoded words to text, with allow-listed charsets only, as one line."""
+    if not value:
+        return ""
+    value = one_line(str(value))
+    try:
+        chunks = email.header.decode_header(value)
+    except (ValueError, LookupError, AssertionError):
+        return one_line(value)
+    out = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, bytes):
+            if charset is None:
+                out.append(chunk.decode("utf-8", errors="replace"))
+            else:
+                out.append(decode_bytes(chunk, charset))
+        else:
+            out.append(chunk)
+    return one_line("".join(out).replace("\ufffd\ufffd", "\ufffd"))
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """Every `<id@host>` in a header, in order, without brackets."""
+    if not value:
+        return ()
+    return tuple(dict.fromkeys(_MSGID_RE.findall(str(value))))
+
+
+def _check_header_block(raw: bytes, limits: LimitsConfig) -> str | None:
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    header = raw if end < 0 else raw[:end]
+    if len(header) > limits.max_header_bytes:
+        return f"header section over {limits.max_header_bytes} bytes"
+    field_len = 0
+    for line in header.splitlines():
+        field_len = field_len + len(line) if line[:1] in (b" ", b"\t") else len(line)
+        if field_len > limits.max_header_field_bytes:
+            return f"a header field over {limits.max_header_field_bytes} bytes"
+    return None
+
+
+def _check_structure(raw: bytes, limits: LimitsConfig) -> str | None:
+    """Bound MIME nesting before the recursive feed parser sees it.
+
+    Each nesting level needs its own boundary (or an encapsulated message), so counting
+    their declarations bounds the depth without parsing anything.
+    """
+    nested = len(re.findall(rb"(?i)boundary\s*=", raw)) + len(
+        re.findall(rb"(?i)content-type:\s*message/", raw)
+    )
+    if nested > limits.max_mime_depth:
+        return f"MIME nested more than {limits.max_mime_depth} levels"
+    return None
+
+
+def walk(msg: Message, limits: LimitsConfig) -> list[Message] | Malformed:
+    """All parts, depth first, with an explicit stack and the part and depth limits."""
+    parts: list[Message] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if depth > limits.max_mime_depth:
+            return Malformed(f"MIME nested more than {limits.max_mime_depth} levels")
+        for name in ("content-type", "content-disposition"):
+            value = part.get(name)
+            if value is None:
+                continue
+            value = str(value)
+            if len(value) > limits.max_mime_header_bytes:
+                return Malformed(f"{name} over {limits.max_mime_header_bytes} bytes")
+            if value.count(";") > limits.max_mime_params:
+                return Malformed(f"{name} with more than {limits.max_mime_params} parameters")
+        parts.append(part)
+        if len(parts) > limits.max_mime_parts:
+            return Malformed(f"more than {limits.max_mime_parts} MIME parts")
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list):
+            stack.extend((child, depth + 1) for child in reversed(payload))
+    return parts
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = str(part.get("content-disposition", "")).split(";")[0].strip().lower()
+    return disposition == "attachment" or (disposition != "inline" and bool(part.get_filename()))
+
+
+def _part_text(part: Message) -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return ""
+    return decode_bytes(data, part.get_content_charset()).replace("\r\n", "\n")
+
+
+def body_text(parts: list[Message]) -> str:
+    """The readable text: inline text/plain parts joined; HTML as text when there is none."""
+    plain: list[str] = []
+    html: list[str] = []
+    for part in parts:
+        if part.is_multipart() or _is_attachment(part):
+            continue
+        ctype = part.get_content_type()
+        if ctype == "text/plain":
+            text = _part_text(part).strip("\n")
+            if text.strip():
+                plain.append(text)
+        elif ctype == "text/html":
+            text = get_text(_part_text(part)).strip()
+            if text:
+                html.append(text)
+    return "\n\n".join(plain or html)
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
+    """Parse untrusted bytes within `limits`; never raises on bad input."""
+    problem = _check_header_block(raw, limits) or _check_structure(raw, limits)
+    if problem:
+        return Malformed(problem)
+    msg = email.message_from_bytes(raw, policy=compat32)
+    parts = walk(msg, limits)
+    if isinstance(parts, Malformed):
+        return parts
+    headers = tuple((str(k), one_line(str(v))) for k, v in msg.items())
+    author_name, author_address = parse_mailbox(decode_header_value(msg.get("from")))
+    if author_address is None:
+        sender = msg.get("sender") or msg.get("reply-to")
+        author_name, author_address = parse_mailbox(decode_header_value(sender))
+    mids = message_ids(msg.get("message-id"))
+    defects = tuple(type(d).__name__ for part in parts for d in part.defects)
+    return Parsed(
+        message_id=mids[0] if mids else None,
+        in_reply_to=message_ids(msg.get("in-reply-to"))[:1],
+        references=message_ids(msg.get("references")),
+        author_address=author_address,
+        author_name=author_name,
+        subject=decode_header_value(msg.get("subject")),
+        date=_date(msg.get("date")),
+        text=body_text(parts),
+        headers=headers,
+        defects=defects,
+    )

@@ -1,0 +1,78 @@
+"""What happens to a message sent to a list: an ordered table of rules, first match wins.
+
+Each rule is a small function of the parsed message and the facts the database knows,
+returning a decision with a human-readable reason, or None to let the next rule look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .message import Parsed
+from .replies import Outcome
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the database knows that the decision needs; gathered before deciding."""
+
+    list_address: str
+    author_is_member: bool
+    already_stored: bool
+    # Why robots.robot_reason takes it for a machine (loops included), or None.
+    robot: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+
+
+Rule = Callable[[Parsed, Facts], Decision | None]
+
+
+def no_sender(parsed: Parsed, facts: Facts) -> Decision | None:
+    if parsed.author_address is None:
+        return Decision(Outcome.NO_SENDER, "no usable From address")
+    return None
+
+
+def robot(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.robot:
+        return Decision(Outcome.DROPPED, f"automatic message: {facts.robot}")
+    return None
+
+
+def duplicate(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.already_stored:
+        return Decision(Outcome.DUPLICATE, f"Message-ID <{parsed.message_id}> already stored")
+    return None
+
+
+def non_member(parsed: Parsed, facts: Facts) -> Decision | None:
+    if not facts.author_is_member:
+        return Decision(Outcome.HELD, f"{parsed.author_address} is not a member")
+    return None
+
+
+def member(parsed: Parsed, facts: Facts) -> Decision | None:
+    return Decision(Outcome.ACCEPTED, f"post from member {parsed.author_address}")
+
+
+RULES: tuple[Rule, ...] = (
+    no_sender,   # nobody to credit or answer: refuse at SMTP time, the sender's MTA tells them
+    robot,       # our own mail coming back, vacation notices, DSNs: never posted or answered
+    duplicate,   # the same Message-ID again (a retry after a lost 250): accept, store once
+    non_member,  # strangers wait for a moderator
+    member,      # members post
+)
+
+
+def decide(parsed: Parsed, facts: Facts, rules: tuple[Rule, ...] = RULES) -> Decision:
+    for rule in rules:
+        decision = rule(parsed, facts)
+        if decision is not None:
+            return decision
+    raise AssertionError("the last rule always decides")

@@ -1,0 +1,131 @@
+"""The aiosmtpd handler: short hooks that route, ingest and answer from the replies table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mailbox
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from . import ingest
+from .addresses import Route, route
+from .config import Config
+from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
+from .replies import Outcome, reply, translate
+
+log = logging.getLogger("listserv.receiver")
+
+# Roles the receiver accepts mail for; the others answer 550 5.1.1 like unknown addresses.
+ACCEPTED_ROLES = ("post", "bounces")
+
+
+class ListservSMTP(SMTP):
+    """aiosmtpd's protocol with its built-in replies given enhanced status codes."""
+
+    async def push(self, status: str) -> None:
+        await super().push(translate(status))
+
+
+class Handler:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        clock: Callable[[], datetime],
+        on_post: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.on_post = on_post
+        self.emergency = config.base_dir / "var" / "emergency"
+
+    def _routes(self, recipients: list[str]) -> list[Route]:
+        with self.db.session() as session:
+            lists = list_addresses(session)
+        domains = {self.config.lists.domain.lower()} | {a.rpartition("@")[2] for a in lists}
+        return [route(rcpt, domains, lists) for rcpt in recipients]
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.config.receiver.max_recipients:
+            return reply(Outcome.TOO_MANY_RECIPIENTS)
+        (target,) = await asyncio.to_thread(self._routes, [address])
+        if target.kind == "relay":
+            log.info("rcpt refused (relay) from=%s to=%s", envelope.mail_from, address)
+            return reply(Outcome.RELAY_DENIED)
+        if target.kind != "list" or target.role not in ACCEPTED_ROLES:
+            log.info("rcpt refused (unknown) from=%s to=%s", envelope.mail_from, address)
+            return reply(Outcome.UNKNOWN_RECIPIENT)
+        envelope.rcpt_tos.append(address)
+        return reply(Outcome.RECIPIENT_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = bytes(envelope.original_content or b"")
+        try:
+            routes = await asyncio.to_thread(self._routes, envelope.rcpt_tos)
+            posts = [r for r in routes if r.kind == "list" and r.role == "post"]
+            if not posts:
+                log.info("bounce/notice accepted from=%s to=%s (not posted)",
+                         envelope.mail_from, ",".join(envelope.rcpt_tos))
+                return reply(Outcome.DROPPED)
+            result = await asyncio.to_thread(
+                ingest.receive, self.db, posts, raw, envelope.mail_from or "",
+                self.config.limits, self.clock(),
+            )
+        except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
+            return await self._failure(exc, raw, envelope)
+        log.info("%s from=%s to=%s size=%d: %s", result.outcome.value, envelope.mail_from,
+                 ",".join(envelope.rcpt_tos), len(raw), result.detail)
+        if result.post_ids:
+            self.on_post()
+        return reply(result.outcome)
+
+    async def _failure(self, exc: Exception, raw: bytes, envelope: Envelope) -> str:
+        if is_disk_full(exc):
+            log.error("disk full while storing from=%s: %s", envelope.mail_from, exc)
+            return reply(Outcome.DISK_FULL)
+        if isinstance(exc, TEMPORARY_ERRORS):
+            log.error("database error while storing from=%s: %s", envelope.mail_from, exc)
+            return reply(Outcome.TEMPORARY_FAILURE)
+        saved = await asyncio.to_thread(self._save_emergency, raw)
+        log.exception("unexpected error while storing from=%s; raw copy: %s",
+                      envelope.mail_from, saved, exc_info=exc)
+        return reply(Outcome.TEMPORARY_FAILURE)
+
+    def _save_emergency(self, raw: bytes) -> str:
+        """Keep the bytes of a message a bug refused, so even a bug loses nothing."""
+        try:
+            return str(Path(self.emergency) / "new" / mailbox.Maildir(
+                self.emergency, create=True).add(raw))
+        except OSError as exc:
+            return f"not saved ({exc.strerror or exc})"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Never let aiosmtpd answer '500 Error: (...)': a permanent bounce leaking internals."""
+        if is_disk_full(error):
+            return reply(Outcome.DISK_FULL)
+        log.error("error in SMTP session: %r", error)
+        return reply(Outcome.TEMPORARY_FAILURE)
+
+
+def smtp_factory(handler: Handler, config: Config) -> Callable[[], Any]:
+    def make() -> ListservSMTP:
+        return ListservSMTP(
+            handler,
+            data_size_limit=config.receiver.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=config.lists.domain,
+            ident="listserv",
+            timeout=config.receiver.timeout,
+        )
+
+    return make

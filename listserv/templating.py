@@ -1,0 +1,29 @@
+"""The jinja2 environment for every text a person reads.
+
+An admin's `templates/` folder next to the config file overrides the shipped templates,
+which are found in the installed package or, in a source checkout, at the project root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_templates() -> Path:
+    installed = PACKAGE_DIR / "templates"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates"
+
+
+def environment(config_dir: Path) -> Environment:
+    """Autoescape on for HTML, off for text; undefined names are errors, not blanks."""
+    folders = [config_dir / "templates", shipped_templates()]
+    return Environment(
+        loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders if f.is_dir()]),
+        autoescape=select_autoescape(["html"], default_for_string=False, default=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=False,
+    )

@@ -1,0 +1,134 @@
+"""One small protocol to send a message, and its two implementations: SMTP relay and Maildir.
+
+`send` reports an SMTP-style code per recipient; the outbox turns 2xx into sent, 4xx into
+a retry, 5xx into a failure. Connection problems are 4xx for every recipient: the relay
+being down must never lose mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+
+@dataclass(frozen=True)
+class SendResult:
+    code: int
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+class Transport(Protocol):
+    async def send(
+        self, sender: str, recipients: list[str], message: bytes
+    ) -> dict[str, SendResult]: ...
+
+    async def close(self) -> None: ...
+
+
+class SmtpRelay:
+    """Delivers through an SMTP relay, reusing up to `connections` open connections."""
+
+    def __init__(self, host: str, port: int, connections: int = 4, timeout: float = 60.0):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(connections)
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        while not self._idle.empty():
+            smtp = self._idle.get_nowait()
+            if smtp.is_connected:
+                return smtp
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, timeout=self.timeout, start_tls=False
+        )
+        await smtp.connect()
+        return smtp
+
+    async def send(
+        self, sender: str, recipients: list[str], message: bytes
+    ) -> dict[str, SendResult]:
+        async with self._slots:
+            smtp: aiosmtplib.SMTP | None = None
+            try:
+                smtp = await self._connection()
+                refused, _ = await smtp.sendmail(sender, recipients, message)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                self._release(smtp)
+                return {
+                    err.recipient: SendResult(err.code, err.message) for err in exc.recipients
+                }
+            except aiosmtplib.SMTPResponseException as exc:
+                self._discard(smtp)
+                return dict.fromkeys(recipients, SendResult(exc.code, exc.message))
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                self._discard(smtp)
+                text = f"relay {self.host}:{self.port}: {exc}"
+                return dict.fromkeys(recipients, SendResult(451, text))
+            self._release(smtp)
+            results = dict.fromkeys(recipients, SendResult(250, "ok"))
+            for rcpt, response in refused.items():
+                results[rcpt] = SendResult(response.code, response.message)
+            return results
+
+    def _release(self, smtp: aiosmtplib.SMTP | None) -> None:
+        if smtp is not None and smtp.is_connected:
+            self._idle.put_nowait(smtp)
+
+    def _discard(self, smtp: aiosmtplib.SMTP | None) -> None:
+        if smtp is not None and smtp.is_connected:
+            smtp.close()
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            smtp = self._idle.get_nowait()
+            if smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    smtp.close()
+
+
+def maildir_name(address: str) -> str:
+    """A folder name for an address; '/' is legal in a local part but not in a path."""
+    return address.replace("/", "%2F")
+
+
+class MaildirDelivery:
+    """Delivers into one Maildir per recipient under `root`: root/<address>/new/..."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _deliver(self, recipients: list[str], message: bytes) -> dict[str, SendResult]:
+        results = {}
+        for rcpt in recipients:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                mailbox.Maildir(self.root / maildir_name(rcpt), create=True).add(message)
+                results[rcpt] = SendResult(250, "delivered to maildir")
+            except OSError as exc:
+                results[rcpt] = SendResult(451, f"maildir: {exc.strerror or exc}")
+        return results
+
+    async def send(
+        self, sender: str, recipients: list[str], message: bytes
+    ) -> dict[str, SendResult]:
+        return await asyncio.to_thread(self._deliver, recipients, message)
+
+    async def close(self) -> None:
+        return None
