@@ -148,8 +148,26 @@ class FanoutJob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Notice(Base):
+    """A message we compose once for one person (confirmation, welcome, notice), kept whole
+    until sent, so it survives restarts like any post."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Delivery(Base):
-    """One message to one recipient; sent only after the relay answered 250 for it."""
+    """One message to one recipient; sent only after the relay answered 250 for it.
+
+    The message is a post (composed per list at send time) or a notice (stored whole);
+    exactly one of post_id and notice_id is set.
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -158,7 +176,10 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    notice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), index=True
+    )
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     recipient: Mapped[str] = mapped_column(String(320))
     # queued -> sent | deferred -> ... -> sent | failed

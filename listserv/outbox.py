@@ -24,7 +24,7 @@ from . import compose
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
-from .models import Delivery, FanoutJob, MailingList, Member, Post
+from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
 
 log = logging.getLogger("listserv.outbox")
@@ -52,9 +52,31 @@ def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
 @dataclass(frozen=True)
 class Claim:
     id: int
-    post_id: int
+    post_id: int | None
+    notice_id: int | None
     recipient: str
     created_at: datetime
+
+    @property
+    def message_key(self) -> tuple[str, int]:
+        """Which message this delivery sends; claims with one key share an SMTP transaction."""
+        if self.post_id is not None:
+            return ("post", self.post_id)
+        assert self.notice_id is not None
+        return ("notice", self.notice_id)
+
+
+def queue_notice(
+    session: Session, *, kind: str, sender: str, recipient: str, payload: bytes,
+    now: datetime, list_id: int | None = None,
+) -> Notice:
+    """Queue a message composed for one person, in the caller's transaction."""
+    notice = Notice(list_id=list_id, kind=kind, sender=sender, payload=payload, created_at=now)
+    session.add(notice)
+    session.flush()
+    session.add(Delivery(notice_id=notice.id, recipient=recipient, status="queued", attempts=0,
+                         next_attempt_at=now, created_at=now))
+    return notice
 
 
 class Outbox:
@@ -123,7 +145,7 @@ class Outbox:
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                 )
-                .order_by(Delivery.post_id, Delivery.id)
+                .order_by(Delivery.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
@@ -135,9 +157,10 @@ class Outbox:
                 .values(lease_until=lease, lease_owner=self.worker)
             )
             rows = session.execute(
-                select(Delivery.id, Delivery.post_id, Delivery.recipient, Delivery.created_at)
+                select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
+                       Delivery.created_at)
                 .where(Delivery.id.in_(ids))
-                .order_by(Delivery.post_id, Delivery.id)
+                .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
         return [Claim(*row) for row in rows]
 
@@ -186,8 +209,14 @@ class Outbox:
             )
 
     # -- composing and sending -------------------------------------------------------------
-    def composed(self, post_id: int) -> tuple[str, bytes]:
-        """(envelope sender, message bytes) of a post as members receive it; kept per post."""
+    def composed(self, key: tuple[str, int]) -> tuple[str, bytes]:
+        """(envelope sender, message bytes) of a message; a post is composed once per worker."""
+        kind, ident = key
+        if kind == "notice":
+            with self.db.session() as session:
+                notice = session.get_one(Notice, ident)
+                return notice.sender, notice.payload
+        post_id = ident
         if post_id not in self._composed:
             with self.db.session() as session:
                 post = session.get_one(Post, post_id)
@@ -209,7 +238,7 @@ class Outbox:
         return self._composed[post_id]
 
     async def _deliver(self, claims: list[Claim]) -> None:
-        sender, message = await asyncio.to_thread(self.composed, claims[0].post_id)
+        sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
         results = await self.transport.send(sender, [c.recipient for c in claims], message)
         await asyncio.to_thread(self.record, claims, results)
 
@@ -217,7 +246,8 @@ class Outbox:
         size = self.config.delivery.batch_size
         batches: list[list[Claim]] = []
         for claim in claims:
-            if batches and batches[-1][0].post_id == claim.post_id and len(batches[-1]) < size:
+            same = batches and batches[-1][0].message_key == claim.message_key
+            if same and len(batches[-1]) < size:
                 batches[-1].append(claim)
             else:
                 batches.append([claim])

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(os.environ.get("LISTSERV_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+CORPUS = Path(
+    os.environ.get("LISTSERV_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
+)
 
 
 def corpus_dir(name: str) -> Path:
