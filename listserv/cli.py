@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -312,13 +311,16 @@ def members_import(ctx: Context, list_address: str, csv_file: Any) -> None:
 def members_export(ctx: Context, list_address: str) -> None:
     """Print members as CSV (address,name,mode), ready for import."""
     import csv
+    import io
 
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["address", "name", "mode"])
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
-        writer = csv.writer(click.get_text_stream("stdout"), lineterminator=os.linesep)
-        writer.writerow(["address", "name", "mode"])
         for m in admin.members(s, ml):
             writer.writerow([m.address, m.display_name, m.mode])
+    click.echo(out.getvalue(), nl=False)
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -71,7 +71,9 @@ class Handler:
         raw = bytes(envelope.original_content or b"")
         try:
             routes = await asyncio.to_thread(self._routes, envelope.rcpt_tos)
-            posts = [r for r in routes if r.kind == "list" and r.role == "post"]
+            # One post per list, even when a list is named twice (plain and thread address).
+            posts = list({r.list_address: r for r in reversed(routes)
+                          if r.kind == "list" and r.role == "post"}.values())
             if not posts:
                 log.info("bounce/notice accepted from=%s to=%s (not posted)",
                          envelope.mail_from, ",".join(envelope.rcpt_tos))
@@ -103,6 +105,7 @@ class Handler:
     def _save_emergency(self, raw: bytes) -> str:
         """Keep the bytes of a message a bug refused, so even a bug loses nothing."""
         try:
+            self.emergency.parent.mkdir(parents=True, exist_ok=True)
             return str(Path(self.emergency) / "new" / mailbox.Maildir(
                 self.emergency, create=True).add(raw))
         except OSError as exc:

@@ -1,0 +1,84 @@
+"""`listserv serve` as a new user runs it: the shipped config, Maildir delivery, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import LIST, make_message
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listserv(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "listserv", *args], cwd=workdir,
+                          capture_output=True, text=True, timeout=60)
+
+
+def wait_for(predicate: object, what: str, timeout: float = 20.0) -> None:
+    """Poll a real subprocess's visible effect; the deadline only bounds a failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_shipped_config_delivers_into_maildirs_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    shipped = (ROOT / "config.toml").read_text()
+    assert 'transport = "maildir"' in shipped and 'path = "var/mail"' in shipped
+    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}"))
+
+    assert listserv(tmp_path, "db", "init").returncode == 0
+    assert listserv(tmp_path, "lists", "create", "living-with-als",
+                    "--title", "Living with ALS").returncode == 0
+    for address in ("alice@example.org", "bob@example.net"):
+        assert listserv(tmp_path, "members", "add", LIST, address).returncode == 0
+
+    server = subprocess.Popen([sys.executable, "-m", "listserv", "serve"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(lambda: port_open(port), "the receiver to listen")
+        question = make_message("alice@example.org", "Massage therapy?", "Does it help?",
+                                message_id="q@example.org")
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            assert client.send_message(question) == {}
+        inbox = tmp_path / "var" / "mail" / "bob@example.net" / "new"
+        wait_for(lambda: inbox.is_dir() and any(inbox.iterdir()), "delivery to bob's Maildir")
+        (delivered,) = inbox.iterdir()
+        content = delivered.read_bytes()
+        assert b"Message-ID: <q@example.org>" in content
+        assert b"Does it help?" in content
+        assert not (tmp_path / "var" / "mail" / "alice@example.org").exists()
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=15)
+    assert server.returncode == 0, output
+    assert "accepted from=alice@example.org" in output
+    assert "Traceback" not in output
