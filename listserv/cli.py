@@ -157,12 +157,16 @@ def lists() -> None:
 @click.option("--title", required=True, help="Shown in From, List-Id and digests.")
 @click.option("--subject-prefix", default="", help='E.g. "[Living with ALS]".')
 @click.option("--description", default="", help="What the list is for.")
+@click.option("--from-rewrite", type=click.Choice(["always", "never"]), default="always",
+              show_default=True,
+              help="Send posts From the list (DMARC-safe) or keep the author's From.")
 @pass_ctx
 def lists_create(ctx: Context, address: str, title: str, subject_prefix: str,
-                 description: str) -> None:
+                 description: str, from_rewrite: str) -> None:
     """Create a list; ADDRESS is a name (the configured domain is added) or an address."""
     with ctx.session() as s:
         ml = admin.create_list(s, ctx.config, address, title, subject_prefix, description, now())
+        ml.from_rewrite = from_rewrite
         click.echo(f"created {ml.address}")
 
 

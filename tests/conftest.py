@@ -195,9 +195,11 @@ def receiver(config: Config, clock: Clock, loop_thread: LoopThread,
 
 
 @pytest.fixture
-def outbox(config: Config, clock: Clock, db: Database, loop_thread: LoopThread) -> Outbox:
+def outbox(config: Config, clock: Clock, db: Database,
+           loop_thread: LoopThread) -> Iterator[Outbox]:
     relay = SmtpRelay(config.delivery.host, config.delivery.port, 2, config.delivery.timeout)
-    return Outbox(db, config, relay, environment(config.base_dir), clock, rng=lambda: 0.5)
+    yield Outbox(db, config, relay, environment(config.base_dir), clock, rng=lambda: 0.5)
+    loop_thread.run(relay.close())
 
 
 @pytest.fixture

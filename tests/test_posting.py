@@ -154,3 +154,16 @@ def test_post_to_two_lists_is_stored_in_each(als: str, cli: Any, post: Any,
     assert reply.code == 250
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Thread)) == 2
+
+
+def test_list_that_keeps_the_authors_from(cli: Any, post: Any, drain: Any, sink: Sink) -> None:
+    cli("lists", "create", "open-letters", "--title", "Open Letters", "--from-rewrite", "never")
+    for address in ("alice@example.org", "bob@example.net"):
+        cli("members", "add", "open-letters", address)
+    msg = make_message("Alice Archer <alice@example.org>", "Hi", "x", message_id="o@x.org",
+                       to="open-letters@lists.example.org")
+    assert post(msg, to=["open-letters@lists.example.org"]).code == 250
+    drain()
+    (delivered,) = sink.to("bob@example.net")
+    assert parseaddr(str(delivered["From"])) == ("Alice Archer", "alice@example.org")
+    assert delivered["List-Id"] == "Open Letters <open-letters.lists.example.org>"
