@@ -57,7 +57,17 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _pg_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The PostgreSQL twin of SQLite's busy_timeout: a writer blocked by a lock gives up
+        # after busy_timeout, so the receiver answers 451 instead of hanging the session.
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
+        dbapi_conn.commit()
+
+    return engine
 
 
 class Database:
