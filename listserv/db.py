@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,7 +85,15 @@ class Database:
             yield session
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create missing tables; a database that was empty is stamped as migrated to head,
+        so `listserv db upgrade` can take it forward later."""
+        from . import migrate
+
+        with self.engine.begin() as conn:
+            empty = not inspect(conn).get_table_names()
+            Base.metadata.create_all(conn)
+            if empty:
+                migrate.stamp_head(conn)
 
     def dispose(self) -> None:
         self.engine.dispose()
