@@ -28,6 +28,8 @@ from listserv.models import MailingList, Member
 PG_URL = os.environ.get("LISTSERV_BENCH_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 LIST = "bench@lists.example.org"
+# A list whose only member is the poster (no mail): posts to it cost ingest, no delivery.
+QUIET = "quiet@lists.example.org"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -99,13 +101,14 @@ def seed_list(url: str, members: int, mode: str = "each") -> None:
     db.create_schema()
     now = datetime.now(UTC)
     with db.session() as s:
-        ml = MailingList(address=LIST, title="Bench", digest_hour=7, timezone="UTC",
-                         created_at=now)
-        s.add(ml)
-        s.flush()
+        for address in (QUIET, LIST):
+            ml = MailingList(address=address, title="Bench", digest_hour=7, timezone="UTC",
+                             created_at=now)
+            s.add(ml)
+            s.flush()
+            s.add(Member(list_id=ml.id, address="poster@example.org", mode="nomail",
+                         joined_at=now))
         list_id = ml.id
-        s.add(Member(list_id=list_id, address="poster@example.org", mode="nomail",
-                     joined_at=now))
     chunk = 20_000
     for start in range(0, members, chunk):
         with db.session() as s:

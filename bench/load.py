@@ -23,18 +23,18 @@ POST = (
 BODY = "\r\n".join(["A line of an ordinary post, about the length people write."] * 30)
 
 
-def message(tag: str) -> bytes:
-    return POST.format(list=LIST, tag=tag, body=BODY).encode()
+def message(tag: str, to: str = LIST) -> bytes:
+    return POST.format(list=to, tag=tag, body=BODY).encode()
 
 
-def _client(args: tuple[int, str, int, float]) -> list[float]:
-    port, prefix, count, pause = args
+def _client(args: tuple[int, str, int, float, str]) -> list[float]:
+    port, prefix, count, pause, to = args
     latencies = []
     with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
         client.ehlo("load.example.net")
         for i in range(count):
             start = time.perf_counter()
-            refused = client.sendmail("poster@example.org", [LIST], message(f"{prefix}-{i}"))
+            refused = client.sendmail("poster@example.org", [to], message(f"{prefix}-{i}", to))
             latencies.append(time.perf_counter() - start)
             if refused:
                 raise RuntimeError(f"refused: {refused}")
@@ -43,13 +43,13 @@ def _client(args: tuple[int, str, int, float]) -> list[float]:
     return latencies
 
 
-def run(port: int, total: int, clients: int, tag: str, pause: float = 0.0
-        ) -> tuple[float, list[float]]:
+def run(port: int, total: int, clients: int, tag: str, pause: float = 0.0,
+        to: str = LIST) -> tuple[float, list[float]]:
     """Send `total` posts over `clients` connections; (seconds, sorted latencies)."""
     per = total // clients
     with Pool(clients) as pool:
         start = time.perf_counter()
-        results = pool.map(_client, [(port, f"{tag}{c}", per, pause) for c in range(clients)])
+        results = pool.map(_client, [(port, f"{tag}{c}", per, pause, to) for c in range(clients)])
         elapsed = time.perf_counter() - start
     return elapsed, sorted(x for r in results for x in r)
 
