@@ -85,7 +85,7 @@ def write_config(workdir: Path, url: str, receiver_port: int, sink_port: int,
     values = {"transport": "smtp", "host": "127.0.0.1", "port": sink_port, **delivery}
     lines = [
         "[database]", f'url = "{url}"', "",
-        "[receiver]", 'host = "127.0.0.1"', f"port = {receiver_port}", "",
+        "[receiver]", 'host = "127.0.0.1"', f"port = {receiver_port}", "reuse_port = true", "",
         "[delivery]",
         *(f"{k} = {v!r}".replace("'", '"') for k, v in values.items()), "",
         "[lists]", 'domain = "lists.example.org"', "",

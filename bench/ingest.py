@@ -2,13 +2,14 @@
 clients, each post committed durably before the 250, next to a same-run baseline (a bare
 aiosmtpd server that answers 250 and stores nothing).
 
-    python bench/ingest.py --db sqlite --posts 2000
+    python bench/ingest.py --db sqlite --posts 2000 [--receivers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import load
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--receivers", type=int, default=1,
+                        help="receiver processes sharing the port (SO_REUSEPORT)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
 
@@ -47,22 +50,25 @@ def main() -> None:
         seed_list(url, 10)
         port = free_port()
         config = write_config(Path(tmp), url, port, free_port())
-        server = listserv_server(config, "receiver")
+        servers = [listserv_server(config, "receiver") for _ in range(args.receivers)]
         try:
             wait_port(port)
+            time.sleep(1)  # let every receiver bind before the load starts
             load.run(port, args.clients * 5, args.clients, "warm")
-            cpu0 = server.cpu_seconds()
+            cpu0 = sum(s.cpu_seconds() for s in servers)
             ls_s, ls_lat = load.run(port, args.posts, args.clients, "post")
-            cpu = server.cpu_seconds() - cpu0
-            rss = server.peak_rss_mb()
+            cpu = sum(s.cpu_seconds() for s in servers) - cpu0
+            rss = max(s.peak_rss_mb() for s in servers)
         finally:
-            log = server.stop()
-        if "Traceback" in log:
-            print(log)
+            logs = [s.stop() for s in servers]
+        for log in logs:
+            if "Traceback" in log:
+                print(log)
 
     posts = len(base_lat)
     base_rate, ls_rate = posts / base_s, len(ls_lat) / ls_s
-    print(f"ingest on {args.db}: {len(ls_lat)} posts, {args.clients} clients")
+    print(f"ingest on {args.db}: {len(ls_lat)} posts, {args.clients} clients, "
+          f"{args.receivers} receiver process(es)")
     print(f"  baseline (aiosmtpd, stores nothing): {base_rate:8.0f} posts/s  "
           f"p50 {load.percentile(base_lat, 50) * 1000:6.1f} ms  "
           f"p99 {load.percentile(base_lat, 99) * 1000:6.1f} ms")
@@ -70,7 +76,8 @@ def main() -> None:
           f"p50 {load.percentile(ls_lat, 50) * 1000:6.1f} ms  "
           f"p99 {load.percentile(ls_lat, 99) * 1000:6.1f} ms")
     print(f"  ratio: {ls_rate / base_rate:.0%} of baseline (target >= 50% on SQLite)")
-    print(f"  receiver CPU {cpu * 1000 / len(ls_lat):.2f} ms/post, peak RSS {rss:.0f} MB")
+    print(f"  receiver CPU {cpu * 1000 / len(ls_lat):.2f} ms/post, "
+          f"peak RSS {rss:.0f} MB per process")
 
 
 if __name__ == "__main__":
