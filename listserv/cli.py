@@ -162,6 +162,7 @@ def serve(ctx: Context, role: str, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         run(config, ROLES if role == "all" else (role,))
     except OSError as exc:

@@ -110,6 +110,7 @@ class Database:
         from . import migrate
 
         with self.engine.begin() as conn:
+            migrate.lock_schema(conn)
             empty = not inspect(conn).get_table_names()
             Base.metadata.create_all(conn)
             if empty:

@@ -19,13 +19,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, inspect
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from .models import Base
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
 VERSION_TABLE = "alembic_version"
+SCHEMA_LOCK = 0x6C697374  # "list": the advisory lock key of schema changes
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
@@ -60,9 +61,17 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def lock_schema(connection: Connection) -> None:
+    """Serialize schema changes of processes starting together on one PostgreSQL database
+    (a transaction-scoped advisory lock); SQLite's BEGIN IMMEDIATE already serializes them."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate to `revision`; returns (revision before, revision after)."""
     with engine.begin() as conn:
+        lock_schema(conn)
         tables = set(inspect(conn).get_table_names())
         before = MigrationContext.configure(conn).get_current_revision()
         cfg = alembic_config(conn)

@@ -3,11 +3,14 @@ databases, from empty and from a database made before migrations existed."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from click.testing import CliRunner
 from sqlalchemy import inspect
 
 from listserv import migrate
+from listserv.cli import main
 from listserv.config import Config
 from listserv.db import Database, make_engine
 from listserv.models import Base
@@ -75,3 +78,26 @@ def test_the_comparison_notices_a_missing_index(cli: Any, config: Config) -> Non
         assert [d[0] for d in migrate.differences(engine)] == ["add_index"]
     finally:
         engine.dispose()
+
+
+def test_processes_starting_together_on_an_empty_database_create_it_once(
+    config: Config,
+) -> None:
+    databases = [Database(config.database_url, 5.0) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: d.create_schema(), databases))
+        assert migrate.current(databases[0].engine) == migrate.head()
+        assert migrate.differences(databases[0].engine) == []
+    finally:
+        for d in databases:
+            d.dispose()
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path: Any) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[database]\nurl = "postgresql+psycopg://nobody@127.0.0.1:1/none"\n')
+    result = CliRunner().invoke(main, ["-c", str(path), "db", "upgrade"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: database error: ")
+    assert len(result.output.strip().splitlines()) == 1
