@@ -116,10 +116,34 @@ def db() -> None:
 @db.command("init")
 @pass_ctx
 def db_init(ctx: Context) -> None:
-    """Create the schema (safe to run again)."""
-    with ctx.session():
-        pass
+    """Create the schema, or bring it up to date (safe to run again)."""
+    _migrate(ctx)
     click.echo(f"database ready: {ctx.config.database_url}")
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Migrate an empty or older database to the current schema."""
+    before, after = _migrate(ctx, revision)
+    click.echo(f"database at revision {after} (was {before or 'empty'})")
+
+
+def _migrate(ctx: Context, revision: str = "head") -> tuple[str | None, str | None]:
+    from alembic.util import CommandError
+
+    from . import migrate
+
+    database = Database(ctx.config.database_url, ctx.config.database.busy_timeout)
+    try:
+        return migrate.upgrade(database.engine, revision)
+    except CommandError as exc:
+        fail(f"migration error: {exc}")
+    except SQLAlchemyError as exc:
+        fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+    finally:
+        database.dispose()
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -138,6 +162,7 @@ def serve(ctx: Context, role: str, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         run(config, ROLES if role == "all" else (role,))
     except OSError as exc:

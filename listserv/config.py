@@ -34,6 +34,9 @@ class ReceiverConfig:
     max_recipients: int = 50
     # Seconds of silence after which an SMTP session is closed.
     timeout: float = 60.0
+    # Let several receiver processes listen on one port (SO_REUSEPORT; the kernel spreads
+    # connections over them). Off by default, so a second instance by mistake fails loudly.
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True)

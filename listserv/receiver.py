@@ -46,7 +46,7 @@ class Handler:
         self.emergency = config.base_dir / "var" / "emergency"
 
     def _routes(self, recipients: list[str]) -> list[Route]:
-        with self.db.session() as session:
+        with self.db.read() as session:
             lists = list_addresses(session)
         domains = {self.config.lists.domain.lower()} | {a.rpartition("@")[2] for a in lists}
         return [route(rcpt, domains, lists) for rcpt in recipients]

@@ -62,6 +62,7 @@ class Server:
                 smtp_factory(handler, self.config),
                 self.config.receiver.host,
                 self.config.receiver.port,
+                reuse_port=self.config.receiver.reuse_port or None,
             )
             self.port = self._smtp.sockets[0].getsockname()[1]
             log.info("receiving on %s:%d", self.config.receiver.host, self.port)

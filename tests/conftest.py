@@ -30,6 +30,7 @@ from listserv.outbox import Outbox
 from listserv.server import Server
 from listserv.templating import environment
 from listserv.transports import SmtpRelay
+from tests.pg import BACKENDS, pg_schema, postgres_url_or_skip
 
 T = TypeVar("T")
 
@@ -141,15 +142,22 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
 
 
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'listserv.db'}"
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The one place that picks the test database: a SQLite file, or a fresh PostgreSQL
+    schema per test (dropped afterwards), so every database test runs on both."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'listserv.db'}"
+        return
+    with pg_schema(postgres_url_or_skip()) as url:
+        yield url
 
 
 @pytest.fixture
-def config_data(tmp_path: Path, sink: Sink) -> dict[str, Any]:
+def config_data(database_url: str, sink: Sink) -> dict[str, Any]:
     """The config as TOML data; tests may change it before `config` is built."""
     return {
-        "database": {"url": database_url(tmp_path), "busy_timeout": 1.0},
+        "database": {"url": database_url, "busy_timeout": 1.0},
         "receiver": {"host": "127.0.0.1", "port": 0, "timeout": 10.0},
         "delivery": {"transport": "smtp", "host": "127.0.0.1", "port": sink.port,
                      "timeout": 10.0},

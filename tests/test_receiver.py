@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import sqlite3
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from listserv.models import FanoutJob, Post, Thread
 from listserv.server import Server
 
 from .conftest import LIST, make_message
+from .pg import write_locked
 
 
 def posts(db: Database) -> int:
@@ -98,19 +98,13 @@ def test_database_failure_during_data_answers_451_and_stores_nothing(
     als: str, receiver: Server, config: Config, db: Database
 ) -> None:
     msg = make_message("alice@example.org", "Locked", "body", message_id="lock@x.org")
-    path = config.database_url.removeprefix("sqlite:///")
     with smtplib.SMTP("127.0.0.1", receiver.port) as client:
         client.ehlo()
         assert client.mail("alice@example.org")[0] == 250
         assert client.rcpt(LIST)[0] == 250
         # Another process holds the write lock while the message arrives.
-        locker = sqlite3.connect(path, timeout=0, isolation_level=None)
-        locker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(config.database_url):
             code, text = client.data(msg.as_bytes())
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
     assert (code, text[:5]) == (451, b"4.3.0")
     assert posts(db) == 0
     with db.session() as s:
@@ -160,7 +154,8 @@ def test_database_down_at_rcpt_answers_451_not_500(
     als: str, receiver: Server, db: Database
 ) -> None:
     with db.session() as s:
-        s.connection().exec_driver_sql("DROP TABLE lists")
+        cascade = " CASCADE" if db.engine.dialect.name == "postgresql" else ""
+        s.connection().exec_driver_sql("DROP TABLE lists" + cascade)
     with smtplib.SMTP("127.0.0.1", receiver.port) as client:
         client.ehlo()
         client.mail("alice@example.org")

@@ -1,0 +1,107 @@
+"""Several dispatcher processes on one database share the outbox: each member gets a post
+exactly once, however the work is split between them."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import insert
+
+from listserv.db import Database, get_list
+from listserv.models import Member
+
+from .conftest import LIST, LoopThread, Sink, make_message
+
+MEMBERS = 10_000
+
+
+class PeerSink(Sink):
+    """The conftest sink, also noting which client connection delivered each message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: set[tuple[str, int]] = set()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.peers.add(session.peer)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def sink(loop_thread: LoopThread) -> Iterator[PeerSink]:
+    s = PeerSink()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(
+            lambda: SMTP(s, decode_data=False), "127.0.0.1", 0
+        )
+
+    server = loop_thread.run(start())
+    s.port = server.sockets[0].getsockname()[1]
+    yield s
+    server.close()
+
+
+@pytest.fixture
+def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
+    """Small claims and two connections per process, so the processes interleave."""
+    config_data["delivery"].update(batch_size=50, connections=2, poll_seconds=0.2)
+    return config_data
+
+
+def add_members(db: Database, count: int) -> None:
+    with db.session() as s:
+        ml = get_list(s, LIST)
+        assert ml is not None
+        now = ml.created_at
+        s.execute(insert(Member), [
+            {"list_id": ml.id, "address": f"m{i:05d}@example.net", "display_name": "",
+             "mode": "each", "receive_own_posts": False, "joined_at": now}
+            for i in range(count)
+        ])
+
+
+def dispatcher(config_file: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "listserv", "-c", str(config_file), "serve", "--role",
+         "dispatcher"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+@pytest.mark.slow
+def test_two_dispatchers_deliver_to_10000_members_exactly_once(
+    als: str, db: Database, post: Any, sink: PeerSink, config_file: Path
+) -> None:
+    add_members(db, MEMBERS)
+    reply = post(make_message("alice@example.org", "To everyone", "Hello all.",
+                              message_id="big@example.org"))
+    assert reply.code == 250
+    expected = MEMBERS + 2  # Bob and Dave from the seed list; Alice is the author
+    workers = [dispatcher(config_file), dispatcher(config_file)]
+    try:
+        deadline = time.monotonic() + 120  # bounds a failure only
+        while len(sink.recipients()) < expected and time.monotonic() < deadline:
+            assert all(w.poll() is None for w in workers), "a dispatcher exited"
+            time.sleep(0.1)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGINT)
+        logs = [w.communicate(timeout=30)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    counts = Counter(sink.recipients())
+    assert len(counts) == expected
+    assert set(counts.values()) == {1}
+    assert "alice@example.org" not in counts
+    # Each process opens at most two connections: more peers means both delivered.
+    assert len(sink.peers) > 2

@@ -1,0 +1,103 @@
+"""Schema migrations: `db upgrade` builds the same schema the models describe, on both
+databases, from empty and from a database made before migrations existed."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import inspect
+
+from listserv import migrate
+from listserv.cli import main
+from listserv.config import Config
+from listserv.db import Database, make_engine
+from listserv.models import Base
+
+from .conftest import LIST
+
+
+def test_migrated_schema_equals_the_models(cli: Any, config: Config) -> None:
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"database at revision {migrate.head()} (was empty)"
+    engine = make_engine(config.database_url)
+    try:
+        assert migrate.differences(engine) == []
+        assert migrate.current(engine) == migrate.head()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent_and_init_stays_the_first_step(cli: Any) -> None:
+    assert cli("db", "init").exit_code == 0
+    again = cli("db", "upgrade")
+    assert again.exit_code == 0, again.output
+    assert again.output.strip() == f"database at revision {migrate.head()} (was {migrate.head()})"
+    assert cli("lists", "create", "living-with-als", "--title", "ALS").exit_code == 0
+
+
+def test_database_from_before_migrations_is_adopted_with_its_data(
+    cli: Any, config: Config
+) -> None:
+    engine = make_engine(config.database_url)
+    Base.metadata.create_all(engine)  # how the core made its schema: no version table
+    assert "alembic_version" not in inspect(engine).get_table_names()
+    engine.dispose()
+    assert cli("lists", "create", "living-with-als", "--title", "ALS").exit_code == 0
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    engine = make_engine(config.database_url)
+    try:
+        assert migrate.current(engine) == migrate.head()
+        assert migrate.differences(engine) == []
+    finally:
+        engine.dispose()
+    assert LIST in cli("lists", "list").output
+
+
+def test_schema_made_by_the_server_is_stamped_so_upgrade_has_nothing_to_do(db: Database) -> None:
+    assert migrate.current(db.engine) == migrate.head()
+    assert migrate.upgrade(db.engine) == (migrate.head(), migrate.head())
+
+
+def test_unknown_revision_is_a_one_line_error(cli: Any) -> None:
+    result = cli("db", "upgrade", "--revision", "nosuch")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: migration error: ")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_comparison_notices_a_missing_index(cli: Any, config: Config) -> None:
+    assert cli("db", "upgrade").exit_code == 0
+    engine = make_engine(config.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX ix_posts_thread")
+        assert [d[0] for d in migrate.differences(engine)] == ["add_index"]
+    finally:
+        engine.dispose()
+
+
+def test_processes_starting_together_on_an_empty_database_create_it_once(
+    config: Config,
+) -> None:
+    databases = [Database(config.database_url, 5.0) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: d.create_schema(), databases))
+        assert migrate.current(databases[0].engine) == migrate.head()
+        assert migrate.differences(databases[0].engine) == []
+    finally:
+        for d in databases:
+            d.dispose()
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path: Any) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[database]\nurl = "postgresql+psycopg://nobody@127.0.0.1:1/none"\n')
+    result = CliRunner().invoke(main, ["-c", str(path), "db", "upgrade"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: database error: ")
+    assert len(result.output.strip().splitlines()) == 1

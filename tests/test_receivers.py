@@ -1,0 +1,61 @@
+"""Receivers are stateless: several can listen on one port and all store into one database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from listserv.config import parse
+from listserv.db import Database
+from listserv.models import Post
+from listserv.server import Server
+
+from .conftest import LIST, Clock, LoopThread, make_message, smtp_send
+from .test_serve import free_port
+
+
+@pytest.fixture
+def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
+    config_data["receiver"].update(port=free_port(), reuse_port=True)
+    return config_data
+
+
+def test_two_receivers_share_one_port_and_one_database(
+    als: str, config_data: dict[str, Any], tmp_path: Any, clock: Clock,
+    loop_thread: LoopThread, db: Database,
+) -> None:
+    config = parse(config_data, tmp_path)
+    servers = [Server(config, clock, roles=("receiver",)) for _ in range(2)]
+    for server in servers:
+        loop_thread.run(server.start())
+    try:
+        assert servers[0].port == servers[1].port == config.receiver.port
+        for i in range(6):
+            msg = make_message("alice@example.org", f"Post {i}", "body",
+                               message_id=f"p{i}@example.org")
+            assert smtp_send(config.receiver.port, "alice@example.org", [LIST],
+                             msg.as_bytes()).code == 250
+    finally:
+        for server in servers:
+            loop_thread.run(server.stop())
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 6
+
+
+def test_without_reuse_port_a_second_receiver_cannot_take_the_port(
+    config_data: dict[str, Any], tmp_path: Any, clock: Clock, loop_thread: LoopThread,
+    db: Database,
+) -> None:
+    config_data["receiver"]["reuse_port"] = False
+    config = parse(config_data, tmp_path)
+    first = Server(config, clock, roles=("receiver",))
+    loop_thread.run(first.start())
+    second = Server(config, clock, roles=("receiver",))
+    try:
+        with pytest.raises(OSError):
+            loop_thread.run(second.start())
+    finally:
+        loop_thread.run(first.stop())
+        second.db.dispose()
