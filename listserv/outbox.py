@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from . import compose
+from . import bouncing, compose, verp
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
@@ -30,7 +31,7 @@ from .transports import SendResult, Transport
 log = logging.getLogger("listserv.outbox")
 
 EXPAND_BATCH = 1000
-MAX_AGE = timedelta(days=5)
+_ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def backoff(attempts: int, jitter: float) -> timedelta:
@@ -56,14 +57,22 @@ class Claim:
     notice_id: int | None
     recipient: str
     created_at: datetime
+    member_id: int | None
 
     @property
     def message_key(self) -> tuple[str, int]:
-        """Which message this delivery sends; claims with one key share an SMTP transaction."""
+        """Which message this delivery sends."""
         if self.post_id is not None:
             return ("post", self.post_id)
         assert self.notice_id is not None
         return ("notice", self.notice_id)
+
+    @property
+    def batch_key(self) -> tuple[str, int, str]:
+        """Claims with one key share an SMTP transaction. A post's copy has a VERP sender
+        per recipient, so it travels alone; a notice may go to several at once."""
+        kind, ident = self.message_key
+        return (kind, ident, self.recipient if kind == "post" else "")
 
 
 def queue_notice(
@@ -116,7 +125,7 @@ class Outbox:
             members = session.execute(
                 select(Member.id, Member.address, Member.receive_own_posts)
                 .where(Member.list_id == post.list_id, Member.mode == "each",
-                       Member.id > job.cursor)
+                       Member.disabled_at.is_(None), Member.id > job.cursor)
                 .order_by(Member.id)
                 .limit(EXPAND_BATCH)
             ).all()
@@ -134,9 +143,14 @@ class Outbox:
 
     # -- claiming and recording ----------------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
-        """Lease up to `limit` due deliveries to this worker."""
+        """Lease up to `limit` due deliveries to this worker.
+
+        Only a recipient's oldest unsent delivery is due: a later post never overtakes an
+        earlier one that is being retried, so each thread arrives in order.
+        """
         now = self.clock()
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
+        earlier = aliased(Delivery)
         with self.db.session() as session:
             ids = session.scalars(
                 select(Delivery.id)
@@ -144,6 +158,11 @@ class Outbox:
                     Delivery.status.in_(("queued", "deferred")),
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                    ~exists().where(
+                        earlier.recipient == Delivery.recipient,
+                        earlier.status.in_(("queued", "deferred")),
+                        earlier.id < Delivery.id,
+                    ),
                 )
                 .order_by(Delivery.id)
                 .limit(limit)
@@ -158,7 +177,7 @@ class Outbox:
             )
             rows = session.execute(
                 select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
-                       Delivery.created_at)
+                       Delivery.created_at, Delivery.member_id)
                 .where(Delivery.id.in_(ids))
                 .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
@@ -166,6 +185,7 @@ class Outbox:
 
     def record(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
         now = self.clock()
+        max_age = timedelta(hours=self.config.delivery.max_age_hours)
         sent = []
         with self.db.session() as session:
             for claim in claims:
@@ -173,7 +193,7 @@ class Outbox:
                 if result.ok:
                     sent.append(claim.id)
                     continue
-                too_old = now - claim.created_at > MAX_AGE
+                too_old = now - claim.created_at > max_age
                 self._record_failure(session, claim, result, now, final=result.permanent or too_old)
             if sent:
                 session.execute(
@@ -195,9 +215,25 @@ class Outbox:
             delivery.status = "failed"
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
                         delivery.last_error)
+            if claim.post_id is not None and claim.member_id is not None:
+                self._bounce(session, claim, delivery.last_error)
         else:
             delivery.status = "deferred"
             delivery.next_attempt_at = now + backoff(delivery.attempts, self.rng())
+
+    def _bounce(self, session: Session, claim: Claim, error: str) -> None:
+        """A post the relay refused for good (or we gave up on) is a bounce for its member."""
+        member = session.get(Member, claim.member_id)
+        if member is None:
+            return
+        ml = session.get_one(MailingList, member.list_id)
+        status = _ENHANCED_STATUS.match(error)
+        bouncing.register(
+            session, ml, member, claim.recipient, permanent=True,
+            status=status[1] if status else None,
+            source="relay", detail=error, now=self.clock(), config=self.config,
+            templates=self.templates,
+        )
 
     def release(self) -> None:
         """Give back this worker's leases, so a clean shutdown leaves nothing waiting."""
@@ -239,6 +275,8 @@ class Outbox:
 
     async def _deliver(self, claims: list[Claim]) -> None:
         sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
+        if claims[0].post_id is not None:
+            sender = verp.encode(sender, claims[0].recipient)
         results = await self.transport.send(sender, [c.recipient for c in claims], message)
         await asyncio.to_thread(self.record, claims, results)
 
@@ -246,7 +284,7 @@ class Outbox:
         size = self.config.delivery.batch_size
         batches: list[list[Claim]] = []
         for claim in claims:
-            same = batches and batches[-1][0].message_key == claim.message_key
+            same = batches and batches[-1][0].batch_key == claim.batch_key
             if same and len(batches[-1]) < size:
                 batches[-1].append(claim)
             else:

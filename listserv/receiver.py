@@ -12,11 +12,12 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from . import ingest
+from . import bouncing, ingest
 from .addresses import Route, route
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from .replies import Outcome, reply, translate
+from .templating import environment
 
 log = logging.getLogger("listserv.receiver")
 
@@ -44,6 +45,7 @@ class Handler:
         self.clock = clock
         self.on_post = on_post
         self.emergency = config.base_dir / "var" / "emergency"
+        self.templates = environment(config.base_dir)
 
     def _routes(self, recipients: list[str]) -> list[Route]:
         with self.db.session() as session:
@@ -74,9 +76,13 @@ class Handler:
             # One post per list, even when a list is named twice (plain and thread address).
             posts = list({r.list_address: r for r in reversed(routes)
                           if r.kind == "list" and r.role == "post"}.values())
+            bounces = [r for r in routes if r.kind == "list" and r.role == "bounces"]
+            if bounces:
+                found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
+                                                self.config, self.templates, self.clock())
+                log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
+                         ",".join(envelope.rcpt_tos), found.recorded, found.detail)
             if not posts:
-                log.info("bounce/notice accepted from=%s to=%s (not posted)",
-                         envelope.mail_from, ",".join(envelope.rcpt_tos))
                 return reply(Outcome.DROPPED)
             result = await asyncio.to_thread(
                 ingest.receive, self.db, posts, raw, envelope.mail_from or "",

@@ -87,6 +87,8 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
+    # While True the relay is "down": every connection is closed before the greeting.
+    down: bool = False
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
@@ -125,9 +127,20 @@ def loop_thread() -> Iterator[LoopThread]:
 def sink(loop_thread: LoopThread) -> Iterator[Sink]:
     s = Sink()
 
+    class SinkSMTP(SMTP):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if s.down:
+                transport.close()
+                return
+            super().connection_made(transport)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            if self.session is not None:  # not for connections refused while down
+                super().connection_lost(error)
+
     async def start() -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: SMTP(s, decode_data=False, enable_SMTPUTF8=True), "127.0.0.1", 0
+            lambda: SinkSMTP(s, decode_data=False, enable_SMTPUTF8=True), "127.0.0.1", 0
         )
 
     server = loop_thread.run(start())
