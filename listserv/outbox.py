@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session, aliased
 from . import bouncing, compose, verp
 from .addresses import role_address
 from .config import Config
-from .db import Database, insert_ignore
+from .db import TEMPORARY_ERRORS, Database, insert_ignore
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
 
 log = logging.getLogger("listserv.outbox")
 
 EXPAND_BATCH = 1000
+RECORD_ATTEMPTS = 5
 _ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
 
 
@@ -273,12 +274,24 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
-    async def _deliver(self, claims: list[Claim]) -> None:
+    async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
         sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
         if claims[0].post_id is not None:
             sender = verp.encode(sender, claims[0].recipient)
-        results = await self.transport.send(sender, [c.recipient for c in claims], message)
-        await asyncio.to_thread(self.record, claims, results)
+        return await self.transport.send(sender, [c.recipient for c in claims], message)
+
+    async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
+        """Record a round in one transaction, retrying while the database is busy: what
+        was sent but never recorded would be sent again after the lease."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await asyncio.to_thread(self.record, claims, results)
+                return
+            except TEMPORARY_ERRORS:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise
+                log.warning("database busy while recording %d deliveries; retrying", len(claims))
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     def _batches(self, claims: list[Claim]) -> list[list[Claim]]:
         size = self.config.delivery.batch_size
@@ -291,14 +304,26 @@ class Outbox:
                 batches.append([claim])
         return batches
 
-    async def run_once(self) -> int:
-        """Expand and send everything due now; returns how many deliveries were attempted."""
-        while await asyncio.to_thread(self.expand_batch):
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Expand and send everything due now; returns how many deliveries were attempted.
+
+        With `stop` set it returns after the round in flight, so shutdown waits for one
+        batch per connection, not for a whole fan-out.
+        """
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        while not stopping() and await asyncio.to_thread(self.expand_batch):
             pass
         attempted = 0
         limit = self.config.delivery.batch_size * self.config.delivery.connections
-        while claims := await asyncio.to_thread(self.claim, limit):
-            await asyncio.gather(*(self._deliver(batch) for batch in self._batches(claims)))
+        while not stopping() and (claims := await asyncio.to_thread(self.claim, limit)):
+            # A recipient is claimed at most once per round, so the results merge safely.
+            results: dict[str, SendResult] = {}
+            for found in await asyncio.gather(
+                    *(self._deliver(batch) for batch in self._batches(claims))):
+                results.update(found)
+            await self._record_round(claims, results)
             attempted += len(claims)
         return attempted
 
@@ -308,7 +333,7 @@ class Outbox:
         while not stop.is_set():
             wake.clear()
             try:
-                await self.run_once()
+                await self.run_once(stop)
             except Exception:
                 log.exception("outbox run failed; retrying after %ss", poll)
             waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]

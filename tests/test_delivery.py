@@ -237,3 +237,12 @@ def test_not_a_report_at_plain_bounce_address_is_ignored(als: str, post: Any,
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Bounce)) == 0
         assert s.scalar(select(func.count()).select_from(Post)) == 0
+
+
+def test_display_name_that_looks_like_an_address_does_not_spoof_the_author(
+        als: str, post: Any, db: Database) -> None:
+    raw = (b"From: alice@example.org <mallory@example.com>\r\nTo: " + LIST.encode()
+           + b"\r\nSubject: me\r\nMessage-ID: <spoof@x>\r\n\r\nhi\r\n")
+    assert post(raw, sender="mallory@example.com").code == 250
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 0  # held: not a member

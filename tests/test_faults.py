@@ -7,10 +7,12 @@ import collections
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -89,25 +91,30 @@ def test_kill9_of_dispatcher_mid_fanout_loses_nobody(
     assert smtp_send(receiver.port, "alice@example.org", [LIST], question.as_bytes()).code == 250
     first = Process(config_file, "dispatcher")
     processes.append(first)
-    wait_for(lambda: len(sink.received) >= 300, "part of the fan-out", timeout=60)
+    wait_for(lambda: len(sink.received) >= 1000, "half of the fan-out", timeout=60)
     first.kill9()
     before = len(sink.received)
     assert before < MEMBERS, "the fan-out finished before the kill; the test proves nothing"
 
     second = Process(config_file, "dispatcher")
     processes.append(second)
-    wait_for(lambda: set(addresses) <= set(copies(sink)), "every member's copy", timeout=120)
+    def all_sent() -> bool:
+        # A plain reader: in WAL mode it never takes the lock the dispatcher writes with.
+        with closing(sqlite3.connect(db.url.removeprefix("sqlite:///"))) as reader:
+            sent = reader.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'")
+            return sent.fetchone()[0] == MEMBERS
+
+    # Copies the killed worker sent but never recorded are sent again once their lease ends.
+    wait_for(all_sent, "every delivery recorded as sent", timeout=120)
     code, output, _ = second.terminate()
     assert code == 0, output
     counts = copies(sink)
+    assert set(counts) == set(addresses)
     duplicates = sum(n - 1 for n in counts.values())
     in_flight = 100 * 4  # batch_size x connections: what one worker has claimed at a time
     print(f"\nkill -9 after {before} of {MEMBERS} copies; duplicates after restart: "
           f"{duplicates} (bound {in_flight})")
     assert duplicates <= in_flight
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Delivery)
-                        .where(Delivery.status != "sent")) == 0
 
 
 def test_sigterm_stops_within_seconds_and_releases_claimed_deliveries(
