@@ -89,6 +89,19 @@ class Sink:
     data_replies: list[str] = field(default_factory=list)
     # While True the relay is "down": every connection is closed before the greeting.
     down: bool = False
+    mail_replies: list[str] = field(default_factory=list)
+    # Seconds the sink waits before answering DATA (a slow or hung relay).
+    data_delay: float = 0.0
+    # Close the connection after reading DATA instead of answering, this many times.
+    drop_after_data: int = 0
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
@@ -98,6 +111,13 @@ class Sink:
         return status
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        if self.drop_after_data:
+            self.drop_after_data -= 1
+            assert server.transport is not None
+            server.transport.close()
+            return "250 2.0.0 never heard"
         if self.data_replies:
             status = self.data_replies.pop(0)
             if not status.startswith("250"):

@@ -246,3 +246,29 @@ def test_display_name_that_looks_like_an_address_does_not_spoof_the_author(
     assert post(raw, sender="mallory@example.com").code == 250
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Post)) == 0  # held: not a member
+
+
+@pytest.fixture
+def impatient(config_data: dict[str, Any]) -> None:
+    config_data["delivery"]["timeout"] = 0.3
+
+
+@pytest.mark.parametrize("fault", ["421 at MAIL", "dropped after DATA", "timeout at DATA"])
+def test_temporary_relay_faults_at_every_stage_are_retried(
+        impatient: None, als: str, post: Any, drain: Any, sink: Sink, clock: Clock,
+        db: Database, fault: str) -> None:
+    if fault == "421 at MAIL":
+        sink.mail_replies = ["421 4.3.2 shutting down"] * 2
+    elif fault == "dropped after DATA":
+        sink.drop_after_data = 2
+    else:
+        sink.data_delay = 1.0
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    drain()
+    assert set(statuses(db).values()) == {"deferred"}
+    sink.data_delay = 0.0
+    clock.advance(minutes=2)
+    drain()
+    assert set(statuses(db).values()) == {"sent"}
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
