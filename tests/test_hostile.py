@@ -233,3 +233,16 @@ def test_disk_full_during_data_answers_452_and_stores_nothing(
     engine.dispose()
     assert smtp_send(receiver.port, "alice@example.org", [LIST], big.as_bytes()).code == 250
     assert posts(db) == 1
+
+
+def test_shutdown_closes_idle_sessions_with_421(als: str, receiver: Server,
+                                                loop_thread: Any) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(5)
+        assert sock.recv(1000).startswith(b"220")
+        start = time.monotonic()
+        loop_thread.run(receiver.stop())
+        assert sock.recv(1000).startswith(b"421 4.3.2")
+        assert time.monotonic() - start < 2
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", receiver.port), timeout=1)
