@@ -9,6 +9,7 @@ telling them (which may well bounce too) cannot count against them.
 from __future__ import annotations
 
 import email
+import email.message
 import logging
 import uuid
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from jinja2 import Environment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import notices, outbox, verp
+from . import notices, outbox, robots, verp
 from .addresses import Route, role_address, try_normalize
 from .bounces import BounceReport, BounceScore, add_bounce, parse_bounce, should_disable
 from .config import Config
@@ -31,6 +32,16 @@ from .models import Bounce, MailingList, Member
 log = logging.getLogger("listserv.bouncing")
 
 POLICY_STATUSES = ("5.7.", "4.7.")
+# robots.robot_reason reasons that mean "a responder answered", not "delivery failed".
+AUTO_REPLY_REASONS = ("Auto-Submitted: auto-replied", "Precedence: auto_reply", " header",
+                      "vacation program", "out-of-office", "X-Auto-Response-Suppress")
+
+
+def is_auto_reply(msg: email.message.Message) -> bool:
+    """A vacation or other auto-reply: RFC 3834 responders answer the envelope sender, so
+    they arrive at our VERP addresses and must not count as bounces."""
+    reason = robots.robot_reason(msg, envelope_sender="responder@invalid")
+    return reason is not None and any(sign in reason for sign in AUTO_REPLY_REASONS)
 
 
 def owners(config: Config) -> list[str]:
@@ -122,13 +133,16 @@ def receive(
     """Record what mail to -bounces addresses tells us, in one transaction.
 
     A VERP address names the member: any report there counts (permanent unless the report
-    says only "delayed"), as in Mailman. At the plain address only a parsed report counts.
-    Nothing that arrives here is ever posted.
+    says only "delayed"), as in Mailman, except an auto-reply: RFC 3834 responders answer
+    the envelope sender, so vacation notices arrive here too. At the plain address only a
+    parsed report counts. Nothing that arrives here is ever posted.
     """
     if isinstance(parse(raw, config.limits), Malformed):
         return Received(0, "malformed, ignored")
-    report = parse_bounce(email.message_from_bytes(raw, policy=compat32))
-    summary = _summary(report)
+    msg = email.message_from_bytes(raw, policy=compat32)
+    report = parse_bounce(msg)
+    auto_reply = report is None and is_auto_reply(msg)
+    summary = "auto-reply, not counted" if auto_reply else _summary(report)
     recorded = 0
     with db.session() as session:
         for target in routes:
@@ -136,7 +150,7 @@ def receive(
             if ml is None:
                 continue
             member_address = verp.decode(target.detail)
-            if member_address is not None:
+            if member_address is not None and not auto_reply:
                 found = report.recipients if report else ()
                 permanent = not found or any(r.permanent for r in found)
                 statuses = [r.status for r in found if r.status]

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from listserv.addresses import route
 from listserv.db import Database
 from listserv.models import Bounce, Delivery, Member, Post
+from listserv.verp import decode, encode
 
 from .conftest import LIST, Clock, Sink, make_message
 
@@ -272,3 +274,28 @@ def test_temporary_relay_faults_at_every_stage_are_retried(
     assert set(statuses(db).values()) == {"sent"}
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Bounce)) == 0
+
+
+def test_vacation_reply_to_a_verp_address_is_not_a_bounce(als: str, post: Any,
+                                                          db: Database) -> None:
+    away = make_message(BOB, "Out of office: To all", "I am away until Monday.",
+                        message_id="away@x", headers={"Auto-Submitted": "auto-replied"})
+    assert post(away, to=[BOB_VERP], sender="").code == 250
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
+        assert s.scalar(select(func.count()).select_from(Post)) == 0
+    # A non-standard bounce at the same address (no DSN, no auto-reply marks) still counts.
+    gone = make_message("MAILER-DAEMON@mx.example.net", "failure notice",
+                        "Sorry, I couldn't deliver your message.", message_id="gone@x")
+    assert post(gone, to=[BOB_VERP], sender="").code == 250
+    assert member(db, BOB).bounce_score == 1.0
+
+
+@pytest.mark.parametrize("recipient", ["bob@example.net", "Bob.Baker+lists@Example.NET",
+                                       "a=b@example.org"])
+def test_verp_round_trips_through_routing(recipient: str) -> None:
+    sender = encode("living-with-als-bounces@lists.example.org", recipient)
+    target = route(sender, {"lists.example.org"}, {LIST})
+    assert (target.kind, target.role) == ("list", "bounces")
+    decoded = decode(target.detail)
+    assert decoded is not None and decoded.lower() == recipient.lower()
