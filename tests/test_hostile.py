@@ -246,3 +246,20 @@ def test_shutdown_closes_idle_sessions_with_421(als: str, receiver: Server,
         assert time.monotonic() - start < 2
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", receiver.port), timeout=1)
+
+
+@pytest.fixture
+def big_messages(config_data: dict[str, Any]) -> None:
+    config_data["receiver"]["max_message_bytes"] = 20 * 1024 * 1024
+
+
+def test_a_huge_base64_attachment_is_stored_quickly(big_messages: None, als: str,
+                                                    post: Any, db: Database) -> None:
+    msg = make_message("alice@example.org", "Scan", "The scan is attached.", message_id="b@x")
+    msg.add_attachment(bytes(range(256)) * 40_000, maintype="application",
+                       subtype="octet-stream", filename="scan.bin")  # 10 MB, 13.8 MB base64
+    start = time.monotonic()
+    assert post(msg).code == 250
+    assert time.monotonic() - start < 3.0
+    with db.session() as s:
+        assert s.scalar(select(Post.body)).strip() == "The scan is attached."
