@@ -6,6 +6,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +264,26 @@ def test_a_huge_base64_attachment_is_stored_quickly(big_messages: None, als: str
     assert time.monotonic() - start < 3.0
     with db.session() as s:
         assert s.scalar(select(Post.body)).strip() == "The scan is attached."
+
+
+def test_database_unreachable_during_data_answers_451_then_serves_again(
+        als: str, receiver: Server, db: Database) -> None:
+    path = Path(receiver.db.url.removeprefix("sqlite:///"))
+    msg = make_message("alice@example.org", "Gone", "where is the disk?", message_id="u@x")
+    with smtplib.SMTP("127.0.0.1", receiver.port) as client:
+        client.ehlo()
+        assert client.mail("alice@example.org")[0] == 250
+        assert client.rcpt(LIST)[0] == 250
+        receiver.db.dispose()
+        db.dispose()
+        path.rename(path.with_suffix(".away"))
+        path.mkdir()  # the database is gone while DATA arrives: nothing can open it here
+        try:
+            code, text = client.data(msg.as_bytes())
+        finally:
+            path.rmdir()
+            path.with_suffix(".away").rename(path)
+    assert (code, text[:5]) == (451, b"4.3.0")
+    assert posts(db) == 0
+    assert smtp_send(receiver.port, "alice@example.org", [LIST], msg.as_bytes()).code == 250
+    assert posts(db) == 1
