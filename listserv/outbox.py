@@ -217,12 +217,12 @@ class Outbox:
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
                         delivery.last_error)
             if claim.post_id is not None and claim.member_id is not None:
-                self._bounce(session, claim, delivery.last_error)
+                self._bounce(session, claim, delivery.last_error, now)
         else:
             delivery.status = "deferred"
             delivery.next_attempt_at = now + backoff(delivery.attempts, self.rng())
 
-    def _bounce(self, session: Session, claim: Claim, error: str) -> None:
+    def _bounce(self, session: Session, claim: Claim, error: str, now: datetime) -> None:
         """A post the relay refused for good (or we gave up on) is a bounce for its member."""
         member = session.get(Member, claim.member_id)
         if member is None:
@@ -232,7 +232,7 @@ class Outbox:
         bouncing.register(
             session, ml, member, claim.recipient, permanent=True,
             status=status[1] if status else None,
-            source="relay", detail=error, now=self.clock(), config=self.config,
+            source="relay", detail=error, now=now, config=self.config,
             templates=self.templates,
         )
 
