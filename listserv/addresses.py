@@ -45,8 +45,19 @@ def try_normalize(address: str) -> str | None:
         return None
 
 
+_ANGLE_ADDR_RE = re.compile(r"^(.*?)<([^<>]*)>\s*$", re.S)
+
+
 def parse_mailbox(header_value: str) -> tuple[str, str | None]:
-    """(display name, normalized address or None) from a From-like header value."""
+    """(display name, normalized address or None) from a From-like header value.
+
+    The address in angle brackets wins: `parseaddr` takes the first address-like token,
+    so `alice@example.com <bob@example.com>` (a spoofing pattern) would credit alice.
+    """
+    angle = _ANGLE_ADDR_RE.match(header_value.strip())
+    if angle and "@" in angle[1] and '"' not in angle[1]:
+        addr = angle[2].strip()
+        return angle[1].strip(), try_normalize(addr) if addr else None
     name, addr = parseaddr(header_value)
     return name.strip(), try_normalize(addr) if addr else None
 

@@ -279,14 +279,23 @@ def members_remove(ctx: Context, list_address: str, address: str) -> None:
 
 @members.command("list")
 @click.argument("list_address")
+@click.option("--bouncing", is_flag=True,
+              help="Only members with a bounce score or disabled delivery, with their scores.")
 @json_option
 @pass_ctx
-def members_list(ctx: Context, list_address: str, as_json: bool) -> None:
+def members_list(ctx: Context, list_address: str, bouncing: bool, as_json: bool) -> None:
     """Members of a list."""
+    from . import deliveries
+
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
-        rows = [admin.member_row(m) for m in admin.members(s, ml)]
-    emit(rows, as_json, ["address", "name", "mode", "joined_at"])
+        if bouncing:
+            rows = deliveries.bouncing_members(s, ml)
+            columns = ["address", "score", "last_bounce", "delivery"]
+        else:
+            rows = [admin.member_row(m) for m in admin.members(s, ml)]
+            columns = ["address", "name", "mode", "joined_at"]
+    emit(rows, as_json, columns)
 
 
 @members.command("set")
@@ -296,15 +305,21 @@ def members_list(ctx: Context, list_address: str, as_json: bool) -> None:
 @click.option("--name", default=None, help="New display name.")
 @click.option("--receive-own-posts/--no-receive-own-posts", default=None,
               help="Whether the member gets a copy of their own posts.")
+@click.option("--enable", is_flag=True,
+              help="Resume delivery disabled by bounces, with a clean bounce score.")
 @pass_ctx
 def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
-                name: str | None, receive_own_posts: bool | None) -> None:
+                name: str | None, receive_own_posts: bool | None, enable: bool) -> None:
     """Change a member's settings."""
-    if mode is None and name is None and receive_own_posts is None:
-        fail("nothing to change: give --mode, --name or --receive-own-posts")
+    from . import bouncing
+
+    if mode is None and name is None and receive_own_posts is None and not enable:
+        fail("nothing to change: give --mode, --name, --receive-own-posts or --enable")
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
         member = admin.require_member(s, ml, address)
+        if enable:
+            bouncing.enable(member)
         if mode is not None:
             member.mode = mode
         if name is not None:
@@ -312,7 +327,8 @@ def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
         if receive_own_posts is not None:
             member.receive_own_posts = receive_own_posts
         click.echo(f"{member.address}: mode={member.mode} "
-                   f"receive_own_posts={member.receive_own_posts}")
+                   f"receive_own_posts={member.receive_own_posts} "
+                   f"delivery={'disabled' if member.disabled_at else 'enabled'}")
 
 
 @members.command("import")
@@ -392,3 +408,42 @@ def show(ctx: Context, thread_id: int, as_json: bool) -> None:
         who = f"{row['author_name']} <{row['author']}>" if row["author_name"] else row["author"]
         click.echo(f"\n--- {who}, {row['date']}\n")
         click.echo(row["body"].rstrip())
+
+
+# -- outbox --------------------------------------------------------------------------------
+@main.group(invoke_without_command=True)
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["queued", "deferred", "failed"]),
+              help="Only deliveries in this state (repeatable; default: all unsent).")
+@click.option("--limit", default=1000, show_default=True, help="How many deliveries.")
+@json_option
+@click.pass_context
+def outbox(click_ctx: click.Context, statuses: tuple[str, ...], limit: int,
+           as_json: bool) -> None:
+    """Deliveries not yet sent: queued, deferred (next attempt, last error) and failed."""
+    from . import deliveries
+
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.find_object(Context)
+    with ctx.session() as s:
+        rows = deliveries.pending(s, statuses or deliveries.UNSENT, limit)
+    emit(rows, as_json, ["id", "status", "recipient", "message", "attempts", "next_attempt",
+                         "last_error"])
+
+
+@outbox.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="Every deferred and failed delivery.")
+@pass_ctx
+def outbox_retry(ctx: Context, ids: tuple[int, ...], retry_all: bool) -> None:
+    """Make deferred or failed deliveries due now (a running server sends them next)."""
+    from . import deliveries
+
+    if retry_all == bool(ids):
+        fail("give delivery IDs or --all (not both)")
+    with ctx.session() as s:
+        changed = deliveries.retry(s, None if retry_all else list(ids), now())
+    if ids and changed < len(set(ids)):
+        fail(f"{changed} of {len(set(ids))} retried: the others are not deferred or failed")
+    click.echo(f"{changed} deliveries due now")

@@ -37,6 +37,8 @@ class ReceiverConfig:
     # Let several receiver processes listen on one port (SO_REUSEPORT; the kernel spreads
     # connections over them). Off by default, so a second instance by mistake fails loudly.
     reuse_port: bool = False
+    # Concurrent SMTP sessions; beyond it the idlest session makes room, or 421 4.7.0.
+    max_sessions: int = 200
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class DeliveryConfig:
     # Seconds between polls of the outbox when nothing woke the dispatcher.
     poll_seconds: float = 5.0
     timeout: float = 60.0
+    # Hours a temporarily failing delivery is retried before it counts as a hard failure.
+    max_age_hours: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,24 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    """Mailman-style bounce scores: one point per day for permanent bounces."""
+
+    threshold: float = 5.0
+    # Days without bounces after which a member's score starts again from zero.
+    decay_days: int = 7
+    # Comma-separated addresses told when a member's delivery is disabled.
+    owners: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    bounces: BouncesConfig = field(default_factory=BouncesConfig)
     # Folder that relative paths in the file are relative to.
     base_dir: Path = Path(".")
 
@@ -108,6 +124,7 @@ _CLASSES: dict[str, type] = {
     "delivery": DeliveryConfig,
     "lists": ListsConfig,
     "limits": LimitsConfig,
+    "bounces": BouncesConfig,
 }
 
 
@@ -141,6 +158,10 @@ def _validate(cfg: Config, source: str) -> None:
         ("@" not in cfg.lists.domain and "." in cfg.lists.domain,
          "lists.domain", "must be a domain name such as lists.example.org"),
         (bool(cfg.database.url), "database.url", "must not be empty"),
+        (cfg.receiver.max_sessions > 0, "receiver.max_sessions", "must be > 0"),
+        (cfg.delivery.max_age_hours > 0, "delivery.max_age_hours", "must be > 0"),
+        (cfg.bounces.threshold > 0, "bounces.threshold", "must be > 0"),
+        (cfg.bounces.decay_days >= 0, "bounces.decay_days", "must be >= 0"),
     ]
     for ok, key, why in checks:
         if not ok:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -76,6 +78,10 @@ class Member(Base):
     mode: Mapped[str] = mapped_column(String(10), default="each")
     receive_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Bounce score as Mailman keeps it; at the threshold delivery stops (disabled_at set).
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
+    last_bounce_on: Mapped[date | None] = mapped_column(Date)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Thread(Base):
@@ -173,6 +179,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("post_id", "member_id"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
+        Index("ix_deliveries_recipient", "recipient", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -191,3 +199,23 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Bounce(Base):
+    """One bounce we learned of: from the relay's 5xx, a VERP address, or a parsed DSN."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (Index("ix_bounces_member", "member_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    address: Mapped[str] = mapped_column(String(320))
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str | None] = mapped_column(String(16))
+    # relay (5xx while sending), verp (mail to LIST-bounces+member), dsn (parsed report)
+    source: Mapped[str] = mapped_column(String(10))
+    # Whether it counted toward the score (not for policy rejections or disabled members).
+    counted: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

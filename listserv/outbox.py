@@ -11,19 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from . import compose
+from . import bouncing, compose, verp
 from .addresses import role_address
 from .config import Config
-from .db import Database, insert_ignore
+from .db import TEMPORARY_ERRORS, Database, insert_ignore
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
 
@@ -34,7 +35,8 @@ EXPAND_BATCH = 1000
 # transaction per round, not per message (one message per member made 1.2 ms of CPU and a
 # commit per message; measured with bench/fanout.py --batch-size 1).
 CLAIM_AT_LEAST = 500
-MAX_AGE = timedelta(days=5)
+RECORD_ATTEMPTS = 5
+_ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def backoff(attempts: int, jitter: float) -> timedelta:
@@ -60,14 +62,22 @@ class Claim:
     notice_id: int | None
     recipient: str
     created_at: datetime
+    member_id: int | None
 
     @property
     def message_key(self) -> tuple[str, int]:
-        """Which message this delivery sends; claims with one key share an SMTP transaction."""
+        """Which message this delivery sends."""
         if self.post_id is not None:
             return ("post", self.post_id)
         assert self.notice_id is not None
         return ("notice", self.notice_id)
+
+    @property
+    def batch_key(self) -> tuple[str, int, str]:
+        """Claims with one key share an SMTP transaction. A post's copy has a VERP sender
+        per recipient, so it travels alone; a notice may go to several at once."""
+        kind, ident = self.message_key
+        return (kind, ident, self.recipient if kind == "post" else "")
 
 
 def queue_notice(
@@ -120,7 +130,7 @@ class Outbox:
             members = session.execute(
                 select(Member.id, Member.address, Member.receive_own_posts)
                 .where(Member.list_id == post.list_id, Member.mode == "each",
-                       Member.id > job.cursor)
+                       Member.disabled_at.is_(None), Member.id > job.cursor)
                 .order_by(Member.id)
                 .limit(EXPAND_BATCH)
             ).all()
@@ -138,9 +148,14 @@ class Outbox:
 
     # -- claiming and recording ----------------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
-        """Lease up to `limit` due deliveries to this worker."""
+        """Lease up to `limit` due deliveries to this worker.
+
+        Only a recipient's oldest unsent delivery is due: a later post never overtakes an
+        earlier one that is being retried, so each thread arrives in order.
+        """
         now = self.clock()
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
+        earlier = aliased(Delivery)
         with self.db.session() as session:
             ids = session.scalars(
                 select(Delivery.id)
@@ -148,6 +163,11 @@ class Outbox:
                     Delivery.status.in_(("queued", "deferred")),
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                    ~exists().where(
+                        earlier.recipient == Delivery.recipient,
+                        earlier.status.in_(("queued", "deferred")),
+                        earlier.id < Delivery.id,
+                    ),
                 )
                 .order_by(Delivery.id)
                 .limit(limit)
@@ -162,29 +182,25 @@ class Outbox:
             )
             rows = session.execute(
                 select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
-                       Delivery.created_at)
+                       Delivery.created_at, Delivery.member_id)
                 .where(Delivery.id.in_(ids))
                 .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
         return [Claim(*row) for row in rows]
 
     def record(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
-        self.record_many([(claims, results)])
-
-    def record_many(self, outcomes: list[tuple[list[Claim], dict[str, SendResult]]]) -> None:
-        """Record the results of several SMTP transactions in one database transaction."""
+        """Record the results of a round's SMTP transactions in one database transaction."""
         now = self.clock()
+        max_age = timedelta(hours=self.config.delivery.max_age_hours)
         sent = []
         with self.db.session() as session:
-            for claims, results in outcomes:
-                for claim in claims:
-                    result = results.get(claim.recipient,
-                                         SendResult(451, "no answer for recipient"))
-                    if result.ok:
-                        sent.append(claim.id)
-                        continue
-                    final = result.permanent or now - claim.created_at > MAX_AGE
-                    self._record_failure(session, claim, result, now, final=final)
+            for claim in claims:
+                result = results.get(claim.recipient, SendResult(451, "no answer for recipient"))
+                if result.ok:
+                    sent.append(claim.id)
+                    continue
+                too_old = now - claim.created_at > max_age
+                self._record_failure(session, claim, result, now, final=result.permanent or too_old)
             if sent:
                 session.execute(
                     update(Delivery)
@@ -205,9 +221,25 @@ class Outbox:
             delivery.status = "failed"
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
                         delivery.last_error)
+            if claim.post_id is not None and claim.member_id is not None:
+                self._bounce(session, claim, delivery.last_error, now)
         else:
             delivery.status = "deferred"
             delivery.next_attempt_at = now + backoff(delivery.attempts, self.rng())
+
+    def _bounce(self, session: Session, claim: Claim, error: str, now: datetime) -> None:
+        """A post the relay refused for good (or we gave up on) is a bounce for its member."""
+        member = session.get(Member, claim.member_id)
+        if member is None:
+            return
+        ml = session.get_one(MailingList, member.list_id)
+        status = _ENHANCED_STATUS.match(error)
+        bouncing.register(
+            session, ml, member, claim.recipient, permanent=True,
+            status=status[1] if status else None,
+            source="relay", detail=error, now=now, config=self.config,
+            templates=self.templates,
+        )
 
     def release(self) -> None:
         """Give back this worker's leases, so a clean shutdown leaves nothing waiting."""
@@ -247,31 +279,57 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
-    async def _send(self, claims: list[Claim]) -> tuple[list[Claim], dict[str, SendResult]]:
+    async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
         sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-        return claims, await self.transport.send(sender, [c.recipient for c in claims], message)
+        if claims[0].post_id is not None:
+            sender = verp.encode(sender, claims[0].recipient)
+        return await self.transport.send(sender, [c.recipient for c in claims], message)
+
+    async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
+        """Record a round in one transaction, retrying while the database is busy: what
+        was sent but never recorded would be sent again after the lease."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await asyncio.to_thread(self.record, claims, results)
+                return
+            except TEMPORARY_ERRORS:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise
+                log.warning("database busy while recording %d deliveries; retrying", len(claims))
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     def _batches(self, claims: list[Claim]) -> list[list[Claim]]:
         size = self.config.delivery.batch_size
         batches: list[list[Claim]] = []
         for claim in claims:
-            same = batches and batches[-1][0].message_key == claim.message_key
+            same = batches and batches[-1][0].batch_key == claim.batch_key
             if same and len(batches[-1]) < size:
                 batches[-1].append(claim)
             else:
                 batches.append([claim])
         return batches
 
-    async def run_once(self) -> int:
-        """Expand and send everything due now; returns how many deliveries were attempted."""
-        while await asyncio.to_thread(self.expand_batch):
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Expand and send everything due now; returns how many deliveries were attempted.
+
+        With `stop` set it returns after the round in flight, so shutdown waits for one
+        batch per connection, not for a whole fan-out.
+        """
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        while not stopping() and await asyncio.to_thread(self.expand_batch):
             pass
         attempted = 0
         limit = max(self.config.delivery.batch_size * self.config.delivery.connections,
                     CLAIM_AT_LEAST)
-        while claims := await asyncio.to_thread(self.claim, limit):
-            outcomes = await asyncio.gather(*(self._send(b) for b in self._batches(claims)))
-            await asyncio.to_thread(self.record_many, outcomes)
+        while not stopping() and (claims := await asyncio.to_thread(self.claim, limit)):
+            # A recipient is claimed at most once per round, so the results merge safely.
+            results: dict[str, SendResult] = {}
+            for found in await asyncio.gather(
+                    *(self._deliver(batch) for batch in self._batches(claims))):
+                results.update(found)
+            await self._record_round(claims, results)
             attempted += len(claims)
         return attempted
 
@@ -281,7 +339,7 @@ class Outbox:
         while not stop.is_set():
             wake.clear()
             try:
-                await self.run_once()
+                await self.run_once(stop)
             except Exception:
                 log.exception("outbox run failed; retrying after %ss", poll)
             waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]

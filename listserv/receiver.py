@@ -12,11 +12,13 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from . import ingest
+from . import bouncing, ingest
 from .addresses import Route, route
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
+from .gate import SessionGate
 from .replies import Outcome, reply, translate
+from .templating import environment
 
 log = logging.getLogger("listserv.receiver")
 
@@ -25,9 +27,32 @@ ACCEPTED_ROLES = ("post", "bounces")
 
 
 class ListservSMTP(SMTP):
-    """aiosmtpd's protocol with its built-in replies given enhanced status codes."""
+    """aiosmtpd's protocol with its built-in replies given enhanced status codes, admitted
+    through a session gate (a cap on concurrent sessions)."""
+
+    def __init__(self, handler: Handler, gate: SessionGate, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.gate = gate
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.session is None and not self.gate.admit(self):
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(reply(Outcome.TOO_MANY_SESSIONS).encode() + b"\r\n")
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.gate.leave(self)
+        if self.session is not None:  # not for a connection the gate turned away
+            super().connection_lost(error)
 
     async def push(self, status: str) -> None:
+        self.gate.touch(self)
         await super().push(translate(status))
 
 
@@ -44,6 +69,7 @@ class Handler:
         self.clock = clock
         self.on_post = on_post
         self.emergency = config.base_dir / "var" / "emergency"
+        self.templates = environment(config.base_dir)
 
     def _routes(self, recipients: list[str]) -> list[Route]:
         with self.db.read() as session:
@@ -51,10 +77,22 @@ class Handler:
         domains = {self.config.lists.domain.lower()} | {a.rpartition("@")[2] for a in lists}
         return [route(rcpt, domains, lists) for rcpt in recipients]
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        if not address.isascii() and not envelope.smtp_utf8:
+            return reply(Outcome.NON_ASCII_ADDRESS)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return reply(Outcome.SENDER_OK)
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         rcpt_options: list[str],
     ) -> str:
+        if not address.isascii() and not envelope.smtp_utf8:
+            return reply(Outcome.NON_ASCII_ADDRESS)
         if len(envelope.rcpt_tos) >= self.config.receiver.max_recipients:
             return reply(Outcome.TOO_MANY_RECIPIENTS)
         (target,) = await asyncio.to_thread(self._routes, [address])
@@ -69,14 +107,22 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = bytes(envelope.original_content or b"")
+        declared = envelope.smtp_utf8 or "BODY=8BITMIME" in envelope.mail_options
+        if not declared and not raw.isascii():
+            log.info("undeclared 8-bit data from=%s refused", envelope.mail_from)
+            return reply(Outcome.UNDECLARED_8BIT)
         try:
             routes = await asyncio.to_thread(self._routes, envelope.rcpt_tos)
             # One post per list, even when a list is named twice (plain and thread address).
             posts = list({r.list_address: r for r in reversed(routes)
                           if r.kind == "list" and r.role == "post"}.values())
+            bounces = [r for r in routes if r.kind == "list" and r.role == "bounces"]
+            if bounces:
+                found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
+                                                self.config, self.templates, self.clock())
+                log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
+                         ",".join(envelope.rcpt_tos), found.recorded, found.detail)
             if not posts:
-                log.info("bounce/notice accepted from=%s to=%s (not posted)",
-                         envelope.mail_from, ",".join(envelope.rcpt_tos))
                 return reply(Outcome.DROPPED)
             result = await asyncio.to_thread(
                 ingest.receive, self.db, posts, raw, envelope.mail_from or "",
@@ -119,10 +165,15 @@ class Handler:
         return reply(Outcome.TEMPORARY_FAILURE)
 
 
-def smtp_factory(handler: Handler, config: Config) -> Callable[[], Any]:
+def session_gate(config: Config) -> SessionGate:
+    return SessionGate(config.receiver.max_sessions, reply(Outcome.EVICTED_IDLE))
+
+
+def smtp_factory(handler: Handler, config: Config, gate: SessionGate) -> Callable[[], Any]:
     def make() -> ListservSMTP:
         return ListservSMTP(
             handler,
+            gate,
             data_size_limit=config.receiver.max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,

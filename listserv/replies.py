@@ -20,6 +20,12 @@ class Outcome(Enum):
     LINE_TOO_LONG = "line_too_long"
     TEMPORARY_FAILURE = "temporary_failure"
     DISK_FULL = "disk_full"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    EVICTED_IDLE = "evicted_idle"
+    SHUTTING_DOWN = "shutting_down"
+    SENDER_OK = "sender_ok"
+    NON_ASCII_ADDRESS = "non_ascii_address"
+    UNDECLARED_8BIT = "undeclared_8bit"
 
 
 REPLIES: dict[Outcome, str] = {
@@ -38,6 +44,12 @@ REPLIES: dict[Outcome, str] = {
     Outcome.LINE_TOO_LONG: "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)",
     Outcome.TEMPORARY_FAILURE: "451 4.3.0 Temporary failure, please try again later",
     Outcome.DISK_FULL: "452 4.3.1 Insufficient system storage, please try again later",
+    Outcome.TOO_MANY_SESSIONS: "421 4.7.0 Too many connections, please try again later",
+    Outcome.EVICTED_IDLE: "421 4.4.2 Idle too long while the server is busy, closing",
+    Outcome.SHUTTING_DOWN: "421 4.3.2 Server shutting down, please try again later",
+    Outcome.SENDER_OK: "250 2.1.0 Sender ok",
+    Outcome.NON_ASCII_ADDRESS: "553 5.6.7 Non-ASCII address needs SMTPUTF8 (RFC 6531)",
+    Outcome.UNDECLARED_8BIT: "554 5.6.3 8-bit data needs BODY=8BITMIME or SMTPUTF8 (RFC 6152)",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from .config import Config
 from .db import Database
 from .outbox import Outbox
-from .receiver import Handler, smtp_factory
+from .receiver import Handler, session_gate, smtp_factory
+from .replies import Outcome, reply
 from .templating import environment
 from .transports import MaildirDelivery, SmtpRelay, Transport
 
@@ -52,6 +53,7 @@ class Server:
         self._smtp: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
         self.port = config.receiver.port
+        self.gate = session_gate(config)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.db.create_schema)
@@ -59,10 +61,11 @@ class Server:
             handler = Handler(self.db, self.config, self.clock, on_post=self._wake.set)
             loop = asyncio.get_running_loop()
             self._smtp = await loop.create_server(
-                smtp_factory(handler, self.config),
+                smtp_factory(handler, self.config, self.gate),
                 self.config.receiver.host,
                 self.config.receiver.port,
                 reuse_port=self.config.receiver.reuse_port or None,
+                backlog=1024,  # a burst of connections waits in the kernel, not in SYN retries
             )
             self.port = self._smtp.sockets[0].getsockname()[1]
             log.info("receiving on %s:%d", self.config.receiver.host, self.port)
@@ -74,6 +77,7 @@ class Server:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
         if self._smtp is not None:
             self._smtp.close()
+            self.gate.close_idle(reply(Outcome.SHUTTING_DOWN))
         self._stop.set()
         if self._worker is not None:
             try:

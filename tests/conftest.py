@@ -88,6 +88,21 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
+    # While True the relay is "down": every connection is closed before the greeting.
+    down: bool = False
+    mail_replies: list[str] = field(default_factory=list)
+    # Seconds the sink waits before answering DATA (a slow or hung relay).
+    data_delay: float = 0.0
+    # Close the connection after reading DATA instead of answering, this many times.
+    drop_after_data: int = 0
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
@@ -97,6 +112,13 @@ class Sink:
         return status
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        if self.drop_after_data:
+            self.drop_after_data -= 1
+            assert server.transport is not None
+            server.transport.close()
+            return "250 2.0.0 never heard"
         if self.data_replies:
             status = self.data_replies.pop(0)
             if not status.startswith("250"):
@@ -126,9 +148,20 @@ def loop_thread() -> Iterator[LoopThread]:
 def sink(loop_thread: LoopThread) -> Iterator[Sink]:
     s = Sink()
 
+    class SinkSMTP(SMTP):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if s.down:
+                transport.close()
+                return
+            super().connection_made(transport)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            if self.session is not None:  # not for connections refused while down
+                super().connection_lost(error)
+
     async def start() -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: SMTP(s, decode_data=False, enable_SMTPUTF8=True), "127.0.0.1", 0
+            lambda: SinkSMTP(s, decode_data=False, enable_SMTPUTF8=True), "127.0.0.1", 0
         )
 
     server = loop_thread.run(start())
@@ -151,6 +184,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     with pg_schema(postgres_url_or_skip()) as url:
         yield url
+
+
+@pytest.fixture
+def sqlite_only(database_url: str) -> None:
+    """For faults injected through the SQLite file itself (page limits, moving the file)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("this fault is injected through the SQLite file")
 
 
 @pytest.fixture
@@ -241,7 +281,11 @@ def smtp_send(port: int, sender: str, recipients: list[str], content: bytes) -> 
     """One SMTP transaction over a real socket, returning every reply instead of raising."""
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo("client.example.net")
-        code, text = client.mail(sender)
+        # As an MTA does: 8-bit content is declared (RFC 6152), UTF-8 addresses too (RFC 6531).
+        options = [] if content.isascii() else ["BODY=8BITMIME"]
+        if not (sender + "".join(recipients)).isascii():
+            options.append("SMTPUTF8")
+        code, text = client.mail(sender, options)
         assert code == 250, text
         rcpt = []
         for r in recipients:

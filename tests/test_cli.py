@@ -17,7 +17,7 @@ COMMANDS = [
     [], ["db"], ["db", "init"], ["serve"], ["lists"], ["lists", "create"], ["lists", "list"],
     ["lists", "show"], ["lists", "delete"], ["members"], ["members", "add"],
     ["members", "remove"], ["members", "list"], ["members", "set"], ["members", "import"],
-    ["members", "export"], ["threads"], ["show"],
+    ["members", "export"], ["threads"], ["show"], ["outbox"], ["outbox", "retry"],
 ]
 
 

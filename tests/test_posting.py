@@ -70,8 +70,13 @@ def test_seed_thread_question_and_reply_reach_each_member(
     body = delivered.get_content()
     assert body.startswith("Yes, twice a week helps me.")
     assert "To leave, write to living-with-als-leave@lists.example.org" in body
-    # Bounces come back to the list's bounce address, not to the author.
-    assert {r.mail_from for r in sink.received} == {"living-with-als-bounces@lists.example.org"}
+    # Bounces come back to the list's bounce address, not to the author, with the member
+    # in the address (VERP): one message per recipient.
+    assert {(r.mail_from, tuple(r.rcpt_tos)) for r in sink.received} == {
+        (f"living-with-als-bounces+{local}={domain}@lists.example.org", (f"{local}@{domain}",))
+        for local, domain in [("alice", "example.org"), ("bob", "example.net"),
+                              ("dave", "example.org")]
+    }
 
 
 def test_subject_prefix_is_never_doubled(als: str, post: Any, drain: Any, sink: Sink) -> None:

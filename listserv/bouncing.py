@@ -1,0 +1,171 @@
+"""Bounces into member scores: from the relay's 5xx while sending, from mail to a VERP
+address, and from DSNs at the plain -bounces address (parsed by `bounces.parse_bounce`).
+
+At the threshold a member's delivery is disabled, the member is told once and the owners
+are notified. Bounces of a disabled member are recorded but never counted, so the notice
+telling them (which may well bounce too) cannot count against them.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.policy import compat32
+
+from jinja2 import Environment
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import notices, outbox, robots, verp
+from .addresses import Route, role_address, try_normalize
+from .bounces import BounceReport, BounceScore, add_bounce, parse_bounce, should_disable
+from .config import Config
+from .db import Database, get_list
+from .message import Malformed, parse
+from .models import Bounce, MailingList, Member
+
+log = logging.getLogger("listserv.bouncing")
+
+POLICY_STATUSES = ("5.7.", "4.7.")
+# robots.robot_reason reasons that mean "a responder answered", not "delivery failed".
+AUTO_REPLY_REASONS = ("Auto-Submitted: auto-replied", "Precedence: auto_reply", " header",
+                      "vacation program", "out-of-office", "X-Auto-Response-Suppress")
+
+
+def is_auto_reply(msg: email.message.Message) -> bool:
+    """A vacation or other auto-reply: RFC 3834 responders answer the envelope sender, so
+    they arrive at our VERP addresses and must not count as bounces."""
+    reason = robots.robot_reason(msg, envelope_sender="responder@invalid")
+    return reason is not None and any(sign in reason for sign in AUTO_REPLY_REASONS)
+
+
+def owners(config: Config) -> list[str]:
+    """The configured owner addresses that are valid, normalized."""
+    found = (try_normalize(a) for a in config.bounces.owners.split(","))
+    return [a for a in found if a]
+
+
+def find_member(session: Session, ml: MailingList, address: str) -> Member | None:
+    """The member with that address; bounces may change the case of the local part."""
+    return session.scalar(
+        select(Member).where(Member.list_id == ml.id,
+                             func.lower(Member.address) == address.lower())
+    )
+
+
+def register(
+    session: Session, ml: MailingList, member: Member | None, address: str, *,
+    permanent: bool, status: str | None, source: str, detail: str, now: datetime,
+    config: Config, templates: Environment,
+) -> Bounce:
+    """Record one bounce and update the member's score, disabling delivery at the threshold."""
+    policy = status is not None and status.startswith(POLICY_STATUSES)
+    counted = member is not None and member.disabled_at is None and not policy
+    bounce = Bounce(list_id=ml.id, member_id=member.id if member else None, address=address,
+                    permanent=permanent, status=status, source=source, counted=counted,
+                    detail=detail[:1000], received_at=now)
+    session.add(bounce)
+    if member is None or not counted:
+        return bounce
+    score = add_bounce(BounceScore(member.bounce_score, member.last_bounce_on),
+                       permanent=permanent, today=now.date(), decay_days=config.bounces.decay_days)
+    member.bounce_score, member.last_bounce_on = score.score, score.last_bounce
+    if should_disable(score, config.bounces.threshold):
+        disable(session, ml, member, detail, now, config, templates)
+    return bounce
+
+
+def disable(
+    session: Session, ml: MailingList, member: Member, detail: str, now: datetime,
+    config: Config, templates: Environment,
+) -> None:
+    """Stop delivery to a member, tell them once and notify the owners."""
+    member.disabled_at = now
+    log.warning("delivery to %s on %s disabled (bounce score %.1f)", member.address,
+                ml.address, member.bounce_score)
+    values = {
+        "title": ml.title, "list_address": ml.address, "address": member.address,
+        "request_address": role_address(ml.address, "request"), "score": member.bounce_score,
+        "threshold": config.bounces.threshold, "detail": detail,
+    }
+    sender = role_address(ml.address, "bounces")
+    letters = [("bounce_disabled", "bounce_disabled.txt", member.address)]
+    letters += [("bounce_owner", "bounce_owner.txt", owner) for owner in owners(config)]
+    for kind, template, recipient in letters:
+        payload = notices.render(
+            templates.get_template(template).render(**values), from_name=ml.title,
+            from_address=role_address(ml.address, "owner"), to=recipient, now=now,
+            message_id=f"{uuid.uuid4().hex}@{ml.domain}",
+        )
+        outbox.queue_notice(session, kind=kind, sender=sender, recipient=recipient, payload=payload,
+                     now=now, list_id=ml.id)
+
+
+def enable(member: Member) -> None:
+    """Resume delivery with a clean score."""
+    member.disabled_at = None
+    member.bounce_score = 0.0
+    member.last_bounce_on = None
+
+
+@dataclass(frozen=True)
+class Received:
+    recorded: int
+    detail: str
+
+
+def _summary(report: BounceReport | None) -> str:
+    if report is None:
+        return "not a delivery report"
+    return "; ".join(f"{r.address} {r.status or ('permanent' if r.permanent else 'temporary')}"
+                     for r in report.recipients) or "report names no recipient"
+
+
+def receive(
+    db: Database, routes: Sequence[Route], raw: bytes, config: Config,
+    templates: Environment, now: datetime,
+) -> Received:
+    """Record what mail to -bounces addresses tells us, in one transaction.
+
+    A VERP address names the member: any report there counts (permanent unless the report
+    says only "delayed"), as in Mailman, except an auto-reply: RFC 3834 responders answer
+    the envelope sender, so vacation notices arrive here too. At the plain address only a
+    parsed report counts. Nothing that arrives here is ever posted.
+    """
+    if isinstance(parse(raw, config.limits), Malformed):
+        return Received(0, "malformed, ignored")
+    msg = email.message_from_bytes(raw, policy=compat32)
+    report = parse_bounce(msg)
+    auto_reply = report is None and is_auto_reply(msg)
+    summary = "auto-reply, not counted" if auto_reply else _summary(report)
+    recorded = 0
+    with db.session() as session:
+        for target in routes:
+            ml = get_list(session, target.list_address or "")
+            if ml is None:
+                continue
+            member_address = verp.decode(target.detail)
+            if member_address is not None and not auto_reply:
+                found = report.recipients if report else ()
+                permanent = not found or any(r.permanent for r in found)
+                statuses = [r.status for r in found if r.status]
+                register(session, ml, find_member(session, ml, member_address), member_address,
+                         permanent=permanent, status=statuses[0] if statuses else None,
+                         source="verp", detail=summary, now=now, config=config,
+                         templates=templates)
+                recorded += 1
+                continue
+            for rcpt in report.recipients if report else ():
+                member = find_member(session, ml, rcpt.address)
+                if member is None:
+                    continue
+                register(session, ml, member, rcpt.address, permanent=rcpt.permanent,
+                         status=rcpt.status, source="dsn", detail=summary, now=now,
+                         config=config, templates=templates)
+                recorded += 1
+    return Received(recorded, summary)

@@ -1,0 +1,68 @@
+"""A cap on concurrent SMTP sessions that idle connections cannot use to lock mail out.
+
+aiosmtpd accepts any number of connections. Here at most `limit` are served; when all
+slots are taken, the session that has been quiet longest without an open transaction is
+closed to make room (as Postfix shortens its timeouts under stress), so a thousand idle
+or trickling connections cannot keep a real post from its 250. Only when every slot holds
+an open transaction does a newcomer get 421 4.7.0. Sessions in a transaction are bounded
+by the per-command timeout instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class GatedSession(Protocol):
+    transport: asyncio.BaseTransport | None
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+
+class SessionGate:
+    def __init__(self, limit: int, evicted_reply: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.evicted_reply = evicted_reply
+        self.clock = clock
+        self._last_active: dict[GatedSession, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._last_active)
+
+    def admit(self, session: GatedSession) -> bool:
+        """Take a slot for a new session, closing the idlest one if need be."""
+        if len(self._last_active) >= self.limit:
+            idle = [(t, id(s), s) for s, t in self._last_active.items() if not s.in_transaction]
+            if not idle:
+                return False
+            self._close(min(idle, key=lambda item: item[:2])[2], self.evicted_reply)
+        self._last_active[session] = self.clock()
+        return True
+
+    def touch(self, session: GatedSession) -> None:
+        """The session completed a command (we answered it)."""
+        if session in self._last_active:
+            self._last_active[session] = self.clock()
+
+    def leave(self, session: GatedSession) -> None:
+        self._last_active.pop(session, None)
+
+    def close_idle(self, reply: str) -> int:
+        """Close every session without an open transaction (shutdown); how many."""
+        idle = [s for s in self._last_active if not s.in_transaction]
+        for session in idle:
+            self._close(session, reply)
+        return len(idle)
+
+    def _close(self, session: GatedSession, reply: str) -> None:
+        self.leave(session)
+        transport = session.transport
+        if transport is not None and not transport.is_closing():
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(reply.encode() + b"\r\n")
+            transport.close()

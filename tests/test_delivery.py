@@ -1,0 +1,301 @@
+"""Delivery that survives faults: retries, per-recipient outcomes, bounces, order per thread.
+
+The relay is the scripted sink; time moves by the injected clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from listserv.addresses import route
+from listserv.db import Database
+from listserv.models import Bounce, Delivery, Member, Post
+from listserv.verp import decode, encode
+
+from .conftest import LIST, Clock, Sink, make_message
+
+BOB = "bob@example.net"
+BOB_VERP = "living-with-als-bounces+bob=example.net@lists.example.org"
+
+
+def statuses(db: Database) -> dict[str, str]:
+    with db.session() as s:
+        return dict(s.execute(select(Delivery.recipient, Delivery.status)).all())
+
+
+def member(db: Database, address: str) -> Member:
+    with db.session() as s:
+        found = s.scalar(select(Member).where(Member.address == address))
+        assert found is not None
+        return found
+
+
+def dsn(recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
+    """A minimal RFC 3464 report, as an MTA sends it to the envelope sender."""
+    r, s, a = recipient, status, action
+    return (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: list-bounces@lists.example.org\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{r}-{s}@mx>\r\n"
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {r}\r\nAction: {a}\r\nStatus: {s}\r\n\r\n--B--\r\n"
+    ).encode()
+
+
+def test_relay_451_then_250_is_delivered_on_retry(als: str, post: Any, drain: Any, sink: Sink,
+                                                  clock: Clock, db: Database) -> None:
+    sink.data_replies = ["451 4.3.0 try later"]
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    drain()
+    assert sorted(statuses(db).values()) == ["deferred", "sent"]
+    clock.advance(seconds=30)
+    assert drain() == 0  # not yet due: the first retry comes after about a minute
+    clock.advance(seconds=60)
+    drain()
+    assert set(statuses(db).values()) == {"sent"}
+    assert sorted(sink.recipients()) == [BOB, "dave@example.org"]
+
+
+def test_550_for_one_recipient_bounces_only_that_member(als: str, post: Any, drain: Any,
+                                                        sink: Sink, db: Database) -> None:
+    sink.rcpt_replies[BOB] = "550 5.1.1 no such user"
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    drain()
+    assert statuses(db) == {BOB: "failed", "dave@example.org": "sent"}
+    assert member(db, BOB).bounce_score == 1.0
+    with db.session() as s:
+        bounce = s.scalar(select(Bounce))
+        assert (bounce.address, bounce.source, bounce.status, bounce.permanent) == (
+            BOB, "relay", "5.1.1", True)
+
+
+def test_every_post_copy_has_its_members_verp_sender(als: str, post: Any, drain: Any,
+                                                     sink: Sink) -> None:
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    drain()
+    assert sorted((r.rcpt_tos[0], r.mail_from) for r in sink.received) == [
+        (BOB, BOB_VERP),
+        ("dave@example.org", "living-with-als-bounces+dave=example.org@lists.example.org"),
+    ]
+
+
+def test_temporary_failures_become_a_bounce_after_the_maximum_age(
+        config_data: dict[str, Any], als: str, post: Any, drain: Any, sink: Sink,
+        clock: Clock, db: Database) -> None:
+    sink.rcpt_replies[BOB] = "452 4.2.2 mailbox full"
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    for _ in range(10):  # ten hourly-ish retries of a 5-day window: still deferred
+        drain()
+        clock.advance(hours=2)
+    assert statuses(db)[BOB] == "deferred"
+    assert member(db, BOB).bounce_score == 0
+    clock.advance(days=5)
+    drain()
+    assert statuses(db)[BOB] == "failed"
+    assert member(db, BOB).bounce_score == 1.0
+
+
+def test_relay_down_then_back_delivers_everything_in_thread_order(
+        als: str, post: Any, drain: Any, sink: Sink, clock: Clock, db: Database) -> None:
+    sink.down = True
+    question = make_message("alice@example.org", "Massage?", "Does it help?", message_id="q@x")
+    answer = make_message("dave@example.org", "Re: Massage?", "Yes.", message_id="a@x",
+                          in_reply_to="q@x")
+    assert post(question).code == 250
+    assert post(answer).code == 250
+    drain()
+    assert sink.received == []
+    with db.session() as s:
+        errors = s.scalars(select(Delivery.last_error).where(Delivery.attempts > 0)).all()
+    assert errors and all(e.startswith("451 relay 127.0.0.1") for e in errors)
+    for _ in range(3):  # down for a while: more retries, later and later
+        clock.advance(minutes=10)
+        drain()
+    sink.down = False
+    clock.advance(hours=1)
+    drain()
+    assert set(statuses(db).values()) == {"sent"}
+    assert [m["Message-ID"] for m in sink.to(BOB)] == ["<q@x>", "<a@x>"]
+    assert [m["Message-ID"] for m in sink.to("alice@example.org")] == ["<a@x>"]
+    assert [m["Message-ID"] for m in sink.to("dave@example.org")] == ["<q@x>"]
+
+
+def test_outbox_lists_deferred_with_next_attempt_and_retry_sends_now(
+        als: str, post: Any, drain: Any, sink: Sink, cli: Any, db: Database) -> None:
+    sink.rcpt_replies[BOB] = "451 4.4.1 greylisted"
+    sink.rcpt_replies["dave@example.org"] = "550 5.1.1 gone"
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    drain()
+    result = cli("outbox", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["recipient"]: r for r in json.loads(result.output)}
+    assert rows[BOB]["status"] == "deferred"
+    assert rows[BOB]["last_error"] == "451 4.4.1 greylisted"
+    assert rows[BOB]["next_attempt"] is not None
+    assert (rows["dave@example.org"]["status"], rows["dave@example.org"]["next_attempt"]) == (
+        "failed", None)
+    table = cli("outbox", "--status", "deferred")
+    assert BOB in table.output and "dave@" not in table.output
+
+    del sink.rcpt_replies[BOB]
+    assert drain() == 0  # not due yet
+    assert cli("outbox", "retry", str(rows[BOB]["id"])).output.strip() == "1 deliveries due now"
+    drain()
+    assert statuses(db)[BOB] == "sent"
+    assert cli("outbox", "retry", "--all").output.strip() == "1 deliveries due now"
+    assert statuses(db)["dave@example.org"] == "deferred"
+
+
+def test_outbox_retry_needs_ids_or_all(cli: Any, db: Database) -> None:
+    result = cli("outbox", "retry")
+    assert result.exit_code != 0
+    assert result.output.strip() == "Error: give delivery IDs or --all (not both)"
+    missing = cli("outbox", "retry", "99")
+    assert missing.exit_code != 0
+    assert "0 of 1 retried" in missing.output
+
+
+@pytest.fixture
+def owner_notified(config_data: dict[str, Any]) -> None:
+    config_data["bounces"] = {"threshold": 3.0, "owners": "owner@example.org"}
+
+
+def test_verp_bounces_disable_a_member_who_is_told_once_and_can_be_enabled(
+        owner_notified: None, als: str, post: Any, drain: Any, sink: Sink, clock: Clock,
+        cli: Any, db: Database) -> None:
+    for day in range(3):
+        reply = post(dsn(BOB), to=[BOB_VERP], sender="")
+        assert reply.code == 250
+        again = post(dsn(BOB, "5.2.1"), to=[BOB_VERP], sender="")  # same day: counts once
+        assert again.code == 250
+        assert member(db, BOB).bounce_score == day + 1
+        clock.advance(days=1)
+    assert member(db, BOB).disabled_at is not None
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 0  # never posted
+    drain()
+    (told,) = sink.to(BOB)
+    assert told["Subject"] == "Your messages from Living with ALS are paused"
+    assert told["Auto-Submitted"] == "auto-generated"
+    (owner,) = sink.to("owner@example.org")
+    assert "bob@example.net" in owner["Subject"]
+
+    # The notice bounces too: recorded, not counted, nobody is told again.
+    assert post(dsn(BOB), to=[BOB_VERP], sender="").code == 250
+    clock.advance(days=1)
+    assert post(dsn(BOB), to=["living-with-als-bounces@lists.example.org"], sender="").code == 250
+    drain()
+    assert len(sink.to(BOB)) == 1 and len(sink.to("owner@example.org")) == 1
+    assert member(db, BOB).bounce_score == 3.0
+
+    listing = json.loads(cli("members", "list", LIST, "--bouncing", "--json").output)
+    assert [(r["address"], r["score"], r["delivery"]) for r in listing] == [
+        (BOB, 3.0, "disabled")]
+    sink.received.clear()
+    assert post(make_message("alice@example.org", "Hi", "x", message_id="p1@x")).code == 250
+    drain()
+    assert sink.recipients() == ["dave@example.org"]
+
+    result = cli("members", "set", LIST, BOB, "--enable")
+    assert result.exit_code == 0 and "delivery=enabled" in result.output
+    assert cli("members", "list", LIST, "--bouncing").output.strip() == "(none)"
+    assert post(make_message("alice@example.org", "Hi", "x", message_id="p2@x")).code == 250
+    drain()
+    assert sorted(sink.recipients()) == [BOB, "dave@example.org", "dave@example.org"]
+
+
+def test_dsn_at_plain_bounce_address_scores_the_member_it_names(
+        als: str, post: Any, db: Database) -> None:
+    plain = "living-with-als-bounces@lists.example.org"
+    assert post(dsn("Dave@example.org"), to=[plain], sender="").code == 250
+    assert member(db, "dave@example.org").bounce_score == 1.0
+    assert post(dsn("dave@example.org", "4.2.2", "delayed"), to=[plain], sender="").code == 250
+    assert member(db, "dave@example.org").bounce_score == 1.0  # same day
+    assert post(dsn("stranger@example.org"), to=[plain], sender="").code == 250
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Bounce)) == 2
+        assert s.scalar(select(func.count()).select_from(Post)) == 0
+
+
+def test_policy_rejections_are_recorded_but_not_counted(als: str, post: Any,
+                                                        db: Database) -> None:
+    assert post(dsn(BOB, "5.7.1"), to=[BOB_VERP], sender="").code == 250
+    assert member(db, BOB).bounce_score == 0
+    with db.session() as s:
+        assert s.scalar(select(Bounce.counted)) is False
+
+
+def test_not_a_report_at_plain_bounce_address_is_ignored(als: str, post: Any,
+                                                         db: Database) -> None:
+    hello = make_message("alice@example.org", "hello", "just saying hi", message_id="hi@x")
+    assert post(hello, to=["living-with-als-bounces@lists.example.org"]).code == 250
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
+        assert s.scalar(select(func.count()).select_from(Post)) == 0
+
+
+def test_display_name_that_looks_like_an_address_does_not_spoof_the_author(
+        als: str, post: Any, db: Database) -> None:
+    raw = (b"From: alice@example.org <mallory@example.com>\r\nTo: " + LIST.encode()
+           + b"\r\nSubject: me\r\nMessage-ID: <spoof@x>\r\n\r\nhi\r\n")
+    assert post(raw, sender="mallory@example.com").code == 250
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 0  # held: not a member
+
+
+@pytest.fixture
+def impatient(config_data: dict[str, Any]) -> None:
+    config_data["delivery"]["timeout"] = 0.3
+
+
+@pytest.mark.parametrize("fault", ["421 at MAIL", "dropped after DATA", "timeout at DATA"])
+def test_temporary_relay_faults_at_every_stage_are_retried(
+        impatient: None, als: str, post: Any, drain: Any, sink: Sink, clock: Clock,
+        db: Database, fault: str) -> None:
+    if fault == "421 at MAIL":
+        sink.mail_replies = ["421 4.3.2 shutting down"] * 2
+    elif fault == "dropped after DATA":
+        sink.drop_after_data = 2
+    else:
+        sink.data_delay = 1.0
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    drain()
+    assert set(statuses(db).values()) == {"deferred"}
+    sink.data_delay = 0.0
+    clock.advance(minutes=2)
+    drain()
+    assert set(statuses(db).values()) == {"sent"}
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
+
+
+def test_vacation_reply_to_a_verp_address_is_not_a_bounce(als: str, post: Any,
+                                                          db: Database) -> None:
+    away = make_message(BOB, "Out of office: To all", "I am away until Monday.",
+                        message_id="away@x", headers={"Auto-Submitted": "auto-replied"})
+    assert post(away, to=[BOB_VERP], sender="").code == 250
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
+        assert s.scalar(select(func.count()).select_from(Post)) == 0
+    # A non-standard bounce at the same address (no DSN, no auto-reply marks) still counts.
+    gone = make_message("MAILER-DAEMON@mx.example.net", "failure notice",
+                        "Sorry, I couldn't deliver your message.", message_id="gone@x")
+    assert post(gone, to=[BOB_VERP], sender="").code == 250
+    assert member(db, BOB).bounce_score == 1.0
+
+
+@pytest.mark.parametrize("recipient", ["bob@example.net", "Bob.Baker+lists@Example.NET",
+                                       "a=b@example.org"])
+def test_verp_round_trips_through_routing(recipient: str) -> None:
+    sender = encode("living-with-als-bounces@lists.example.org", recipient)
+    target = route(sender, {"lists.example.org"}, {LIST})
+    assert (target.kind, target.role) == ("list", "bounces")
+    decoded = decode(target.detail)
+    assert decoded is not None and decoded.lower() == recipient.lower()

@@ -1,0 +1,289 @@
+"""Hostile and broken input: the receiver never crashes, never stalls other sessions, never
+stores half a message, and answers every case with a precise code."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from listserv.db import Database
+from listserv.models import Post
+from listserv.server import Server
+
+from .conftest import LIST, Sink, make_message, smtp_send
+
+
+def posts(db: Database) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(Post))
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll the server's visible state; the deadline only bounds a failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def few_sessions(config_data: dict[str, Any]) -> None:
+    config_data["receiver"].update(max_sessions=20, timeout=30.0)
+
+
+def test_a_thousand_idle_connections_cannot_keep_a_post_out(
+        few_sessions: None, als: str, receiver: Server, db: Database) -> None:
+    idle = []
+    try:
+        for _ in range(1000):
+            sock = socket.create_connection(("127.0.0.1", receiver.port))
+            idle.append(sock)
+        assert wait_until(lambda: len(receiver.gate) <= 20)
+        start = time.monotonic()
+        reply = smtp_send(receiver.port, "alice@example.org", [LIST],
+                          make_message("alice@example.org", "Hi", "x", message_id="i@x")
+                          .as_bytes())
+        elapsed = time.monotonic() - start
+    finally:
+        for sock in idle:
+            sock.close()
+    assert reply.code == 250
+    assert elapsed < 1.0
+    assert posts(db) == 1
+    assert wait_until(lambda: len(receiver.gate) == 0)  # nothing kept for closed sessions
+
+
+@pytest.fixture
+def three_sessions(config_data: dict[str, Any]) -> None:
+    config_data["receiver"]["max_sessions"] = 3
+
+
+def test_sessions_beyond_the_cap_in_transactions_get_421(three_sessions: None, als: str,
+                                                         receiver: Server) -> None:
+    busy = []
+    try:
+        for _ in range(3):
+            client = smtplib.SMTP("127.0.0.1", receiver.port)
+            client.ehlo()
+            assert client.mail("alice@example.org")[0] == 250  # an open transaction
+            busy.append(client)
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", receiver.port)
+        assert refused.value.smtp_code == 421
+        assert refused.value.smtp_error.startswith(b"4.7.0")
+    finally:
+        for client in busy:
+            client.close()
+
+
+@pytest.fixture
+def short_timeout(config_data: dict[str, Any]) -> None:
+    config_data["receiver"]["timeout"] = 0.5
+
+
+def test_a_silent_client_is_disconnected(short_timeout: None, als: str,
+                                         receiver: Server) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(5)
+        assert sock.recv(1000).startswith(b"220")
+        start = time.monotonic()
+        assert sock.recv(1000) == b""  # closed by the server
+        assert time.monotonic() - start < 3
+    assert wait_until(lambda: len(receiver.gate) == 0)
+
+
+def test_a_trickling_client_is_disconnected(short_timeout: None, als: str,
+                                            receiver: Server) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(5)
+        assert sock.recv(1000).startswith(b"220")
+        start = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - start < 5:
+            try:
+                sock.sendall(b"E")  # one byte of a command that never ends
+                sock.settimeout(0.1)
+                closed = sock.recv(1000) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        assert closed
+        assert time.monotonic() - start < 3
+    assert wait_until(lambda: len(receiver.gate) == 0)
+
+
+def test_undeclared_8bit_data_is_refused(als: str, receiver: Server, db: Database) -> None:
+    msg = make_message("alice@example.org", "Café", "Crème brûlée", message_id="8@x")
+    raw = msg.as_bytes().replace(b"=C3=A8", "è".encode()).replace(
+        b"Content-Transfer-Encoding: quoted-printable", b"Content-Transfer-Encoding: 8bit")
+    raw = raw.replace(b"=C3=BB", "û".encode())
+    assert not raw.isascii()
+    with smtplib.SMTP("127.0.0.1", receiver.port) as client:
+        client.ehlo()
+        client.mail("alice@example.org")  # no BODY=8BITMIME
+        client.rcpt(LIST)
+        code, text = client.data(raw)
+    assert (code, text[:5]) == (554, b"5.6.3")
+    assert posts(db) == 0
+    # Declared, the same bytes are stored and read back correctly.
+    assert smtp_send(receiver.port, "alice@example.org", [LIST], raw).code == 250
+    with db.session() as s:
+        assert "Crème brûlée" in s.scalar(select(Post.body))
+
+
+def test_non_ascii_address_needs_smtputf8(als: str, receiver: Server) -> None:
+    with smtplib.SMTP("127.0.0.1", receiver.port) as client:
+        client.ehlo()
+        client.send("MAIL FROM:<jürgen@example.org>\r\n".encode())
+        code, text = client.getreply()
+        assert (code, text[:5]) == (553, b"5.6.7")
+        client.send("MAIL FROM:<jürgen@example.org> SMTPUTF8\r\n".encode())
+        assert client.getreply()[0] == 250
+        client.send("RCPT TO:<liste-ü@lists.example.org>\r\n".encode())
+        assert client.getreply()[0] == 550  # a precise "no such list", not a crash
+
+
+@pytest.mark.parametrize("name,header", [
+    ("50 KB of Content-Type parameters",
+     b"Content-Type: text/plain" + b"".join(b';\r\n p%d="v"' % i for i in range(5000))),
+    ("a 100 KB Subject", b"Subject: " + b"\r\n ".join([b"x" * 900] * 110)),
+    ("forty thousand header fields", b"X-A: b\r\n" * 40_000 + b"X-A: b"),
+])
+def test_crafted_headers_are_refused_within_a_second(als: str, post: Any, db: Database,
+                                                     name: str, header: bytes) -> None:
+    raw = (b"From: alice@example.org\r\nTo: " + LIST.encode() + b"\r\nMessage-ID: <c@x>\r\n"
+           + header + b"\r\n\r\nhello\r\n")
+    start = time.monotonic()
+    reply = post(raw, sender="alice@example.org")
+    assert time.monotonic() - start < 1.0, name
+    assert (reply.code, reply.text[:5]) == (554, "5.6.0"), name
+    assert posts(db) == 0
+
+
+def test_an_overlong_line_is_refused_and_the_server_goes_on(als: str, post: Any,
+                                                             db: Database) -> None:
+    raw = (b"From: alice@example.org\r\nTo: " + LIST.encode() + b"\r\nSubject: long\r\n"
+           b"Message-ID: <l@x>\r\n\r\n" + b"x" * 20_000 + b"\r\n")
+    reply = post(raw, sender="alice@example.org")
+    assert (reply.code, reply.text[:5]) == (500, "5.5.2")
+    assert posts(db) == 0
+    ok = make_message("alice@example.org", "Short", "fine", message_id="s@x")
+    assert post(ok).code == 250
+
+
+def test_utf7_and_unicode_escape_are_never_decoded_into_markup(als: str, post: Any,
+                                                               db: Database) -> None:
+    for charset, payload in [("utf-7", b"+ADw-script+AD4-alert(1)+ADw-/script+AD4-"),
+                             ("unicode_escape", b"\\u003cscript\\u003ealert(1)")]:
+        raw = (b"From: alice@example.org\r\nTo: " + LIST.encode()
+               + b"\r\nSubject: cs\r\nMessage-ID: <" + charset.encode() + b"@x>\r\n"
+               + b"Content-Type: text/plain; charset=" + charset.encode() + b"\r\n\r\n"
+               + payload + b"\r\n")
+        assert post(raw, sender="alice@example.org").code == 250
+    with db.session() as s:
+        bodies = s.scalars(select(Post.body)).all()
+    assert len(bodies) == 2
+    assert all("<script>" not in body for body in bodies)
+
+
+def test_nothing_in_a_post_injects_headers_or_template_output(
+        als: str, post: Any, drain: Any, sink: Sink) -> None:
+    # Encoded CR/LF in the subject and the display name must not become header breaks.
+    evil = (b"From: =?utf-8?q?Alice=0D=0AX-Injected:_1?= <alice@example.org>\r\n"
+            b"To: " + LIST.encode() + b"\r\nMessage-ID: <evil@x>\r\n"
+            b"Subject: =?utf-8?q?Hello=0D=0ABcc:_victim@example.com?= {{ 7 * 7 }}\r\n\r\n"
+            b"Body {{ 7 * 7 }} {% if 1 %}yes{% endif %}\r\n")
+    assert post(evil, sender="alice@example.org").code == 250
+    drain()
+    (delivered,) = [r.content for r in sink.received if "bob@example.net" in r.rcpt_tos]
+    head, _, body = delivered.partition(b"\r\n\r\n")
+    names = [line.split(b":")[0].lower() for line in head.split(b"\r\n")
+             if line and not line[:1].isspace()]
+    assert b"bcc" not in names and b"x-injected" not in names
+    assert b"{{ 7 * 7 }}" in body and b"49" not in body
+    assert b"{% if 1 %}yes{% endif %}" in body
+
+
+def test_disk_full_during_data_answers_452_and_stores_nothing(
+        sqlite_only: None, als: str, receiver: Server, db: Database) -> None:
+    """A real SQLite 'database or disk is full': the receiver's connections may not grow
+    the file by a single page (as a full file system would refuse)."""
+    engine = receiver.db.engine
+
+    @event.listens_for(engine, "connect")
+    def full_disk(dbapi_conn: Any, _record: Any) -> None:
+        pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
+
+    engine.dispose()
+    big = make_message("alice@example.org", "Big", "words " * 20_000, message_id="full@x")
+    reply = smtp_send(receiver.port, "alice@example.org", [LIST], big.as_bytes())
+    assert (reply.code, reply.text[:5]) == (452, "4.3.1")
+    assert posts(db) == 0
+    # Space comes back: the client's retry is stored once, the server kept serving.
+    event.remove(engine, "connect", full_disk)
+    engine.dispose()
+    assert smtp_send(receiver.port, "alice@example.org", [LIST], big.as_bytes()).code == 250
+    assert posts(db) == 1
+
+
+def test_shutdown_closes_idle_sessions_with_421(als: str, receiver: Server,
+                                                loop_thread: Any) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(5)
+        assert sock.recv(1000).startswith(b"220")
+        start = time.monotonic()
+        loop_thread.run(receiver.stop())
+        assert sock.recv(1000).startswith(b"421 4.3.2")
+        assert time.monotonic() - start < 2
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", receiver.port), timeout=1)
+
+
+@pytest.fixture
+def big_messages(config_data: dict[str, Any]) -> None:
+    config_data["receiver"]["max_message_bytes"] = 20 * 1024 * 1024
+
+
+def test_a_huge_base64_attachment_is_stored_quickly(big_messages: None, als: str,
+                                                    post: Any, db: Database) -> None:
+    msg = make_message("alice@example.org", "Scan", "The scan is attached.", message_id="b@x")
+    msg.add_attachment(bytes(range(256)) * 40_000, maintype="application",
+                       subtype="octet-stream", filename="scan.bin")  # 10 MB, 13.8 MB base64
+    start = time.monotonic()
+    assert post(msg).code == 250
+    assert time.monotonic() - start < 3.0
+    with db.session() as s:
+        assert s.scalar(select(Post.body)).strip() == "The scan is attached."
+
+
+def test_database_unreachable_during_data_answers_451_then_serves_again(
+        sqlite_only: None, als: str, receiver: Server, db: Database) -> None:
+    path = Path(receiver.db.url.removeprefix("sqlite:///"))
+    msg = make_message("alice@example.org", "Gone", "where is the disk?", message_id="u@x")
+    with smtplib.SMTP("127.0.0.1", receiver.port) as client:
+        client.ehlo()
+        assert client.mail("alice@example.org")[0] == 250
+        assert client.rcpt(LIST)[0] == 250
+        receiver.db.dispose()
+        db.dispose()
+        path.rename(path.with_suffix(".away"))
+        path.mkdir()  # the database is gone while DATA arrives: nothing can open it here
+        try:
+            code, text = client.data(msg.as_bytes())
+        finally:
+            path.rmdir()
+            path.with_suffix(".away").rename(path)
+    assert (code, text[:5]) == (451, b"4.3.0")
+    assert posts(db) == 0
+    assert smtp_send(receiver.port, "alice@example.org", [LIST], msg.as_bytes()).code == 250
+    assert posts(db) == 1
