@@ -74,12 +74,34 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Tokens and the notices we send in answer to mail."""
+
+    # HMAC key for tokens; empty: a random one generated once and kept in the database.
+    secret: str = ""
+    # Days a subscription or leave confirmation stays valid.
+    confirm_days: int = 7
+    # Notices we answer one address with per day, so no auto-responder can loop with us.
+    notices_per_day: int = 5
+
+
+@dataclass(frozen=True)
+class ModerationConfig:
+    # Days a held message waits for a moderator before it is discarded with a note.
+    held_max_days: int = 14
+    # Seconds between two runs of the expiry of held messages in `serve`.
+    expire_every_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
     # Folder that relative paths in the file are relative to.
     base_dir: Path = Path(".")
 
@@ -105,6 +127,8 @@ _CLASSES: dict[str, type] = {
     "delivery": DeliveryConfig,
     "lists": ListsConfig,
     "limits": LimitsConfig,
+    "security": SecurityConfig,
+    "moderation": ModerationConfig,
 }
 
 
@@ -138,6 +162,11 @@ def _validate(cfg: Config, source: str) -> None:
         ("@" not in cfg.lists.domain and "." in cfg.lists.domain,
          "lists.domain", "must be a domain name such as lists.example.org"),
         (bool(cfg.database.url), "database.url", "must not be empty"),
+        (cfg.security.confirm_days > 0, "security.confirm_days", "must be > 0"),
+        (cfg.security.notices_per_day >= 0, "security.notices_per_day", "must be >= 0"),
+        (cfg.moderation.held_max_days > 0, "moderation.held_max_days", "must be > 0"),
+        (cfg.moderation.expire_every_seconds > 0, "moderation.expire_every_seconds",
+         "must be > 0"),
     ]
     for ok, key, why in checks:
         if not ok:

@@ -20,6 +20,8 @@ class Outcome(Enum):
     LINE_TOO_LONG = "line_too_long"
     TEMPORARY_FAILURE = "temporary_failure"
     DISK_FULL = "disk_full"
+    REJECTED = "rejected"
+    COMMAND = "command"
 
 
 REPLIES: dict[Outcome, str] = {
@@ -38,6 +40,9 @@ REPLIES: dict[Outcome, str] = {
     Outcome.LINE_TOO_LONG: "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)",
     Outcome.TEMPORARY_FAILURE: "451 4.3.0 Temporary failure, please try again later",
     Outcome.DISK_FULL: "452 4.3.1 Insufficient system storage, please try again later",
+    Outcome.REJECTED: "550 5.7.2 This list accepts posts only from its owners and approved"
+                      " posters",
+    Outcome.COMMAND: "250 2.0.0 Request received; the answer comes by email",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.
@@ -68,6 +73,8 @@ WORST_FIRST = (
     Outcome.ACCEPTED,
     Outcome.HELD,
     Outcome.DUPLICATE,
+    Outcome.COMMAND,
+    Outcome.REJECTED,
     Outcome.DROPPED,
 )
 
