@@ -101,7 +101,7 @@ def parse_moderation(subject: str, body: str) -> Moderation | None:
     """A moderator's answer: the first body line (or the Subject) starting with a verb."""
     for line in [*_body_lines(body), strip_reply_prefix(subject)]:
         word, _, rest = line.partition(" ")
-        verb = word.lower().rstrip(":")
+        verb = word.lower().rstrip(":.,!")
         if verb in MODERATION_VERBS:
             return Moderation(verb, rest.strip() if verb == "reject" else "")
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -234,6 +235,8 @@ class Pending(Base):
     """A join or leave waiting for its confirmation token to come back from the mailbox."""
 
     __tablename__ = "pending"
+    # Ids never come back after a delete, so a token can only ever name one request.
+    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))

@@ -55,10 +55,16 @@ def moderators(session: Session, ml: MailingList) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def moderation_address(session: Session, config: Config, ml: MailingList, held_id: int,
+def moderation_binding(ml: MailingList, held: Held) -> str:
+    """A moderation token names the message, not only its row (row ids can be reused)."""
+    return f"{ml.address} held {held.id} {held.message_id}"
+
+
+def moderation_address(session: Session, config: Config, ml: MailingList, held: Held,
                        now: datetime) -> str:
-    token = tokens.issue(token_secret(session, config), "m", held_id,
-                         f"{ml.address} held {held_id}", now, None)
+    valid = timedelta(days=config.moderation.held_max_days + 1)
+    token = tokens.issue(token_secret(session, config), "m", held.id,
+                         moderation_binding(ml, held), now, valid)
     return tagged(role_address(ml.address, "confirm"), token)
 
 
@@ -75,7 +81,7 @@ def on_held(session: Session, config: Config, templates: Environment, ml: Mailin
     if envelope_sender:
         notifier.send("held", "held_poster.txt", envelope_sender,
                       in_reply_to=parsed.message_id, subject=held.subject, reason=held.reason)
-    address = moderation_address(session, config, ml, held.id, now)
+    address = moderation_address(session, config, ml, held, now)
     people = moderators(session, ml)
     if not people:
         log.warning("%s: message %s held but the list has no moderator or owner",
@@ -127,11 +133,10 @@ def decide(session: Session, config: Config, templates: Environment, held: Held,
 
 def moderate_by_token(desk: ListDesk, text: str, peeked: tokens.Token, msg: Incoming) -> None:
     """A moderator's reply to a notice: verify the token, read the verb, decide once."""
-    ident = peeked.ident
-    token = tokens.verify(desk.secret, text, desk.binding("held", ident), desk.now)
-    held = desk.session.get(Held, ident)
+    held = desk.session.get(Held, peeked.ident)
     if held is None or held.list_id != desk.ml.id:
         raise tokens.TokenError("this held message was already handled")
+    token = tokens.verify(desk.secret, text, moderation_binding(desk.ml, held), desk.now)
     verb = commands.parse_moderation(msg.parsed.subject, msg.parsed.text)
     if verb is None:
         desk.notifier.send(
