@@ -19,7 +19,7 @@ from . import admin, forum, listroles, moderation
 from .config import Config, ConfigError, load
 from .db import Database
 from .models import MODES, POLICIES
-from .notifier import token_secret
+from .settings import token_secret
 
 
 def _version() -> str:

@@ -83,6 +83,9 @@ class SecurityConfig:
     confirm_days: int = 7
     # Notices we answer one address with per day, so no auto-responder can loop with us.
     notices_per_day: int = 5
+    # Each member's copy of a post carries their own List-Unsubscribe token (one SMTP
+    # transaction per recipient); off: one transaction for many, a generic leave address.
+    personal_unsubscribe: bool = True
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ from .config import Config
 from .db import Database, get_list
 from .message import Malformed, Parsed, parse
 from .models import ListRole, MailingList, Member, Pending, UsedToken
-from .notifier import Notifier, token_secret
+from .notifier import Notifier
 from .outbox import queue_notice
 from .replies import Outcome, combine
+from .settings import token_secret
+from .unsubscribe import personal_leave_address
 
 log = logging.getLogger("listserv.membership")
 
@@ -69,10 +71,8 @@ class ListDesk:
         return tagged(role_address(self.ml.address, "confirm"), token)
 
     def leave_address(self, member: Member) -> str:
-        """A member's personal leave address: acting on it needs no further confirmation."""
-        token = tokens.issue(self.secret, "u", member.id, self.binding(member.address),
-                             self.now, None)
-        return tagged(role_address(self.ml.address, "leave"), token)
+        return personal_leave_address(self.secret, self.ml.address, member.id, member.address,
+                                      self.now)
 
     # -- joining and leaving -----------------------------------------------------------------
     def request_change(self, action: str, msg: Incoming) -> bool:

@@ -23,7 +23,8 @@ from .config import Config
 from .db import Database
 from .message import Malformed, Parsed, parse
 from .models import Held, ListRole, MailingList, Pending, Post
-from .notifier import Notifier, token_secret
+from .notifier import Notifier
+from .settings import token_secret
 
 if TYPE_CHECKING:
     from .membership import Incoming, ListDesk

@@ -3,13 +3,12 @@
 Answers to incoming mail (confirmations, welcomes, help, held and rejection notes) are
 capped per recipient and day, so a mail loop with an auto-responder that escapes robot
 detection still ends after a few messages. Moderator notices are not answers and are not
-capped. The token secret lives here too: the config's, or one generated once and stored.
+capped.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,25 +20,13 @@ from sqlalchemy.orm import Session
 from . import notices, outbox
 from .addresses import role_address
 from .config import Config
-from .db import insert_ignore
-from .models import Delivery, MailingList, Notice, Setting
+from .models import Delivery, MailingList, Notice
 
 log = logging.getLogger("listserv.notifier")
 
 # Notice kinds that answer a message and so count against the daily cap of the recipient.
 ANSWER_KINDS = ("confirm", "welcome", "goodbye", "help", "results", "refused", "held",
                 "rejected", "expired", "moderation")
-SECRET_KEY = "token_secret"
-
-
-def token_secret(session: Session, config: Config) -> bytes:
-    """The HMAC key: `[security] secret`, else the stored one, created on first use."""
-    if config.security.secret:
-        return config.security.secret.encode()
-    insert_ignore(session, Setting, [{"key": SECRET_KEY, "value": secrets.token_hex(32)}])
-    value = session.scalar(select(Setting.value).where(Setting.key == SECRET_KEY))
-    assert value is not None
-    return bytes.fromhex(value)
 
 
 def answers_today(session: Session, recipient: str, now: datetime) -> int:

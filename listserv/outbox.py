@@ -20,7 +20,7 @@ from jinja2 import Environment
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from . import compose
+from . import compose, unsubscribe
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
@@ -56,6 +56,7 @@ class Claim:
     notice_id: int | None
     recipient: str
     created_at: datetime
+    member_id: int | None = None
 
     @property
     def message_key(self) -> tuple[str, int]:
@@ -158,7 +159,7 @@ class Outbox:
             )
             rows = session.execute(
                 select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
-                       Delivery.created_at)
+                       Delivery.created_at, Delivery.member_id)
                 .where(Delivery.id.in_(ids))
                 .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
@@ -237,8 +238,22 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
+    def personal(self, claim: Claim, message: bytes) -> bytes:
+        """The post with this member's own unsubscribe token, when posts are personal."""
+        if claim.post_id is None or claim.member_id is None or not self.personal_posts:
+            return message
+        with self.db.session() as session:
+            return unsubscribe.personalize(session, self.config, claim.member_id, message,
+                                           self.clock())
+
+    @property
+    def personal_posts(self) -> bool:
+        return self.config.security.personal_unsubscribe
+
     async def _deliver(self, claims: list[Claim]) -> None:
         sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
+        if len(claims) == 1:
+            message = await asyncio.to_thread(self.personal, claims[0], message)
         results = await self.transport.send(sender, [c.recipient for c in claims], message)
         await asyncio.to_thread(self.record, claims, results)
 
@@ -247,7 +262,8 @@ class Outbox:
         batches: list[list[Claim]] = []
         for claim in claims:
             same = batches and batches[-1][0].message_key == claim.message_key
-            if same and len(batches[-1]) < size:
+            personal = claim.post_id is not None and self.personal_posts
+            if same and len(batches[-1]) < size and not personal:
                 batches[-1].append(claim)
             else:
                 batches.append([claim])

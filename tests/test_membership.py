@@ -8,6 +8,7 @@ from email.message import Message
 from email.utils import parseaddr
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from listserv.db import Database
@@ -276,3 +277,41 @@ def test_loop_with_an_unmarked_auto_responder_terminates(
         raise AssertionError("the loop did not end")
     assert answered == 5  # [security] notices_per_day
     assert bot not in members(cli)
+
+
+def test_list_unsubscribe_of_a_delivered_post_removes_that_member_only(
+    als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
+    send(post, "alice@example.org", LIST, "News", "hello", message_id="n@example.org")
+    drain()
+    headers = {r.rcpt_tos[0]: r.message["List-Unsubscribe"] for r in sink.received}
+    assert len(sink.received) == 2  # Bob and Dave, one SMTP transaction each
+    assert headers["bob@example.net"] != headers["dave@example.org"]
+    mailto = parseaddr(headers["dave@example.org"].strip("<>").removeprefix("mailto:"))[1]
+
+    # Nobody can make such an address for somebody else.
+    forged = mailto.replace("+u-", "+u-1")
+    send(post, "bob@example.net", forged, "unsubscribe")
+    drain()
+    assert "dave@example.org" in members(cli)
+
+    send(post, "dave@example.org", mailto, "unsubscribe")
+    drain()
+    assert last(sink, "dave@example.org")["Subject"] == "You have left Living with ALS"
+    assert members(cli) == ["alice@example.org", "bob@example.net", "carol@example.com",
+                            "erin@example.org"]
+
+
+@pytest.fixture
+def impersonal(config_data: dict[str, Any]) -> None:
+    config_data["security"] = {"personal_unsubscribe": False}
+
+
+def test_shared_transactions_when_personal_unsubscribe_is_off(
+    impersonal: None, als: str, post: Any, drain: Any, sink: Sink
+) -> None:
+    send(post, "alice@example.org", LIST, "News", "hello", message_id="n@example.org")
+    drain()
+    (shared,) = sink.received
+    assert sorted(shared.rcpt_tos) == ["bob@example.net", "dave@example.org"]
+    assert shared.message["List-Unsubscribe"] == f"<mailto:{LEAVE}>"
