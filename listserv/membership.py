@@ -121,12 +121,16 @@ class ListDesk:
             raise tokens.TokenError("this token was already used")
         self.session.add(UsedToken(key=token.key, used_at=self.now))
 
-    def apply_token(self, text: str, msg: Incoming) -> bool:
-        """Act on a confirmation, personal leave or moderation token; True if it was valid.
+    def apply_token(self, text: str, msg: Incoming, kinds: str) -> bool:
+        """Act on a token of one of `kinds` (tokens.KINDS); True if it was valid.
 
-        A forged, expired or spent token changes nothing and is answered with the reason.
+        A forged, expired or spent token, or one sent where it does not belong, changes
+        nothing and is answered with the reason.
         """
         try:
+            peeked = tokens.peek(text)
+            if peeked is not None and peeked.kind not in kinds:
+                raise tokens.TokenError("this token does not belong at this address")
             self.act_on_token(text, msg)
         except tokens.TokenError as exc:
             self.notifier.send("refused", "token_refused.txt", msg.sender,
@@ -187,7 +191,7 @@ class ListDesk:
             self.request_change(action, msg)
             return f"A confirmation request was sent to {msg.sender}.", True
         if command.name == "confirm":
-            ok = self.apply_token(command.arg, msg)
+            ok = self.apply_token(command.arg, msg, kinds="jl")
             return ("Confirmed." if ok else "Not confirmed."), True
         mode = MODE_COMMANDS[(command.name, command.arg)]
         member = self.member(msg.sender)
@@ -214,11 +218,11 @@ class ListDesk:
         if role == "join":
             self.request_change("join", msg)
         elif role == "leave" and detail:
-            self.apply_token(detail, msg)
+            self.apply_token(detail, msg, kinds="u")
         elif role == "leave":
             self.request_change("leave", msg)
         elif role == "confirm":
-            self.apply_token(detail or "", msg)
+            self.apply_token(detail or "", msg, kinds="jlm")
         elif role == "request":
             self.request(msg)
         elif role == "owner":

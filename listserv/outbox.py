@@ -25,6 +25,7 @@ from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
+from .settings import token_secret
 from .transports import SendResult, Transport
 
 log = logging.getLogger("listserv.outbox")
@@ -98,6 +99,7 @@ class Outbox:
         self.rng = rng
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
+        self._secret: bytes | None = None
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -238,23 +240,25 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
-    def personal(self, claim: Claim, message: bytes) -> bytes:
-        """The post with this member's own unsubscribe token, when posts are personal."""
-        if claim.post_id is None or claim.member_id is None or not self.personal_posts:
-            return message
-        with self.db.session() as session:
-            return unsubscribe.personalize(session, self.config, claim.member_id, message,
-                                           self.clock())
-
-    @property
-    def personal_posts(self) -> bool:
-        return self.config.security.personal_unsubscribe
+    def secret(self) -> bytes:
+        """The token secret, read once per worker."""
+        if self._secret is None:
+            with self.db.session() as session:
+                self._secret = token_secret(session, self.config)
+        return self._secret
 
     async def _deliver(self, claims: list[Claim]) -> None:
         sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-        if len(claims) == 1:
-            message = await asyncio.to_thread(self.personal, claims[0], message)
-        results = await self.transport.send(sender, [c.recipient for c in claims], message)
+        if claims[0].post_id is not None and self.config.security.personal_unsubscribe:
+            # Each member's copy names their own leave token: one transaction each.
+            secret = await asyncio.to_thread(self.secret)
+            results: dict[str, SendResult] = {}
+            for claim in claims:
+                personal = unsubscribe.personalize(message, secret, claim.member_id,
+                                                   claim.recipient, self.clock())
+                results |= await self.transport.send(sender, [claim.recipient], personal)
+        else:
+            results = await self.transport.send(sender, [c.recipient for c in claims], message)
         await asyncio.to_thread(self.record, claims, results)
 
     def _batches(self, claims: list[Claim]) -> list[list[Claim]]:
@@ -262,8 +266,7 @@ class Outbox:
         batches: list[list[Claim]] = []
         for claim in claims:
             same = batches and batches[-1][0].message_key == claim.message_key
-            personal = claim.post_id is not None and self.personal_posts
-            if same and len(batches[-1]) < size and not personal:
+            if same and len(batches[-1]) < size:
                 batches[-1].append(claim)
             else:
                 batches.append([claim])

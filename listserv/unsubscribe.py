@@ -1,18 +1,15 @@
-"""Personal unsubscribe addresses: each member's copy of a post names its own leave token."""
+"""Personal unsubscribe addresses: each member's copy of a post names its own leave token.
+
+Pure: the secret and the time come in as arguments.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from . import tokens
 from .addresses import role_address, tagged
-from .config import Config
-from .models import MailingList, Member
-from .settings import token_secret
 
 
 def personal_leave_address(secret: bytes, list_addr: str, member_id: int, address: str,
@@ -22,21 +19,19 @@ def personal_leave_address(secret: bytes, list_addr: str, member_id: int, addres
     return tagged(role_address(list_addr, "leave"), token)
 
 
-def personalize(session: Session, config: Config, member_id: int, message: bytes,
+# The generic List-Unsubscribe header compose.list_headers writes (possibly folded).
+_GENERIC_RE = re.compile(rb"List-Unsubscribe:\s*<mailto:([^<>@\s]+)-leave@([^<>@\s]+)>\r\n")
+
+
+def personalize(message: bytes, secret: bytes, member_id: int | None, recipient: str,
                 now: datetime) -> bytes:
-    """A post as one member receives it: List-Unsubscribe carries their personal token,
-    so one click in their mail program removes them (RFC 2369)."""
-    row = session.execute(
-        select(MailingList.address, Member.address)
-        .join(Member, Member.list_id == MailingList.id)
-        .where(Member.id == member_id)
-    ).first()
-    if row is None:  # left since the delivery was queued: the generic address still works
+    """A post as one member receives it: List-Unsubscribe carries their personal token, so
+    one message from their mail program removes them (RFC 2369). The token is bound to the
+    address the delivery goes to, which is the member's address."""
+    match = _GENERIC_RE.search(message)
+    if member_id is None or match is None:
         return message
-    list_addr, address = row
-    generic = re.compile(rb"List-Unsubscribe:\s*<mailto:"
-                         + re.escape(role_address(list_addr, "leave").encode()) + rb">\r\n")
-    personal = personal_leave_address(token_secret(session, config), list_addr, member_id,
-                                      address, now)
+    list_addr = f"{match[1].decode()}@{match[2].decode()}"
+    personal = personal_leave_address(secret, list_addr, member_id, recipient, now)
     header = f"List-Unsubscribe: <mailto:{personal}>\r\n".encode()
-    return generic.sub(lambda _: header, message, count=1)
+    return message[:match.start()] + header + message[match.end():]

@@ -315,3 +315,18 @@ def test_shared_transactions_when_personal_unsubscribe_is_off(
     (shared,) = sink.received
     assert sorted(shared.rcpt_tos) == ["bob@example.net", "dave@example.org"]
     assert shared.message["List-Unsubscribe"] == f"<mailto:{LEAVE}>"
+
+
+def test_a_token_works_only_at_its_own_address(
+    als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
+    send(post, NEW, JOIN)
+    drain()
+    token = confirm_address(last(sink, NEW)).partition("+")[2].partition("@")[0]
+    send(post, NEW, f"living-with-als-leave+{token}@{DOMAIN}")
+    drain()
+    assert "does not belong" in text(last(sink, NEW))
+    assert NEW not in members(cli)
+    send(post, NEW, REQUEST, f"confirm {token}")
+    drain()
+    assert NEW in members(cli)

@@ -206,3 +206,13 @@ def test_lists_set_validates_and_roles_are_listed(moderated: str, cli: Any) -> N
     assert cli("lists", "set", LIST, "--remove", MOD).exit_code == 0
     assert [r["address"] for r in json.loads(cli("lists", "roles", LIST, "--json").output)] \
         == ["olga@example.org"]
+
+
+def test_held_expire_command(moderated: str, post: Any, cli: Any, clock: Clock,
+                             db: Database) -> None:
+    clock.now = datetime(2020, 1, 1, tzinfo=UTC)  # long before the wall clock the CLI reads
+    hold(post)
+    result = cli("held", "expire")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "discarded 1 held messages"
+    assert count(db, Held) == 0

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from listserv import commands, notices, tokens
+from listserv import commands, notices, tokens, unsubscribe
 from listserv.commands import Command, Moderation
 
 SECRET = b"k" * 32
@@ -105,3 +105,16 @@ def test_notice_is_marked_automatic_and_header_safe() -> None:
                         from_name="", from_address="a@b.org", envelope_sender="",
                         recipient="a@b.org", list_id="x", loop_value="x", message_id="1@x",
                         now=NOW)
+
+
+def test_personal_unsubscribe_replaces_only_the_generic_header() -> None:
+    message = (b"Subject: x\r\nList-Unsubscribe:\r\n <mailto:a-list-leave@lists.example.org>\r\n"
+               b"X-Other: y\r\n\r\nList-Unsubscribe: <mailto:a-list-leave@lists.example.org>\r\n")
+    out = unsubscribe.personalize(message, SECRET, 5, "bo@example.net", NOW)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert body == b"List-Unsubscribe: <mailto:a-list-leave@lists.example.org>\r\n"
+    local = head.split(b"<mailto:")[1].split(b"@")[0].decode()
+    token = local.partition("+")[2]
+    binding = "a-list@lists.example.org bo@example.net"
+    assert tokens.verify(SECRET, token, binding, NOW).ident == 5
+    assert unsubscribe.personalize(message, SECRET, None, "bo@example.net", NOW) == message
