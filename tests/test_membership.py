@@ -330,3 +330,28 @@ def test_a_token_works_only_at_its_own_address(
     send(post, NEW, REQUEST, f"confirm {token}")
     drain()
     assert NEW in members(cli)
+
+
+def test_our_own_notice_coming_back_is_not_answered(
+    als: str, post: Any, drain: Any, sink: Sink
+) -> None:
+    send(post, NEW, REQUEST, "help")
+    drain()
+    (notice,) = sink.received
+    # A forwarder bounces our help message straight back to the -request address.
+    reply = post(notice.content, to=[REQUEST], sender=NEW)
+    assert reply.code == 250
+    drain()
+    assert len(sink.received) == 1
+
+
+def test_db_init_creates_the_token_secret_once(cli: Any, db: Database) -> None:
+    from listserv.models import Setting
+
+    assert cli("db", "init").exit_code == 0
+    with db.session() as s:
+        first = s.scalars(select(Setting.value)).all()
+    assert cli("db", "init").exit_code == 0
+    with db.session() as s:
+        assert s.scalars(select(Setting.value)).all() == first
+    assert len(first) == 1 and len(first[0]) == 64

@@ -216,3 +216,13 @@ def test_held_expire_command(moderated: str, post: Any, cli: Any, clock: Clock,
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "discarded 1 held messages"
     assert count(db, Held) == 0
+
+
+def test_owners_moderate_when_a_list_has_no_moderator(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink
+) -> None:
+    assert cli("lists", "set", LIST, "--owner", "olga@example.org").exit_code == 0
+    hold(post)
+    drain()
+    (notice,) = sink.to("olga@example.org")
+    assert str(notice["Subject"]) == "Held for moderation: A question"
