@@ -17,12 +17,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import commands, ingest, tokens
-from .addresses import Route, role_address, tagged
+from .addresses import Route, role_address, tagged, try_normalize
 from .admin import AdminError
 from .config import Config
 from .db import Database
 from .message import Malformed, Parsed, parse
-from .models import Held, ListRole, MailingList, Pending, Post
+from .models import Held, ListRole, MailingList, Pending, Post, UsedToken
 from .notifier import Notifier
 from .settings import token_secret
 
@@ -79,8 +79,9 @@ def on_held(session: Session, config: Config, templates: Environment, ml: Mailin
             held: Held, parsed: Parsed, envelope_sender: str, now: datetime) -> None:
     """Tell the poster once that the message waits, and the moderators what to decide."""
     notifier = Notifier(session, config, templates, ml, now)
-    if envelope_sender:
-        notifier.send("held", "held_poster.txt", envelope_sender,
+    poster = try_normalize(envelope_sender)
+    if poster:
+        notifier.send("held", "held_poster.txt", poster,
                       in_reply_to=parsed.message_id, subject=held.subject, reason=held.reason)
     address = moderation_address(session, config, ml, held, now)
     people = moderators(session, ml)
@@ -177,7 +178,8 @@ def require_held(session: Session, held_id: int) -> Held:
 
 def expire(db: Database, config: Config, templates: Environment, now: datetime) -> int:
     """Discard held messages older than the configured age, telling each poster; also drop
-    confirmations nobody can use any more. Returns how many held messages were discarded."""
+    confirmations and used-token records nobody can use any more. Returns how many held
+    messages were discarded."""
     cutoff = now - timedelta(days=config.moderation.held_max_days)
     with db.session() as session:
         old = session.scalars(select(Held).where(Held.received_at < cutoff)).all()
@@ -189,6 +191,10 @@ def expire(db: Database, config: Config, templates: Environment, now: datetime) 
             session.delete(held)
         session.execute(delete(Pending).where(
             Pending.created_at < now - timedelta(days=config.security.confirm_days + 1)))
+        # Every single-use token expires; once it has, its record is no longer needed.
+        longest = max(config.security.confirm_days, config.moderation.held_max_days + 1)
+        session.execute(delete(UsedToken).where(
+            UsedToken.used_at < now - timedelta(days=longest + 1)))
     if old:
         log.info("discarded %d held messages older than %s days", len(old),
                  config.moderation.held_max_days)

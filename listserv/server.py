@@ -70,6 +70,7 @@ class Server:
         if "dispatcher" in self.roles:
             self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
             log.info("delivering by %s", self.config.delivery.transport)
+            await self._expire_once()
             self._expirer = asyncio.create_task(self._expire_held())
 
     async def stop(self) -> None:
@@ -93,19 +94,25 @@ class Server:
         self.db.dispose()
         log.info("stopped")
 
+    async def _expire_once(self) -> None:
+        """Discard held messages past their age; a failure waits for the next run."""
+        try:
+            templates = environment(self.config.base_dir)
+            if await asyncio.to_thread(moderation.expire, self.db, self.config, templates,
+                                       self.clock()):
+                self._wake.set()
+        except Exception:
+            log.exception("expiring held messages failed")
+
     async def _expire_held(self) -> None:
-        """Discard held messages past their age now and then; a failure waits for the next."""
-        templates = environment(self.config.base_dir)
-        while not self._stop.is_set():
-            try:
-                if await asyncio.to_thread(moderation.expire, self.db, self.config, templates,
-                                           self.clock()):
-                    self._wake.set()
-            except Exception:
-                log.exception("expiring held messages failed")
+        """After the run at start, one every [moderation] expire_every_seconds until stop."""
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(),
                                        self.config.moderation.expire_every_seconds)
+            if self._stop.is_set():
+                return
+            await self._expire_once()
 
     async def serve_until_signalled(self) -> None:
         await self.start()

@@ -181,6 +181,7 @@ def test_old_held_messages_expire_with_a_note(
     hold(post, mid="old@example.com")
     clock.advance(days=10)
     hold(post, "tina@example.com", mid="young@example.com")
+    drain()  # the notes that the messages wait
     templates = environment(config.base_dir)
     assert moderation.expire(db, config, templates, clock.now) == 0
     clock.advance(days=4, minutes=1)
@@ -226,3 +227,16 @@ def test_owners_moderate_when_a_list_has_no_moderator(
     drain()
     (notice,) = sink.to("olga@example.org")
     assert str(notice["Subject"]) == "Held for moderation: A question"
+
+
+def test_serve_expires_old_held_messages_when_it_starts(
+    moderated: str, post: Any, config: Config, clock: Clock, loop_thread: Any, db: Database
+) -> None:
+    from listserv.server import Server
+
+    hold(post)
+    clock.advance(days=15)
+    server = Server(config, clock, roles=("dispatcher",))
+    loop_thread.run(server.start())
+    loop_thread.run(server.stop())
+    assert count(db, Held) == 0
