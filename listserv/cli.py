@@ -189,7 +189,8 @@ def lists_list(ctx: Context, as_json: bool) -> None:
 def lists_show(ctx: Context, address: str, as_json: bool) -> None:
     """Settings and counts of one list."""
     with ctx.session() as s:
-        row = admin.list_summary(s, admin.require_list(s, address, ctx.config.lists.domain))
+        ml = admin.require_list(s, address, ctx.config.lists.domain)
+        row = {**admin.list_summary(s, ml), "policy": listroles.policy(s, ml)}
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return

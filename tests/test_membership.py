@@ -355,3 +355,15 @@ def test_db_init_creates_the_token_secret_once(cli: Any, db: Database) -> None:
     with db.session() as s:
         assert s.scalars(select(Setting.value)).all() == first
     assert len(first) == 1 and len(first[0]) == 64
+
+
+def test_one_message_to_the_list_and_its_request_address(
+    als: str, post: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    msg = make_message("alice@example.org", "digest on", "also a post", to=LIST,
+                       message_id="both@example.org")
+    reply = post(msg, to=[LIST, REQUEST], sender="alice@example.org")
+    assert reply.code == 250
+    drain()
+    assert [m["Message-ID"] for m in sink.to("dave@example.org")] == ["<both@example.org>"]
+    assert "now: digest" in text(last(sink, "alice@example.org"))

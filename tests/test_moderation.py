@@ -240,3 +240,9 @@ def test_serve_expires_old_held_messages_when_it_starts(
     loop_thread.run(server.start())
     loop_thread.run(server.stop())
     assert count(db, Held) == 0
+
+
+def test_lists_show_names_the_policy(als: str, cli: Any) -> None:
+    assert json.loads(cli("lists", "show", LIST, "--json").output)["policy"] == "members"
+    cli("lists", "set", LIST, "--policy", "announce")
+    assert "policy: announce" in cli("lists", "show", LIST).output
