@@ -98,8 +98,9 @@ class Moderation:
 
 
 def parse_moderation(subject: str, body: str) -> Moderation | None:
-    """A moderator's answer: the first body line (or the Subject) starting with a verb."""
-    for line in [*_body_lines(body), strip_reply_prefix(subject)]:
+    """A moderator's answer: a verb starting the first body line, or the Subject. Only the
+    first line counts, so an unquoted copy of our notice in a reply decides nothing."""
+    for line in [*_body_lines(body)[:1], strip_reply_prefix(subject)]:
         word, _, rest = line.partition(" ")
         verb = word.lower().rstrip(":.,!")
         if verb in MODERATION_VERBS:

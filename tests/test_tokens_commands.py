@@ -80,6 +80,7 @@ def test_request_commands(subject: str, body: str, expected: list[Command]) -> N
         ("Re: x", "Discard.", Moderation("discard")),
         ("approve", "", Moderation("approve")),
         ("Re: x", "What is this?\n> approve", None),
+        ("Re: x", "From: list\nSent: today\n    approve    deliver it", None),
     ],
 )
 def test_moderation_replies(subject: str, body: str, expected: Moderation | None) -> None:
