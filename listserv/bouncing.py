@@ -21,7 +21,7 @@ from jinja2 import Environment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import notices, outbox, robots, verp
+from . import listroles, notices, outbox, robots, verp
 from .addresses import Route, role_address, try_normalize
 from .bounces import BounceReport, BounceScore, add_bounce, parse_bounce, should_disable
 from .config import Config
@@ -44,10 +44,11 @@ def is_auto_reply(msg: email.message.Message) -> bool:
     return reason is not None and any(sign in reason for sign in AUTO_REPLY_REASONS)
 
 
-def owners(config: Config) -> list[str]:
-    """The configured owner addresses that are valid, normalized."""
-    found = (try_normalize(a) for a in config.bounces.owners.split(","))
-    return [a for a in found if a]
+def owners(session: Session, ml: MailingList, config: Config) -> list[str]:
+    """The list's owners, then the owners configured for every list, each once."""
+    found = [*listroles.owners(session, ml),
+             *(try_normalize(a) for a in config.bounces.owners.split(","))]
+    return list(dict.fromkeys(a for a in found if a))
 
 
 def find_member(session: Session, ml: MailingList, address: str) -> Member | None:
@@ -95,15 +96,18 @@ def disable(
     }
     sender = role_address(ml.address, "bounces")
     letters = [("bounce_disabled", "bounce_disabled.txt", member.address)]
-    letters += [("bounce_owner", "bounce_owner.txt", owner) for owner in owners(config)]
+    letters += [("bounce_owner", "bounce_owner.txt", owner)
+                for owner in owners(session, ml, config)]
     for kind, template, recipient in letters:
-        payload = notices.render(
-            templates.get_template(template).render(**values), from_name=ml.title,
-            from_address=role_address(ml.address, "owner"), to=recipient, now=now,
-            message_id=f"{uuid.uuid4().hex}@{ml.domain}",
+        notice = notices.compose(
+            rendered=templates.get_template(template).render(**values),
+            template_name=template, from_name=ml.title,
+            from_address=role_address(ml.address, "owner"), envelope_sender=sender,
+            recipient=recipient, list_id=ml.list_id, loop_value=ml.address,
+            message_id=f"{uuid.uuid4().hex}@{ml.domain}", now=now, auto="auto-generated",
         )
-        outbox.queue_notice(session, kind=kind, sender=sender, recipient=recipient, payload=payload,
-                     now=now, list_id=ml.id)
+        outbox.queue_notice(session, kind=kind, sender=notice.sender, recipient=recipient,
+                            payload=notice.payload, now=now, list_id=ml.id)
 
 
 def enable(member: Member) -> None:

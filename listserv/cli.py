@@ -15,10 +15,11 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import admin, forum
+from . import admin, forum, listroles, moderation
 from .config import Config, ConfigError, load
 from .db import Database
-from .models import MODES
+from .models import MODES, POLICIES
+from .settings import token_secret
 
 
 def _version() -> str:
@@ -118,6 +119,8 @@ def db() -> None:
 def db_init(ctx: Context) -> None:
     """Create the schema, or bring it up to date (safe to run again)."""
     _migrate(ctx)
+    with ctx.session() as s:
+        token_secret(s, ctx.config)
     click.echo(f"database ready: {ctx.config.database_url}")
 
 
@@ -217,7 +220,8 @@ def lists_list(ctx: Context, as_json: bool) -> None:
 def lists_show(ctx: Context, address: str, as_json: bool) -> None:
     """Settings and counts of one list."""
     with ctx.session() as s:
-        row = admin.list_summary(s, admin.require_list(s, address, ctx.config.lists.domain))
+        ml = admin.require_list(s, address, ctx.config.lists.domain)
+        row = {**admin.list_summary(s, ml), "policy": listroles.policy(s, ml)}
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
@@ -447,3 +451,150 @@ def outbox_retry(ctx: Context, ids: tuple[int, ...], retry_all: bool) -> None:
     if ids and changed < len(set(ids)):
         fail(f"{changed} of {len(set(ids))} retried: the others are not deferred or failed")
     click.echo(f"{changed} deliveries due now")
+
+
+# -- membership and moderation ---------------------------------------------------------------
+@lists.command("set")
+@click.argument("address")
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
+              help="Who may post: anyone, members, nobody without approval, or announcers.")
+@click.option("--owner", "owners", multiple=True, metavar="ADDR", help="Add an owner.")
+@click.option("--moderator", "moderators", multiple=True, metavar="ADDR",
+              help="Add a moderator (held-message notices go to moderators, else owners).")
+@click.option("--poster", "posters", multiple=True, metavar="ADDR",
+              help="Allow ADDR to post to an announce list.")
+@click.option("--remove", "removed", multiple=True, metavar="ADDR",
+              help="Take away every role of ADDR on this list.")
+@pass_ctx
+def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str, ...],
+              moderators: tuple[str, ...], posters: tuple[str, ...],
+              removed: tuple[str, ...]) -> None:
+    """Set the posting policy and the owners, moderators and approved posters of a list."""
+    if policy is None and not (owners or moderators or posters or removed):
+        fail("nothing to change: give --policy, --owner, --moderator, --poster or --remove")
+    with ctx.session() as s:
+        ml = admin.require_list(s, address, ctx.config.lists.domain)
+        for addr in removed:
+            listroles.remove_role(s, ml, addr, None)
+        for role, addrs in (("owner", owners), ("moderator", moderators), ("poster", posters)):
+            for addr in addrs:
+                listroles.add_role(s, ml, addr, role)
+        if policy is not None:
+            listroles.set_policy(s, ml, policy)
+        click.echo(f"{ml.address}: policy={listroles.policy(s, ml)}")
+
+
+@lists.command("roles")
+@click.argument("address")
+@json_option
+@pass_ctx
+def lists_roles(ctx: Context, address: str, as_json: bool) -> None:
+    """Owners, moderators, approved posters and moderated members of a list."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, address, ctx.config.lists.domain)
+        rows = listroles.role_rows(s, ml)
+    emit(rows, as_json, ["address", "role"])
+
+
+@members.command("moderate")
+@click.argument("list_address")
+@click.argument("address")
+@click.option("--off", is_flag=True, help="Let the member's posts through again.")
+@pass_ctx
+def members_moderate(ctx: Context, list_address: str, address: str, off: bool) -> None:
+    """Hold every post of one member for a moderator (or stop with --off)."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        member = admin.require_member(s, ml, address)
+        if off:
+            listroles.remove_role(s, ml, member.address, "moderated")
+        else:
+            listroles.add_role(s, ml, member.address, "moderated")
+        click.echo(f"{member.address}: moderated={'no' if off else 'yes'}")
+
+
+@main.group()
+def held() -> None:
+    """Messages waiting for a moderator."""
+
+
+@held.command("list")
+@click.argument("list_address")
+@json_option
+@pass_ctx
+def held_list(ctx: Context, list_address: str, as_json: bool) -> None:
+    """Held messages of a list, oldest first."""
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        rows = [moderation.held_row(h) for h in moderation.held_messages(s, ml)]
+    emit(rows, as_json, ["id", "sender", "subject", "reason", "received_at"])
+
+
+@held.command("show")
+@click.argument("held_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def held_show(ctx: Context, held_id: int, as_json: bool) -> None:
+    """One held message: why it is held and its text."""
+    with ctx.session() as s:
+        held = moderation.require_held(s, held_id)
+        row = {**moderation.held_row(held), "text": moderation.held_text(held, ctx.config)}
+    if as_json:
+        click.echo(json.dumps(row, indent=2, ensure_ascii=False))
+        return
+    for key in ("id", "sender", "subject", "reason", "received_at", "message_id"):
+        click.echo(f"{key}: {row[key]}")
+    click.echo("")
+    click.echo(row["text"].rstrip())
+
+
+def _decide(ctx: Context, held_id: int, verb: str, reason: str = "") -> None:
+    from .templating import environment
+
+    with ctx.session() as s:
+        held = moderation.require_held(s, held_id)
+        done = moderation.decide(s, ctx.config, environment(ctx.config.base_dir), held, verb,
+                                 reason, now())
+    click.echo(done)
+
+
+@held.command("approve")
+@click.argument("held_id", type=int)
+@pass_ctx
+def held_approve(ctx: Context, held_id: int) -> None:
+    """Deliver a held message to the list and store it like any post."""
+    _decide(ctx, held_id, "approve")
+
+
+@held.command("reject")
+@click.argument("held_id", type=int)
+@click.option("--reason", default="", help="Told to the sender.")
+@pass_ctx
+def held_reject(ctx: Context, held_id: int, reason: str) -> None:
+    """Refuse a held message; the sender is told, with the reason."""
+    _decide(ctx, held_id, "reject", reason)
+
+
+@held.command("discard")
+@click.argument("held_id", type=int)
+@pass_ctx
+def held_discard(ctx: Context, held_id: int) -> None:
+    """Drop a held message without telling anyone (spam)."""
+    _decide(ctx, held_id, "discard")
+
+
+@held.command("expire")
+@pass_ctx
+def held_expire(ctx: Context) -> None:
+    """Discard held messages older than [moderation] held_max_days, telling their senders."""
+    from .templating import environment
+
+    db = Database(ctx.config.database_url, ctx.config.database.busy_timeout)
+    try:
+        db.create_schema()
+        count = moderation.expire(db, ctx.config, environment(ctx.config.base_dir), now())
+    except SQLAlchemyError as exc:
+        fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+    finally:
+        db.dispose()
+    click.echo(f"discarded {count} held messages")

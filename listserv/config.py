@@ -92,6 +92,29 @@ class BouncesConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Tokens and the notices we send in answer to mail."""
+
+    # HMAC key for tokens; empty: a random one generated once and kept in the database.
+    secret: str = ""
+    # Days a subscription or leave confirmation stays valid.
+    confirm_days: int = 7
+    # Notices we answer one address with per day, so no auto-responder can loop with us.
+    notices_per_day: int = 5
+    # Each member's copy of a post carries their own List-Unsubscribe token (one SMTP
+    # transaction per recipient); off: one transaction for many, a generic leave address.
+    personal_unsubscribe: bool = True
+
+
+@dataclass(frozen=True)
+class ModerationConfig:
+    # Days a held message waits for a moderator before it is discarded with a note.
+    held_max_days: int = 14
+    # Seconds between two runs of the expiry of held messages in `serve`.
+    expire_every_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
@@ -99,6 +122,8 @@ class Config:
     lists: ListsConfig = field(default_factory=ListsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
     # Folder that relative paths in the file are relative to.
     base_dir: Path = Path(".")
 
@@ -125,6 +150,8 @@ _CLASSES: dict[str, type] = {
     "lists": ListsConfig,
     "limits": LimitsConfig,
     "bounces": BouncesConfig,
+    "security": SecurityConfig,
+    "moderation": ModerationConfig,
 }
 
 
@@ -162,6 +189,11 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.delivery.max_age_hours > 0, "delivery.max_age_hours", "must be > 0"),
         (cfg.bounces.threshold > 0, "bounces.threshold", "must be > 0"),
         (cfg.bounces.decay_days >= 0, "bounces.decay_days", "must be >= 0"),
+        (cfg.security.confirm_days > 0, "security.confirm_days", "must be > 0"),
+        (cfg.security.notices_per_day >= 0, "security.notices_per_day", "must be >= 0"),
+        (cfg.moderation.held_max_days > 0, "moderation.held_max_days", "must be > 0"),
+        (cfg.moderation.expire_every_seconds > 0, "moderation.expire_every_seconds",
+         "must be > 0"),
     ]
     for ok, key, why in checks:
         if not ok:

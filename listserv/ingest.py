@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,10 +21,14 @@ from .addresses import Route
 from .config import LimitsConfig
 from .db import Database, get_list
 from .message import Malformed, Parsed, parse
-from .models import FanoutJob, Held, MailingList, Member, Post, Thread
+from .models import FanoutJob, Held, ListPolicy, ListRole, MailingList, Member, Post, Thread
 from .replies import Outcome, combine
 
 _THREAD_TAG_RE = re.compile(r"^t(\d{1,18})$")
+
+# Called in the storing transaction when a message is held: (session, list, held row,
+# parsed message, envelope sender, now); moderation.on_held notifies poster and moderators.
+OnHeld = Callable[[Session, MailingList, Held, Parsed, str, datetime], None]
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,18 @@ def _facts(session: Session, ml: MailingList, parsed: Parsed, sender: str) -> po
     robot = robots.robot_reason(
         headers, envelope_sender=sender, our_list_ids=[ml.list_id], our_loop_value=ml.address
     )
+    roles = set(session.scalars(
+        select(ListRole.role).where(ListRole.list_id == ml.id, ListRole.address == author)
+    ))
     return policy.Facts(
         list_address=ml.address,
         author_is_member=is_member is not None,
         already_stored=stored is not None,
         robot=robot,
+        posting_policy=session.scalar(
+            select(ListPolicy.policy).where(ListPolicy.list_id == ml.id)) or "members",
+        author_is_moderated="moderated" in roles,
+        author_may_announce=bool(roles & {"owner", "poster"}),
     )
 
 
@@ -143,7 +154,7 @@ def _store_post(
 
 def _apply(
     session: Session, routes: Sequence[Route], raw: bytes, parsed: Parsed, sender: str,
-    now: datetime,
+    now: datetime, on_held: OnHeld | None = None,
 ) -> Result:
     outcomes: list[Outcome] = []
     details: list[str] = []
@@ -160,18 +171,25 @@ def _apply(
         if decision.outcome is Outcome.ACCEPTED:
             post_ids.append(_store_post(session, ml, list_parsed, list_raw, route, now).id)
         elif decision.outcome is Outcome.HELD:
-            session.add(
-                Held(
-                    list_id=ml.id,
-                    message_id=list_parsed.message_id,
-                    sender=list_parsed.author_address,
-                    subject=list_parsed.subject,
-                    reason=decision.reason,
-                    received_at=now,
-                    raw=list_raw,
-                )
+            held = Held(
+                list_id=ml.id,
+                message_id=list_parsed.message_id,
+                sender=list_parsed.author_address,
+                subject=list_parsed.subject,
+                reason=decision.reason,
+                received_at=now,
+                # The envelope sender is kept as RFC 5321 records it, for later notices.
+                raw=f"Return-Path: <{_clean(sender)}>\r\n".encode() + list_raw,
             )
+            session.add(held)
+            if on_held is not None:
+                session.flush()
+                on_held(session, ml, held, list_parsed, sender, now)
     return Result(combine(outcomes), "; ".join(details), tuple(post_ids))
+
+
+def _clean(address: str) -> str:
+    return address.replace("\r", "").replace("\n", "").replace(">", "")
 
 
 def receive(
@@ -181,6 +199,7 @@ def receive(
     sender: str,
     limits: LimitsConfig,
     now: datetime,
+    on_held: OnHeld | None = None,
 ) -> Result:
     """Parse, decide and store one message for its list recipients, all or nothing.
 
@@ -194,7 +213,7 @@ def receive(
     for attempt in range(2):
         try:
             with db.session() as session:
-                return _apply(session, routes, raw, parsed, sender, now)
+                return _apply(session, routes, raw, parsed, sender, now, on_held)
         except IntegrityError:
             if attempt:
                 raise

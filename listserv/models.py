@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -219,3 +220,64 @@ class Bounce(Base):
     counted: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# -- membership and moderation ---------------------------------------------------------------
+POLICIES = ("open", "members", "moderated", "announce")
+ROLES = ("owner", "moderator", "poster", "moderated")
+
+
+class Setting(Base):
+    """Installation-wide values kept with the data, such as the token secret."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ListPolicy(Base):
+    """Who may post to a list; a list without a row follows the default, `members`."""
+
+    __tablename__ = "list_policies"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    policy: Mapped[str] = mapped_column(String(16), default="members")
+
+
+class ListRole(Base):
+    """An address's role on a list: owner, moderator, approved poster (announce lists) or a
+    member whose posts are held (moderated); an address may hold several."""
+
+    __tablename__ = "list_roles"
+    __table_args__ = (UniqueConstraint("list_id", "address", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class Pending(Base):
+    """A join or leave waiting for its confirmation token to come back from the mailbox."""
+
+    __tablename__ = "pending"
+    # Ids never come back after a delete, so a token can only ever name one request.
+    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(10))  # join | leave
+    address: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsedToken(Base):
+    """Single-use tokens that were used; a second use is refused."""
+
+    __tablename__ = "used_tokens"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,41 +1,82 @@
-"""Messages we write to one person (e.g. "your delivery was disabled"), as bytes to queue.
+"""Notices as the list sends them: a rendered template into one message for one person.
 
-The text comes from a template whose first line is `Subject: ...`; every header value is
-sanitized to one line, and the message is marked auto-generated (RFC 3834) so that
-well-behaved software never answers it.
+A template starts with a `Subject:` line, then a blank line, then the body, so an admin
+edits both in one file. Every notice says it is automatic (RFC 3834), carries our loop
+marker so a copy coming back is recognised, and threads under the message it answers.
+Pure: the rendered text, ids and time come in as arguments.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.charset import QP, Charset
+from email.message import Message
 from email.utils import format_datetime
 
+from .compose import header_text, mailbox, to_bytes
 from .message import one_line
 
 
-def split_subject(text: str) -> tuple[str, str]:
+class TemplateFormatError(ValueError):
+    """A notice template without its `Subject:` first line."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the sender needs: envelope sender, recipient, and the whole message."""
+
+    sender: str
+    recipient: str
+    payload: bytes
+
+
+def split_template(rendered: str, name: str) -> tuple[str, str]:
     """(subject, body) of a rendered notice template."""
-    first, _, body = text.partition("\n")
-    if not first.lower().startswith("subject:"):
-        raise ValueError("a notice template must start with a 'Subject:' line")
-    return one_line(first.split(":", 1)[1]).strip(), body.lstrip("\n")
+    head, _, body = rendered.lstrip("\n").partition("\n")
+    key, colon, subject = head.partition(":")
+    if not colon or key.strip().lower() != "subject" or not subject.strip():
+        raise TemplateFormatError(f"template {name} must start with a 'Subject: ...' line")
+    return one_line(subject), body.lstrip("\n").rstrip() + "\n"
 
 
-def render(
-    text: str, *, from_name: str, from_address: str, to: str, now: datetime, message_id: str
-) -> bytes:
-    """A complete plain-text message from a rendered template."""
-    subject, body = split_subject(text)
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=one_line(from_name), addr_spec=from_address)
-    msg["To"] = to
-    msg["Subject"] = subject
+def compose(
+    *,
+    rendered: str,
+    template_name: str,
+    from_name: str,
+    from_address: str,
+    envelope_sender: str,
+    recipient: str,
+    list_id: str,
+    loop_value: str,
+    message_id: str,
+    now: datetime,
+    in_reply_to: str | None = None,
+    reply_to: str | None = None,
+    auto: str = "auto-replied",
+) -> Notice:
+    """One notice; `auto` is auto-replied for answers and auto-generated for the rest."""
+    subject, body = split_template(rendered, template_name)
+    msg = Message()
+    msg["From"] = mailbox(from_name, from_address)
+    msg["To"] = recipient
+    msg["Subject"] = header_text(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<{message_id}>"
-    msg["Auto-Submitted"] = "auto-generated"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        msg["References"] = f"<{in_reply_to}>"
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Auto-Submitted"] = auto
+    msg["X-Auto-Response-Suppress"] = "All"
     msg["Precedence"] = "bulk"
-    msg.set_content(body)
-    return msg.as_bytes()
+    msg["List-Id"] = f"<{list_id}>"
+    msg["X-Loop"] = loop_value
+    msg["MIME-Version"] = "1.0"
+    charset = Charset("us-ascii") if body.isascii() else Charset("utf-8")
+    if not body.isascii():
+        charset.body_encoding = QP
+    msg.set_payload(body, charset)
+    return Notice(envelope_sender, recipient, to_bytes(msg))

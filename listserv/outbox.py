@@ -21,11 +21,12 @@ from jinja2 import Environment
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from . import bouncing, compose, verp
+from . import bouncing, compose, unsubscribe, verp
 from .addresses import role_address
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, insert_ignore
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
+from .settings import token_secret
 from .transports import SendResult, Transport
 
 log = logging.getLogger("listserv.outbox")
@@ -111,6 +112,7 @@ class Outbox:
         self.rng = rng
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
+        self._secret: bytes | None = None
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -279,12 +281,28 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
+    def secret(self) -> bytes:
+        """The token secret, read once per worker."""
+        if self._secret is None:
+            with self.db.session() as session:
+                self._secret = token_secret(session, self.config)
+        return self._secret
+
     async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
         sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-        if claims[0].post_id is not None:
-            sender = verp.encode(sender, claims[0].recipient)
-        return await self.transport.send(sender, [c.recipient for c in claims], message)
-
+        if claims[0].post_id is None:
+            return await self.transport.send(sender, [c.recipient for c in claims], message)
+        # A post goes to each member in a transaction of its own: a VERP envelope sender
+        # names the member in any bounce, and the copy may carry their own leave token.
+        secret = (await asyncio.to_thread(self.secret)
+                  if self.config.security.personal_unsubscribe else None)
+        results: dict[str, SendResult] = {}
+        for claim in claims:
+            data = message if secret is None else unsubscribe.personalize(
+                message, secret, claim.member_id, claim.recipient, self.clock())
+            results |= await self.transport.send(verp.encode(sender, claim.recipient),
+                                                 [claim.recipient], data)
+        return results
     async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
         """Record a round in one transaction, retrying while the database is busy: what
         was sent but never recorded would be sent again after the lease."""

@@ -22,6 +22,12 @@ class Facts:
     already_stored: bool
     # Why robots.robot_reason takes it for a machine (loops included), or None.
     robot: str | None = None
+    # open | members | moderated | announce (models.POLICIES).
+    posting_policy: str = "members"
+    # The author's posts are held one by one (a member marked moderated).
+    author_is_moderated: bool = False
+    # The author may post to an announce list (an owner or approved poster).
+    author_may_announce: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,22 +57,47 @@ def duplicate(parsed: Parsed, facts: Facts) -> Decision | None:
     return None
 
 
+def announce(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.posting_policy != "announce":
+        return None
+    if facts.author_may_announce:
+        return Decision(Outcome.ACCEPTED, f"announcement from {parsed.author_address}")
+    return Decision(Outcome.REJECTED, f"{parsed.author_address} may not post to an"
+                    " announce-only list")
+
+
+def moderated_list(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.posting_policy == "moderated":
+        return Decision(Outcome.HELD, "every post to this list is moderated")
+    return None
+
+
+def moderated_member(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.author_is_moderated:
+        return Decision(Outcome.HELD, f"posts from {parsed.author_address} are moderated")
+    return None
+
+
 def non_member(parsed: Parsed, facts: Facts) -> Decision | None:
-    if not facts.author_is_member:
+    if not facts.author_is_member and facts.posting_policy != "open":
         return Decision(Outcome.HELD, f"{parsed.author_address} is not a member")
     return None
 
 
 def member(parsed: Parsed, facts: Facts) -> Decision | None:
-    return Decision(Outcome.ACCEPTED, f"post from member {parsed.author_address}")
+    who = "member" if facts.author_is_member else "non-member (open list)"
+    return Decision(Outcome.ACCEPTED, f"post from {who} {parsed.author_address}")
 
 
 RULES: tuple[Rule, ...] = (
     no_sender,   # nobody to credit or answer: refuse at SMTP time, the sender's MTA tells them
     robot,       # our own mail coming back, vacation notices, DSNs: never posted or answered
     duplicate,   # the same Message-ID again (a retry after a lost 250): accept, store once
-    non_member,  # strangers wait for a moderator
-    member,      # members post
+    announce,    # announce lists: owners and approved posters only, others refused at SMTP
+    moderated_list,    # moderated lists: every post waits for a moderator
+    moderated_member,  # members marked moderated wait for a moderator
+    non_member,  # strangers wait for a moderator, unless the list is open
+    member,      # members post (and anyone, on an open list)
 )
 
 

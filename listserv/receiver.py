@@ -11,19 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.orm import Session as OrmSession
 
-from . import bouncing, ingest
+from . import bouncing, ingest, membership, moderation
 from .addresses import Route, route
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from .gate import SessionGate
-from .replies import Outcome, reply, translate
+from .message import Parsed
+from .models import Held, MailingList
+from .replies import Outcome, combine, reply, translate
 from .templating import environment
 
 log = logging.getLogger("listserv.receiver")
 
 # Roles the receiver accepts mail for; the others answer 550 5.1.1 like unknown addresses.
-ACCEPTED_ROLES = ("post", "bounces")
+ACCEPTED_ROLES = ("post", "bounces", *membership.ROLES)
 
 
 class ListservSMTP(SMTP):
@@ -71,6 +74,10 @@ class Handler:
         self.emergency = config.base_dir / "var" / "emergency"
         self.templates = environment(config.base_dir)
 
+    def _on_held(self, session: OrmSession, ml: MailingList, held: Held, parsed: Parsed,
+                 sender: str, now: datetime) -> None:
+        moderation.on_held(session, self.config, self.templates, ml, held, parsed, sender, now)
+
     def _routes(self, recipients: list[str]) -> list[Route]:
         with self.db.read() as session:
             lists = list_addresses(session)
@@ -117,24 +124,35 @@ class Handler:
             posts = list({r.list_address: r for r in reversed(routes)
                           if r.kind == "list" and r.role == "post"}.values())
             bounces = [r for r in routes if r.kind == "list" and r.role == "bounces"]
+            outcomes = [Outcome.DROPPED] if bounces else []
             if bounces:
                 found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
                                                 self.config, self.templates, self.clock())
                 log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
                          ",".join(envelope.rcpt_tos), found.recorded, found.detail)
-            if not posts:
-                return reply(Outcome.DROPPED)
-            result = await asyncio.to_thread(
-                ingest.receive, self.db, posts, raw, envelope.mail_from or "",
-                self.config.limits, self.clock(),
-            )
+            requests = [r for r in routes if r.kind == "list" and r.role in membership.ROLES]
+            if requests:
+                outcomes.append(await asyncio.to_thread(
+                    membership.receive, self.db, self.config, self.templates, requests, raw,
+                    envelope.mail_from or "", self.clock(),
+                ))
+                log.info("%s from=%s to=%s", outcomes[-1].value, envelope.mail_from,
+                         ",".join(r.list_address or "" for r in requests))
+                self.on_post()
+            if posts:
+                result = await asyncio.to_thread(
+                    ingest.receive, self.db, posts, raw, envelope.mail_from or "",
+                    self.config.limits, self.clock(), self._on_held,
+                )
+                outcomes.append(result.outcome)
+                log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,
+                         envelope.mail_from, ",".join(envelope.rcpt_tos), len(raw),
+                         result.detail)
+                if result.post_ids:
+                    self.on_post()
         except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
             return await self._failure(exc, raw, envelope)
-        log.info("%s from=%s to=%s size=%d: %s", result.outcome.value, envelope.mail_from,
-                 ",".join(envelope.rcpt_tos), len(raw), result.detail)
-        if result.post_ids:
-            self.on_post()
-        return reply(result.outcome)
+        return reply(combine(outcomes))
 
     async def _failure(self, exc: Exception, raw: bytes, envelope: Envelope) -> str:
         if is_disk_full(exc):

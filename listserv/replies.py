@@ -26,6 +26,8 @@ class Outcome(Enum):
     SENDER_OK = "sender_ok"
     NON_ASCII_ADDRESS = "non_ascii_address"
     UNDECLARED_8BIT = "undeclared_8bit"
+    REJECTED = "rejected"
+    COMMAND = "command"
 
 
 REPLIES: dict[Outcome, str] = {
@@ -50,6 +52,9 @@ REPLIES: dict[Outcome, str] = {
     Outcome.SENDER_OK: "250 2.1.0 Sender ok",
     Outcome.NON_ASCII_ADDRESS: "553 5.6.7 Non-ASCII address needs SMTPUTF8 (RFC 6531)",
     Outcome.UNDECLARED_8BIT: "554 5.6.3 8-bit data needs BODY=8BITMIME or SMTPUTF8 (RFC 6152)",
+    Outcome.REJECTED: "550 5.7.2 This list accepts posts only from its owners and approved"
+                      " posters",
+    Outcome.COMMAND: "250 2.0.0 Request received; the answer comes by email",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.
@@ -80,6 +85,8 @@ WORST_FIRST = (
     Outcome.ACCEPTED,
     Outcome.HELD,
     Outcome.DUPLICATE,
+    Outcome.COMMAND,
+    Outcome.REJECTED,
     Outcome.DROPPED,
 )
 

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from . import moderation
 from .config import Config
 from .db import Database
 from .outbox import Outbox
@@ -52,6 +53,7 @@ class Server:
         self._wake = asyncio.Event()
         self._smtp: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None
         self.port = config.receiver.port
         self.gate = session_gate(config)
 
@@ -72,6 +74,8 @@ class Server:
         if "dispatcher" in self.roles:
             self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
             log.info("delivering by %s", self.config.delivery.transport)
+            await self._expire_once()
+            self._expirer = asyncio.create_task(self._expire_held())
 
     async def stop(self) -> None:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
@@ -79,6 +83,10 @@ class Server:
             self._smtp.close()
             self.gate.close_idle(reply(Outcome.SHUTTING_DOWN))
         self._stop.set()
+        if self._expirer is not None:
+            self._expirer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expirer
         if self._worker is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), SHUTDOWN_GRACE)
@@ -90,6 +98,26 @@ class Server:
         await self.transport.close()
         self.db.dispose()
         log.info("stopped")
+
+    async def _expire_once(self) -> None:
+        """Discard held messages past their age; a failure waits for the next run."""
+        try:
+            templates = environment(self.config.base_dir)
+            if await asyncio.to_thread(moderation.expire, self.db, self.config, templates,
+                                       self.clock()):
+                self._wake.set()
+        except Exception:
+            log.exception("expiring held messages failed")
+
+    async def _expire_held(self) -> None:
+        """After the run at start, one every [moderation] expire_every_seconds until stop."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(),
+                                       self.config.moderation.expire_every_seconds)
+            if self._stop.is_set():
+                return
+            await self._expire_once()
 
     async def serve_until_signalled(self) -> None:
         await self.start()
