@@ -124,7 +124,7 @@ def db_init(ctx: Context) -> None:
 
 # -- serve ---------------------------------------------------------------------------------
 @main.command()
-@click.option("--role", "role", type=click.Choice(["all", "receiver", "dispatcher"]),
+@click.option("--role", "role", type=click.Choice(["all", "receiver", "dispatcher", "scheduler"]),
               default="all", show_default=True, help="Which part of listserv this process runs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details too.")
 @pass_ctx
@@ -363,3 +363,80 @@ def show(ctx: Context, thread_id: int, as_json: bool) -> None:
         who = f"{row['author_name']} <{row['author']}>" if row["author_name"] else row["author"]
         click.echo(f"\n--- {who}, {row['date']}\n")
         click.echo(row["body"].rstrip())
+
+
+# -- digest --------------------------------------------------------------------------------
+@main.group()
+def digest() -> None:
+    """Preview and send daily digests."""
+
+
+date_option = click.option(
+    "--date", "day", default=None, metavar="YYYY-MM-DD",
+    help="The digest of this morning (posts of the 24 hours before the digest hour). "
+         "Default: the latest period that has ended.",
+)
+
+
+def _period(ml: Any, day: str | None, at: datetime) -> Any:
+    from . import digest as core
+
+    if day is None:
+        return core.period(core.latest_due(at, ml.digest_hour, ml.timezone),
+                           ml.digest_hour, ml.timezone)
+    try:
+        return core.period(core.parse_day(day), ml.digest_hour, ml.timezone)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@digest.command("preview")
+@click.argument("list_address")
+@date_option
+@pass_ctx
+def digest_preview(ctx: Context, list_address: str, day: str | None) -> None:
+    """Print the plain text of a digest without sending it."""
+    from . import digests
+    from .templating import environment
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        per = _period(ml, day, now())
+        content = digests.content(s, ml, per)
+        if content is None:
+            click.echo(f"no posts in the digest period {per.label} of {ml.address}; "
+                       "no digest would be sent")
+            return
+        text = digests.render_text(environment(ctx.config.base_dir), content)
+    click.echo(f"Subject: {content.subject}\n")
+    click.echo(text.rstrip("\n"))
+
+
+@digest.command("send")
+@click.argument("list_address")
+@date_option
+@click.option("--force", is_flag=True, help="Send again even if this digest was sent.")
+@pass_ctx
+def digest_send(ctx: Context, list_address: str, day: str | None, force: bool) -> None:
+    """Queue a digest for every digest reader now (once per period unless --force)."""
+    from . import digests
+    from .templating import environment
+
+    at = now()
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        per = _period(ml, day, at)
+        if per.end > at and not force:
+            fail(f"the digest period {per.label} of {ml.address} ends at "
+                 f"{per.end.isoformat()}; use --force to send what it has so far")
+        opened = digests.send(s, ctx.config, environment(ctx.config.base_dir), ml, per, at,
+                              force)
+    if opened is None:
+        click.echo(f"digest {per.label} of {ml.address} was already sent "
+                   "(use --force to send it again)")
+    elif not opened.posts:
+        click.echo(f"digest {per.label} of {ml.address}: no posts, nothing sent")
+    else:
+        readers = "reader" if opened.recipients == 1 else "readers"
+        click.echo(f"digest {per.label} of {ml.address}: {opened.posts} posts, "
+                   f"queued for {opened.recipients} {readers}")

@@ -20,7 +20,7 @@ from jinja2 import Environment
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from . import compose
+from . import compose, digests
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
@@ -56,10 +56,16 @@ class Claim:
     notice_id: int | None
     recipient: str
     created_at: datetime
+    digest_id: int | None = None
 
     @property
     def message_key(self) -> tuple[str, int]:
-        """Which message this delivery sends; claims with one key share an SMTP transaction."""
+        """Which message this delivery sends; claims with one key share an SMTP transaction.
+
+        A digest carries a footer for its reader, so each digest delivery is its own message.
+        """
+        if self.digest_id is not None:
+            return ("digest", self.id)
         if self.post_id is not None:
             return ("post", self.post_id)
         assert self.notice_id is not None
@@ -97,6 +103,7 @@ class Outbox:
         self.rng = rng
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
+        self._digests = digests.Composer(config, templates)
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -158,7 +165,7 @@ class Outbox:
             )
             rows = session.execute(
                 select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
-                       Delivery.created_at)
+                       Delivery.created_at, Delivery.digest_id)
                 .where(Delivery.id.in_(ids))
                 .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
@@ -212,6 +219,9 @@ class Outbox:
     def composed(self, key: tuple[str, int]) -> tuple[str, bytes]:
         """(envelope sender, message bytes) of a message; a post is composed once per worker."""
         kind, ident = key
+        if kind == "digest":
+            with self.db.session() as session:
+                return self._digests.compose(session, ident)
         if kind == "notice":
             with self.db.session() as session:
                 notice = session.get_one(Notice, ident)

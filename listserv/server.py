@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from .config import Config
 from .db import Database
+from .digests import Scheduler
 from .outbox import Outbox
 from .receiver import Handler, smtp_factory
 from .templating import environment
@@ -32,11 +33,12 @@ def make_transport(config: Config) -> Transport:
     return MaildirDelivery(config.maildir_path)
 
 
-ROLES = ("receiver", "dispatcher")
+ROLES = ("receiver", "dispatcher", "scheduler")
 
 
 class Server:
-    """The roles this process plays: receiver (SMTP in), dispatcher (outbox out), or both."""
+    """The roles this process plays: receiver (SMTP in), dispatcher (outbox out), scheduler
+    (digests due), any or all of them."""
 
     def __init__(
         self, config: Config, clock: Callable[[], datetime] = utcnow, roles: tuple[str, ...] = ROLES
@@ -46,11 +48,14 @@ class Server:
         self.roles = roles
         self.db = Database(config.database_url, config.database.busy_timeout)
         self.transport = make_transport(config)
-        self.outbox = Outbox(self.db, config, self.transport, environment(config.base_dir), clock)
+        templates = environment(config.base_dir)
+        self.outbox = Outbox(self.db, config, self.transport, templates, clock)
+        self.scheduler = Scheduler(self.db, config, templates, clock, on_run=self._wake_outbox)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._smtp: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._scheduling: asyncio.Task[None] | None = None
         self.port = config.receiver.port
 
     async def start(self) -> None:
@@ -68,12 +73,22 @@ class Server:
         if "dispatcher" in self.roles:
             self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
             log.info("delivering by %s", self.config.delivery.transport)
+        if "scheduler" in self.roles:
+            # The first check runs before start returns: a period missed while the server
+            # was down goes out now, not one check interval later.
+            await self.scheduler.run_safely()
+            self._scheduling = asyncio.create_task(self.scheduler.run_forever(self._stop))
+
+    def _wake_outbox(self) -> None:
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
         if self._smtp is not None:
             self._smtp.close()
         self._stop.set()
+        if self._scheduling is not None:
+            await self._scheduling
         if self._worker is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), SHUTDOWN_GRACE)
