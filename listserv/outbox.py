@@ -21,7 +21,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from . import compose, digests
-from .addresses import role_address
+from .addresses import role_address, tagged
 from .config import Config
 from .db import Database, insert_ignore
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
@@ -240,6 +240,7 @@ class Outbox:
                 message = compose.render_post(
                     post.raw, list_info(ml, self.config.lists.archive_url),
                     post.author_name, post.author_address, footer,
+                    reply_to=tagged(ml.address, f"t{post.thread_id}"),
                 )
                 sender = role_address(ml.address, "bounces")
             if len(self._composed) >= 8:

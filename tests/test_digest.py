@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.utils
 import itertools
 import os
 import signal
@@ -261,6 +262,23 @@ def test_replying_to_a_thread_address_of_a_digest_lands_in_that_thread(
         assert thread.post_count == 3
         stored = s.scalars(select(Post).where(Post.message_id == "c1@example.com")).one()
         assert stored.thread_id == thread.id
+
+
+def test_reply_to_an_each_message_delivery_lands_in_its_thread(
+    als: str, post: Any, clock: Clock, drain: Any, sink: Sink, db: Database
+) -> None:
+    seed_thread(post, clock)
+    drain()
+    delivered = sink.to("dave@example.org")[0]
+    reply_to = email.utils.parseaddr(str(delivered["Reply-To"]))[1]
+    assert reply_to == "living-with-als+t1@lists.example.org"
+    # A client that keeps neither In-Reply-To nor the subject.
+    reply = make_message("dave@example.org", "my experience", "Weekly massage, no change.",
+                         to=reply_to, message_id="dv@example.org")
+    assert post(reply, to=[reply_to]).code == 250
+    with db.session() as s:
+        stored = s.scalars(select(Post).where(Post.message_id == "dv@example.org")).one()
+        assert s.get_one(Thread, stored.thread_id).subject == "Massage therapy?"
 
 
 @pytest.mark.parametrize("tag", ["t999", "tx1", "t", "x1", "t1t"])
