@@ -19,12 +19,16 @@ import pytest
 from sqlalchemy import func, select
 
 from listserv import digest
-from listserv.config import Config
+from listserv.config import Config, LimitsConfig
 from listserv.db import Database
+from listserv.message import Malformed, parse
 from listserv.models import Delivery, DigestRun, Post, Thread
+from listserv.replytext import new_text
 from listserv.server import Server
 
 from .conftest import LIST, Clock, LoopThread, Sink, make_message
+from .corpus import corpus_dir, corpus_files
+from .test_replytext import normalise
 from .test_serve import wait_for
 
 QUESTION = "Does massage therapy help to maintain overall function and muscle strength?"
@@ -442,6 +446,32 @@ def test_wrap_keeps_quote_markers_and_whole_links() -> None:
     assert all(line.startswith("> ") for line in lines[:-1])
     assert lines[-1] == url
     assert all(len(line) <= 78 for line in lines[:-1])
+
+
+# -- the new text of real replies, through the parser that ingest uses --------------------------
+PARSE_MISSES = {
+    "talon_sparrow": "policy: we strip the '-- ' signature (talon keeps it)",
+    "discourse_chinese_reply": "message.parse trusts a Big5 label on UTF-8 bytes (mojibake)",
+    "discourse_html_reply": "message.parse turns HTML into text without **bold** marks",
+    "gitlab_dutch": "message.parse reads the blank lines before the headers as an empty "
+    "header block, so the headers become the body",
+}
+# Without the corpus, one case that skips with corpus_dir's reason.
+REPLIES = corpus_files("replies", "*.eml") or [Path("corpus-absent.eml")]
+
+
+@pytest.mark.parametrize(
+    "eml",
+    [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PARSE_MISSES[p.stem]))
+     if p.stem in PARSE_MISSES else p for p in REPLIES],
+    ids=[p.stem for p in REPLIES],
+)
+def test_stored_new_text_of_corpus_replies(eml: Path) -> None:
+    folder = corpus_dir("replies")
+    parsed = parse(eml.read_bytes(), LimitsConfig())
+    assert not isinstance(parsed, Malformed), parsed
+    expected = (folder / f"{eml.stem}.expected.txt").read_text("utf-8")
+    assert normalise(new_text(parsed.text)) == normalise(expected)
 
 
 # -- two server processes on one database ----------------------------------------------------
