@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from . import admin, forum
 from .config import Config, ConfigError, load
 from .db import Database
-from .models import MODES
+from .digest import Period
+from .models import MODES, MailingList
 
 
 def _version() -> str:
@@ -378,7 +379,7 @@ date_option = click.option(
 )
 
 
-def _period(ml: Any, day: str | None, at: datetime) -> Any:
+def _period(ml: MailingList, day: str | None, at: datetime) -> Period:
     from . import digest as core
 
     if day is None:

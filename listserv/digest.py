@@ -183,7 +183,7 @@ def build(
         info = threads[thread_id]
         entries = tuple(
             Entry(author=_author(p),
-                  when=p.received_at.astimezone(zone).strftime("%a %d %b %Y, %H:%M"),
+                  when=p.received_at.astimezone(zone).strftime("%a %d %b %Y, %H:%M %Z"),
                   text=p.text.strip("\n") or "(no text)",
                   html=html_text(p.text.strip("\n") or "(no text)"))
             for p in posts

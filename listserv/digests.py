@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,22 +171,26 @@ class Composer:
         self.config = config
         self.templates = templates
         self._shared: dict[int, tuple[digest.Shared, MailingList]] = {}
+        self._lock = threading.Lock()  # the outbox composes in several threads at once
 
     def compose(self, session: Session, delivery_id: int) -> tuple[str, bytes]:
         """(envelope sender, message bytes) of one digest delivery."""
         delivery = session.get_one(Delivery, delivery_id)
         run_id = delivery.digest_id
         assert run_id is not None
-        if run_id not in self._shared:
+        with self._lock:
+            cached = self._shared.get(run_id)
+        if cached is None:
             run = session.get_one(DigestRun, run_id)
             ml = session.get_one(MailingList, run.list_id)
             session.expunge(ml)
-            if len(self._shared) >= 4:
-                self._shared.pop(next(iter(self._shared)))
-            self._shared[run_id] = (digest.Shared(
-                run.id, run.subject, run.created_at, run.text_head, run.text_tail,
-                run.html_head, run.html_tail), ml)
-        shared, ml = self._shared[run_id]
+            cached = (digest.Shared(run.id, run.subject, run.created_at, run.text_head,
+                                    run.text_tail, run.html_head, run.html_tail), ml)
+            with self._lock:
+                if len(self._shared) >= 4:
+                    self._shared.pop(next(iter(self._shared)))
+                self._shared[run_id] = cached
+        shared, ml = cached
         archive = self.config.lists.archive_url
         text_footer, html_footer = footers(self.templates, ml, delivery.recipient, archive)
         message = digest.message(list_info(ml, archive), shared, delivery.recipient,

@@ -50,12 +50,12 @@ Contents
 1. Massage therapy?
 ==============================================================================
 
-From: Alice Archer, Mon 02 Nov 2026, 09:00
+From: Alice Archer, Mon 02 Nov 2026, 09:00 UTC
 
 Does massage therapy help to maintain overall function and muscle strength?
 
 ------------------------------------------------------------------------------
-From: Bob Baker, Mon 02 Nov 2026, 09:05
+From: Bob Baker, Mon 02 Nov 2026, 09:05 UTC
 
 Yes, twice a week helps me.
 
@@ -416,8 +416,8 @@ def test_dst_day_digest_in_new_york_holds_its_25_hours(
     assert msg["Subject"] == ("Living with ALS — daily digest, 1 Nov 2026: "
                               "2 new threads, 1 reply")
     text, _ = parts(msg)
-    assert "From: Alice Archer, Sat 31 Oct 2026, 07:30" in text
-    assert "From: Dave Dunn, Sun 01 Nov 2026, 06:30" in text
+    assert "From: Alice Archer, Sat 31 Oct 2026, 07:30 EDT" in text
+    assert "From: Dave Dunn, Sun 01 Nov 2026, 06:30 EST" in text
     clock.advance(hours=23, minutes=59)  # 06:59 EST on 2 Nov: the next one is not due yet
     scheduler()
     drain()
