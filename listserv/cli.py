@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from . import admin, forum
 from .config import Config, ConfigError, load
 from .db import Database
-from .digest import Period
+from .digest import Period, latest_due, parse_day, period
 from .models import MODES, MailingList
 
 
@@ -380,13 +380,11 @@ date_option = click.option(
 
 
 def _period(ml: MailingList, day: str | None, at: datetime) -> Period:
-    from . import digest as core
-
+    """The period named by --date, else the latest one that has ended."""
     if day is None:
-        return core.period(core.latest_due(at, ml.digest_hour, ml.timezone),
-                           ml.digest_hour, ml.timezone)
+        return period(latest_due(at, ml.digest_hour, ml.timezone), ml.digest_hour, ml.timezone)
     try:
-        return core.period(core.parse_day(day), ml.digest_hour, ml.timezone)
+        return period(parse_day(day), ml.digest_hour, ml.timezone)
     except ValueError as exc:
         fail(str(exc))
 
