@@ -3,29 +3,37 @@
 Measures, on a real SQLite file in a temporary folder:
   1. opening the run: reading the posts, rendering the body ONCE, queueing 10,000 deliveries;
   2. composing all 10,000 readers' messages as the outbox does at send time;
-and prints the figures with the peak RSS of the process.
+and prints the figures with the peak RSS of the process. With --send, it then delivers them
+through the outbox to Postfix's smtp-sink (Debian package `postfix`) and prints that too.
 
-    python bench/digest.py [--readers 10000] [--posts 500]
+    python bench/digest.py [--readers 10000] [--posts 500] [--send]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import resource
+import shutil
+import socket
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from listserv import digest, digests, ingest
 from listserv.addresses import Route
-from listserv.config import parse
+from listserv.config import Config, parse
 from listserv.db import Database
 from listserv.models import Delivery, MailingList, Member
+from listserv.outbox import Outbox
 from listserv.templating import environment
+from listserv.transports import SmtpRelay
 
 LIST = "living-with-als@lists.example.org"
 PARAGRAPH = ("We tried the stretching routine the physiotherapist suggested, twice a day, "
@@ -66,10 +74,54 @@ def setup(db: Database, readers: int, posts: int, day: datetime) -> None:
         assert result.post_ids, result.detail
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send_all(db: Database, config: Config, expected: int) -> None:
+    """Deliver every queued digest through the outbox to smtp-sink; print the rate."""
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    port = free_port()
+    as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # smtp-sink refuses root
+    proc = subprocess.Popen([sink, *as_root, f"127.0.0.1:{port}", "256"])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        relay = SmtpRelay("127.0.0.1", port, config.delivery.connections, 60.0)
+        outbox = Outbox(db, config, relay, environment(config.base_dir),
+                        lambda: datetime.now(UTC) + timedelta(days=2))
+
+        async def drain() -> int:
+            total = 0
+            while attempted := await outbox.run_once():
+                total += attempted
+            await relay.close()
+            return total
+
+        started = time.perf_counter()
+        attempted = asyncio.run(drain())
+        took = time.perf_counter() - started
+        with db.session() as s:
+            sent = s.scalar(select(func.count()).select_from(Delivery)
+                            .where(Delivery.status == "sent"))
+        print(f"send through the outbox to smtp-sink: {sent}/{expected} sent "
+              f"({attempted} attempts) in {took:.1f} s ({sent / took:.0f} messages/s)")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--posts", type=int, default=500)
+    parser.add_argument("--send", action="store_true", help="also deliver them to smtp-sink")
     args = parser.parse_args()
     day = datetime(2026, 11, 2, 7, 30, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +159,9 @@ def main() -> None:
               f"({compose_s / max(len(ids), 1) * 1000:.2f} ms each)")
         print(f"build and queue all: {open_s + compose_s:.2f} s; "
               f"peak RSS {peak_rss_mb():.0f} MB")
+        if args.send:
+            send_all(db, config, len(ids))
+            print(f"peak RSS after sending {peak_rss_mb():.0f} MB")
         db.dispose()
 
 

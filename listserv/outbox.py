@@ -104,6 +104,7 @@ class Outbox:
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
         self._digests = digests.Composer(config, templates)
+        self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -249,8 +250,11 @@ class Outbox:
         return self._composed[post_id]
 
     async def _deliver(self, claims: list[Claim]) -> None:
-        sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-        results = await self.transport.send(sender, [c.recipient for c in claims], message)
+        # Composed messages wait here for a connection; bounding them bounds memory when
+        # each one is large and distinct (a digest per reader), not only the sockets.
+        async with self._in_flight:
+            sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
+            results = await self.transport.send(sender, [c.recipient for c in claims], message)
         await asyncio.to_thread(self.record, claims, results)
 
     def _batches(self, claims: list[Claim]) -> list[list[Claim]]:
