@@ -136,6 +136,9 @@ def test_seed_digest_reaches_the_digest_reader_once(
     assert "<h1" in html and "Massage therapy?" in html
     assert "mailto:living-with-als+t1@lists.example.org" in html
     assert "carol@example.com" in html
+    # Inline CSS only and nothing fetched from elsewhere: clients strip <style> and block images.
+    for outside in ("<style", "<link", "src=", "http://", "https://", "url("):
+        assert outside not in html
     # The list headers of every list message, and no auto-replies to it.
     assert msg["List-Id"] == "Living with ALS <living-with-als.lists.example.org>"
     assert msg["List-Unsubscribe"] == "<mailto:living-with-als-leave@lists.example.org>"
