@@ -252,7 +252,10 @@ def message(
     info: ListInfo, shared: Shared, recipient: str, message_id: str,
     text_footer: str, html_footer: str,
 ) -> bytes:
-    """One reader's digest: multipart/alternative, shared body, this reader's footer."""
+    """One reader's digest: multipart/alternative, shared body, this reader's footer.
+
+    From is the list's -request address, so a plain reply to the digest never becomes a post.
+    """
     boundary = f"=_digest_{shared.run_id}"  # "=_" never occurs in quoted-printable text
     headers = [
         ("From", mailbox(info.title, role_address(info.address, "request"))),
@@ -261,7 +264,9 @@ def message(
         ("Date", format_datetime(shared.created_at)),
         ("Message-ID", f"<{message_id}>"),
         ("Auto-Submitted", "auto-generated"),
-        *list_headers(info),
+        # No List-Post: a "reply to list" would post "Re: ... daily digest" as a new thread;
+        # each thread's section carries its own reply address instead.
+        *((name, value) for name, value in list_headers(info) if name != "List-Post"),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]

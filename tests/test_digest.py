@@ -142,7 +142,11 @@ def test_seed_digest_reaches_the_digest_reader_once(
     # The list headers of every list message, and no auto-replies to it.
     assert msg["List-Id"] == "Living with ALS <living-with-als.lists.example.org>"
     assert msg["List-Unsubscribe"] == "<mailto:living-with-als-leave@lists.example.org>"
-    assert msg["List-Post"] == f"<mailto:{LIST}>"
+    # Replies go to each thread's address, never to the list as "Re: ... daily digest".
+    assert msg["List-Post"] is None
+    assert email.utils.parseaddr(str(msg["From"])) == (
+        "Living with ALS", "living-with-als-request@lists.example.org")
+    assert msg["Reply-To"] is None
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["To"] == CAROL
     assert {r.mail_from for r in sink.received} == {"living-with-als-bounces@lists.example.org"}
