@@ -102,11 +102,13 @@ class Server:
         log.info("stopped")
 
     async def serve_until_signalled(self) -> None:
-        await self.start()
+        # Signals are caught before start: a Ctrl-C while start is still working (the first
+        # digest check) must stop cleanly, not abort with mail already being delivered.
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, done.set)
+        await self.start()
         await done.wait()
         log.info("shutting down")
         await self.stop()
