@@ -439,3 +439,18 @@ def digest_send(ctx: Context, list_address: str, day: str | None, force: bool) -
         readers = "reader" if opened.recipients == 1 else "readers"
         click.echo(f"digest {per.label} of {ml.address}: {opened.posts} posts, "
                    f"queued for {opened.recipients} {readers}")
+
+
+@digest.command("list")
+@click.argument("list_address")
+@click.option("--limit", default=30, show_default=True, help="How many digests.")
+@json_option
+@pass_ctx
+def digest_list(ctx: Context, list_address: str, limit: int, as_json: bool) -> None:
+    """Digests of a list, newest first: posts, readers queued, deliveries sent."""
+    from . import digests
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        rows = digests.history(s, ml, limit)
+    emit(rows, as_json, ["period", "serial", "posts", "recipients", "sent", "opened_at"])

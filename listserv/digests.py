@@ -164,6 +164,20 @@ def send(session: Session, config: Config, templates: Environment, ml: MailingLi
                     serial=0 if last is None else last + 1)
 
 
+def history(session: Session, ml: MailingList, limit: int) -> list[dict[str, object]]:
+    """The list's digest runs, newest first, with how many of their deliveries were sent."""
+    sent = (select(func.count()).select_from(Delivery)
+            .where(Delivery.digest_id == DigestRun.id, Delivery.status == "sent")
+            .scalar_subquery())
+    rows = session.execute(
+        select(DigestRun, sent).where(DigestRun.list_id == ml.id)
+        .order_by(DigestRun.period.desc(), DigestRun.serial.desc()).limit(limit)
+    ).all()
+    return [{"period": run.period, "serial": run.serial, "posts": run.posts,
+             "recipients": run.recipients, "sent": delivered,
+             "opened_at": run.created_at.isoformat()} for run, delivered in rows]
+
+
 class Composer:
     """Builds one reader's digest at send time; keeps the last runs' shared bytes."""
 

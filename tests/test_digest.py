@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.utils
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -189,6 +190,12 @@ def test_send_twice_and_restart_produce_one_digest(
     clock.now = datetime.now(UTC)
     drain()
     assert len(digests_to(sink, CAROL)) == 2
+    listing = cli("digest", "list", LIST, "--json")
+    assert listing.exit_code == 0, listing.output
+    runs = [(r["period"], r["serial"], r["posts"], r["recipients"], r["sent"])
+            for r in json.loads(listing.output)]
+    assert runs[:2] == [("2026-11-03", 1, 2, 1, 1), ("2026-11-03", 0, 2, 1, 1)]
+    assert all(r[2] == r[3] == r[4] == 0 for r in runs[2:])  # the quiet days before
 
 
 def test_period_missed_while_down_is_sent_on_start_and_empty_days_send_nothing(
