@@ -127,9 +127,14 @@ def to_bytes(msg: Message) -> bytes:
 
 
 def render_post(
-    raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str
+    raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str,
+    reply_to: str = "",
 ) -> bytes:
-    """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer)."""
+    """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer).
+
+    `reply_to` is the thread's tagged list address, so a reply lands in the thread even
+    from a client that sends no In-Reply-To; the list address when empty.
+    """
     msg = email.message_from_bytes(raw, policy=compat32)
     for name in STRIP_HEADERS:
         del msg[name]
@@ -141,7 +146,7 @@ def render_post(
         del msg["From"]
         del msg["Reply-To"]
         msg["From"] = mailbox(f"{shown} via {info.title}", info.address)
-        msg["Reply-To"] = mailbox(info.title, info.address)
+        msg["Reply-To"] = mailbox(info.title, reply_to or info.address)
         msg["X-Original-From"] = mailbox(author_name, author_address)
     for name, value in list_headers(info):
         msg[name] = value

@@ -66,6 +66,8 @@ class ListsConfig:
     digest_hour: int = 7
     timezone: str = "UTC"
     archive_url: str = ""
+    # Seconds between the scheduler's checks for digests that are due.
+    digest_check_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.delivery.batch_size > 0, "delivery.batch_size", "must be > 0"),
         (cfg.delivery.connections > 0, "delivery.connections", "must be > 0"),
         (0 <= cfg.lists.digest_hour <= 23, "lists.digest_hour", "must be 0-23"),
+        (cfg.lists.digest_check_seconds > 0, "lists.digest_check_seconds", "must be > 0"),
         ("@" not in cfg.lists.domain and "." in cfg.lists.domain,
          "lists.domain", "must be a domain name such as lists.example.org"),
         (bool(cfg.database.url), "database.url", "must not be empty"),

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import policy, robots, threads
+from . import policy, replytext, robots, threads
 from .addresses import Route
 from .config import LimitsConfig
 from .db import Database, get_list
@@ -144,6 +144,7 @@ def _store_post(
         date=parsed.date,
         received_at=now,
         body=parsed.text,
+        new_text=replytext.new_text(parsed.text),
         raw=raw,
     )
     session.add(post)

@@ -120,6 +120,8 @@ class Post(Base):
     date: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     body: Mapped[str] = mapped_column(Text)
+    # The author's own words: body with quoted text and signature trimmed (for digests).
+    new_text: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -172,13 +174,15 @@ class Notice(Base):
 class Delivery(Base):
     """One message to one recipient; sent only after the relay answered 250 for it.
 
-    The message is a post (composed per list at send time) or a notice (stored whole);
-    exactly one of post_id and notice_id is set.
+    The message is a post (composed per list at send time), a notice (stored whole) or a
+    digest (shared body stored on its run, footer per recipient); exactly one of post_id,
+    notice_id and digest_id is set.
     """
 
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("post_id", "member_id"),
+        UniqueConstraint("digest_id", "member_id"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
         Index("ix_deliveries_recipient", "recipient", "status", "id"),
@@ -188,6 +192,9 @@ class Delivery(Base):
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     notice_id: Mapped[int | None] = mapped_column(
         ForeignKey("notices.id", ondelete="CASCADE"), index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digest_runs.id", ondelete="CASCADE"), index=True
     )
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     recipient: Mapped[str] = mapped_column(String(320))
@@ -281,3 +288,32 @@ class UsedToken(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestRun(Base):
+    """One digest of one list for one period, with its body rendered once for all readers.
+
+    unique(list_id, period, serial) is what makes a digest go out exactly once: every
+    scheduler (in any process) inserts serial 0, and only one insert can win. A forced
+    resend (`listserv digest send --force`) takes the next serial.
+    """
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (UniqueConstraint("list_id", "period", "serial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    # The local date of the morning it is sent, ISO format: "2026-11-27".
+    period: Mapped[str] = mapped_column(String(10))
+    serial: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    posts: Mapped[int] = mapped_column(Integer, default=0)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    # Quoted-printable bodies shared by every recipient; the footer goes between head and tail.
+    text_head: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    text_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    html_head: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    html_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -21,8 +21,8 @@ from jinja2 import Environment
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from . import bouncing, compose, unsubscribe, verp
-from .addresses import role_address
+from . import bouncing, compose, digests, unsubscribe, verp
+from .addresses import role_address, tagged
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, insert_ignore
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
@@ -64,10 +64,16 @@ class Claim:
     recipient: str
     created_at: datetime
     member_id: int | None
+    digest_id: int | None = None
 
     @property
     def message_key(self) -> tuple[str, int]:
-        """Which message this delivery sends."""
+        """Which message this delivery sends.
+
+        A digest carries a footer for its reader, so each digest delivery is its own message.
+        """
+        if self.digest_id is not None:
+            return ("digest", self.id)
         if self.post_id is not None:
             return ("post", self.post_id)
         assert self.notice_id is not None
@@ -113,6 +119,8 @@ class Outbox:
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
         self._secret: bytes | None = None
+        self._digests = digests.Composer(config, templates)
+        self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -184,7 +192,7 @@ class Outbox:
             )
             rows = session.execute(
                 select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
-                       Delivery.created_at, Delivery.member_id)
+                       Delivery.created_at, Delivery.member_id, Delivery.digest_id)
                 .where(Delivery.id.in_(ids))
                 .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
@@ -256,6 +264,9 @@ class Outbox:
     def composed(self, key: tuple[str, int]) -> tuple[str, bytes]:
         """(envelope sender, message bytes) of a message; a post is composed once per worker."""
         kind, ident = key
+        if kind == "digest":
+            with self.db.session() as session:
+                return self._digests.compose(session, ident)
         if kind == "notice":
             with self.db.session() as session:
                 notice = session.get_one(Notice, ident)
@@ -274,6 +285,7 @@ class Outbox:
                 message = compose.render_post(
                     post.raw, list_info(ml, self.config.lists.archive_url),
                     post.author_name, post.author_address, footer,
+                    reply_to=tagged(ml.address, f"t{post.thread_id}"),
                 )
                 sender = role_address(ml.address, "bounces")
             if len(self._composed) >= 8:
@@ -289,20 +301,26 @@ class Outbox:
         return self._secret
 
     async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
-        sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-        if claims[0].post_id is None:
-            return await self.transport.send(sender, [c.recipient for c in claims], message)
-        # A post goes to each member in a transaction of its own: a VERP envelope sender
-        # names the member in any bounce, and the copy may carry their own leave token.
-        secret = (await asyncio.to_thread(self.secret)
-                  if self.config.security.personal_unsubscribe else None)
-        results: dict[str, SendResult] = {}
-        for claim in claims:
-            data = message if secret is None else unsubscribe.personalize(
-                message, secret, claim.member_id, claim.recipient, self.clock())
-            results |= await self.transport.send(verp.encode(sender, claim.recipient),
-                                                 [claim.recipient], data)
-        return results
+        # Composed messages wait here for a connection; bounding them bounds memory when
+        # each one is large and distinct (a digest per reader), not only the sockets.
+        async with self._in_flight:
+            sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
+            if claims[0].post_id is None and claims[0].digest_id is None:
+                return await self.transport.send(sender, [c.recipient for c in claims], message)
+            # Posts and digests go to each member in a transaction of their own: a VERP
+            # envelope sender names the member in any bounce, and a post's copy may carry
+            # the member's own leave token.
+            secret = (await asyncio.to_thread(self.secret)
+                      if claims[0].post_id is not None
+                      and self.config.security.personal_unsubscribe else None)
+            results: dict[str, SendResult] = {}
+            for claim in claims:
+                data = message if secret is None else unsubscribe.personalize(
+                    message, secret, claim.member_id, claim.recipient, self.clock())
+                results |= await self.transport.send(verp.encode(sender, claim.recipient),
+                                                     [claim.recipient], data)
+            return results
+
     async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
         """Record a round in one transaction, retrying while the database is busy: what
         was sent but never recorded would be sent again after the lease."""

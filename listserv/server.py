@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from . import moderation
 from .config import Config
 from .db import Database
+from .digests import Scheduler
 from .outbox import Outbox
 from .receiver import Handler, session_gate, smtp_factory
 from .replies import Outcome, reply
@@ -34,11 +35,12 @@ def make_transport(config: Config) -> Transport:
     return MaildirDelivery(config.maildir_path)
 
 
-ROLES = ("receiver", "dispatcher")
+ROLES = ("receiver", "dispatcher", "scheduler")
 
 
 class Server:
-    """The roles this process plays: receiver (SMTP in), dispatcher (outbox out), or both."""
+    """The roles this process plays: receiver (SMTP in), dispatcher (outbox out), scheduler
+    (digests due), any or all of them."""
 
     def __init__(
         self, config: Config, clock: Callable[[], datetime] = utcnow, roles: tuple[str, ...] = ROLES
@@ -48,12 +50,15 @@ class Server:
         self.roles = roles
         self.db = Database(config.database_url, config.database.busy_timeout)
         self.transport = make_transport(config)
-        self.outbox = Outbox(self.db, config, self.transport, environment(config.base_dir), clock)
+        templates = environment(config.base_dir)
+        self.outbox = Outbox(self.db, config, self.transport, templates, clock)
+        self.scheduler = Scheduler(self.db, config, templates, clock, on_run=self._wake_outbox)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._smtp: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
         self._expirer: asyncio.Task[None] | None = None
+        self._scheduling: asyncio.Task[None] | None = None
         self.port = config.receiver.port
         self.gate = session_gate(config)
 
@@ -76,6 +81,14 @@ class Server:
             log.info("delivering by %s", self.config.delivery.transport)
             await self._expire_once()
             self._expirer = asyncio.create_task(self._expire_held())
+        if "scheduler" in self.roles:
+            # The first check runs before start returns: a period missed while the server
+            # was down goes out now, not one check interval later.
+            await self.scheduler.run_safely()
+            self._scheduling = asyncio.create_task(self.scheduler.run_forever(self._stop))
+
+    def _wake_outbox(self) -> None:
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
@@ -87,6 +100,8 @@ class Server:
             self._expirer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expirer
+        if self._scheduling is not None:
+            await self._scheduling
         if self._worker is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), SHUTDOWN_GRACE)
@@ -120,11 +135,13 @@ class Server:
             await self._expire_once()
 
     async def serve_until_signalled(self) -> None:
-        await self.start()
+        # Signals are caught before start: a Ctrl-C while start is still working (the first
+        # digest check) must stop cleanly, not abort with mail already being delivered.
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, done.set)
+        await self.start()
         await done.wait()
         log.info("shutting down")
         await self.stop()

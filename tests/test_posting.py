@@ -65,9 +65,10 @@ def test_seed_thread_question_and_reply_reach_each_member(
     assert delivered["List-Unsubscribe"].startswith("<mailto:living-with-als-leave+u-")
     assert delivered["Precedence"] == "list"
     assert delivered["X-BeenThere"] == LIST
-    # DMARC-safe: the list's address in From, the author's name kept, replies go to the list.
+    # DMARC-safe: the list's address in From, the author's name kept, replies go to the list,
+    # tagged with the thread.
     assert parseaddr(str(delivered["From"])) == ("Bob Baker via Living with ALS", LIST)
-    assert parseaddr(str(delivered["Reply-To"]))[1] == LIST
+    assert parseaddr(str(delivered["Reply-To"]))[1] == "living-with-als+t1@lists.example.org"
     body = delivered.get_content()
     assert body.startswith("Yes, twice a week helps me.")
     assert "To leave, write to living-with-als-leave@lists.example.org" in body
