@@ -131,6 +131,7 @@ def db_init(ctx: Context) -> None:
 def serve(ctx: Context, role: str, verbose: bool) -> None:
     """Receive posts by SMTP and deliver them (Ctrl-C stops cleanly)."""
     from .server import ROLES, run
+    from .signing import SigningKeyError
 
     config = ctx.config
     logging.basicConfig(
@@ -142,6 +143,8 @@ def serve(ctx: Context, role: str, verbose: bool) -> None:
         run(config, ROLES if role == "all" else (role,))
     except OSError as exc:
         fail(f"cannot start: {exc.strerror or exc}")
+    except SigningKeyError as exc:
+        fail(f"cannot start: {config.dkim.private_key_file}: {exc}")
     except SQLAlchemyError as exc:
         fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
 
@@ -367,3 +370,42 @@ def show(ctx: Context, thread_id: int, as_json: bool) -> None:
         who = f"{row['author_name']} <{row['author']}>" if row["author_name"] else row["author"]
         click.echo(f"\n--- {who}, {row['date']}\n")
         click.echo(row["body"].rstrip())
+
+
+# -- dkim ----------------------------------------------------------------------------------
+@main.group()
+def dkim() -> None:
+    """DKIM keys for signing everything listserv sends."""
+
+
+@dkim.command("keygen")
+@click.option("--selector", required=True, help="E.g. ls2026; the key is published under it.")
+@click.option("--domain", required=True, help="The signing domain, e.g. lists.example.org.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Key file (default dkim/SELECTOR.DOMAIN.pem next to the config).")
+@pass_ctx
+def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None) -> None:
+    """Write a 2048-bit private key and print the DNS TXT record to publish."""
+    from pathlib import Path
+
+    from . import keys, signing
+    from .addresses import try_normalize
+
+    if not selector.replace("-", "").replace("_", "").isalnum() or "." in selector:
+        fail(f"invalid selector {selector!r}: use letters, digits, '-' and '_'")
+    if try_normalize(f"x@{domain}") is None:
+        fail(f"invalid domain {domain!r}")
+    path = Path(out) if out else ctx.config.base_dir / "dkim" / f"{selector}.{domain}.pem"
+    pem, der = keys.generate()
+    try:
+        keys.write_private(path, pem)
+    except FileExistsError:
+        fail(f"{path} exists; remove it or choose another --out (keys are never overwritten)")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    click.echo(f"wrote {path}\n")
+    click.echo("Publish this DNS record:\n")
+    click.echo(signing.dns_record(selector, domain, der))
+    click.echo("\nThen set in the config:\n")
+    click.echo(f'[dkim]\nselector = "{selector}"\ndomain = "{domain}"\n'
+               f'private_key_file = "{path}"')

@@ -28,7 +28,7 @@ STRIP_HEADERS = (
     "DKIM-Signature", "ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results",
     "List-Id", "List-Post", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Help",
     "List-Subscribe", "List-Archive", "List-Owner", "Precedence", "X-BeenThere",
-    "Errors-To", "Sender",
+    "Errors-To", "Sender", "Auto-Submitted", "X-Auto-Response-Suppress",
 )
 
 _CONTENT_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
@@ -127,9 +127,14 @@ def to_bytes(msg: Message) -> bytes:
 
 
 def render_post(
-    raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str
+    raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str,
+    unsubscribe: str = "",
 ) -> bytes:
-    """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer)."""
+    """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer).
+
+    `unsubscribe` is a member's own List-Unsubscribe value; with an HTTPS link first it
+    also gets List-Unsubscribe-Post, so providers can offer one-click unsubscribe (RFC 8058).
+    """
     msg = email.message_from_bytes(raw, policy=compat32)
     for name in STRIP_HEADERS:
         del msg[name]
@@ -144,6 +149,8 @@ def render_post(
         msg["Reply-To"] = mailbox(info.title, info.address)
         msg["X-Original-From"] = mailbox(author_name, author_address)
     for name, value in list_headers(info):
-        msg[name] = value
+        msg[name] = unsubscribe if name == "List-Unsubscribe" and unsubscribe else value
+    if unsubscribe.startswith("<http"):
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     _append_footer(msg, footer)
     return to_bytes(msg)

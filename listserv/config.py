@@ -74,12 +74,37 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class DkimConfig:
+    """DKIM signing of everything we send; off until all three keys are set."""
+
+    selector: str = ""
+    domain: str = ""
+    private_key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and self.private_key_file)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The HTTP endpoint for one-click unsubscribe (RFC 8058); off when base_url is empty."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The public URL the endpoint is reached at, e.g. "https://lists.example.org".
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     # Folder that relative paths in the file are relative to.
     base_dir: Path = Path(".")
 
@@ -98,6 +123,10 @@ class Config:
     def maildir_path(self) -> Path:
         return (self.base_dir / self.delivery.path).resolve()
 
+    @property
+    def dkim_key_path(self) -> Path:
+        return (self.base_dir / self.dkim.private_key_file).resolve()
+
 
 _CLASSES: dict[str, type] = {
     "database": DatabaseConfig,
@@ -105,6 +134,8 @@ _CLASSES: dict[str, type] = {
     "delivery": DeliveryConfig,
     "lists": ListsConfig,
     "limits": LimitsConfig,
+    "dkim": DkimConfig,
+    "web": WebConfig,
 }
 
 
@@ -138,6 +169,12 @@ def _validate(cfg: Config, source: str) -> None:
         ("@" not in cfg.lists.domain and "." in cfg.lists.domain,
          "lists.domain", "must be a domain name such as lists.example.org"),
         (bool(cfg.database.url), "database.url", "must not be empty"),
+        (cfg.dkim.enabled or not (cfg.dkim.selector or cfg.dkim.domain
+                                  or cfg.dkim.private_key_file),
+         "dkim", "needs selector, domain and private_key_file together"),
+        (0 <= cfg.web.port < 65536, "web.port", "must be 0-65535 (0: any free port)"),
+        (not cfg.web.base_url or cfg.web.base_url.startswith(("https://", "http://")),
+         "web.base_url", "must start with https:// (or http:// for testing)"),
     ]
     for ok, key, why in checks:
         if not ok:

@@ -191,3 +191,29 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# -- deliverability ------------------------------------------------------------------------
+class Setting(Base):
+    """Installation-wide values kept with the data, such as the token secret."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class MemberEvent(Base):
+    """A membership ended by the member's mail provider or one click: kept after the member
+    row is gone, for the owners' report and so a repeated one-click POST stays a success."""
+
+    __tablename__ = "member_events"
+    __table_args__ = (Index("ix_member_events_list_at", "list_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(320))
+    # unsubscribe (one click) | complaint (ARF report from the member's provider)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

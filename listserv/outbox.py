@@ -24,6 +24,8 @@ from . import compose
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
+from .finishing import Finisher
+from .keys import load_signer
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
 
@@ -97,6 +99,7 @@ class Outbox:
         self.rng = rng
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
+        self.finisher = Finisher(db, config, templates, load_signer(config), clock)
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -238,8 +241,15 @@ class Outbox:
         return self._composed[post_id]
 
     async def _deliver(self, claims: list[Claim]) -> None:
-        sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-        results = await self.transport.send(sender, [c.recipient for c in claims], message)
+        key = claims[0].message_key
+        sender, message = await asyncio.to_thread(self.composed, key)
+        batches = await asyncio.to_thread(
+            self.finisher.finish, key, message, [c.recipient for c in claims])
+        results: dict[str, SendResult] = {}
+        for sent in await asyncio.gather(
+            *(self.transport.send(sender, rcpts, final) for rcpts, final in batches)
+        ):
+            results |= sent
         await asyncio.to_thread(self.record, claims, results)
 
     def _batches(self, claims: list[Claim]) -> list[list[Claim]]:

@@ -1,0 +1,88 @@
+"""The last step before a message leaves: personal unsubscribe links, then the signature.
+
+With the web endpoint on, each member gets the post with their own one-click link in
+List-Unsubscribe and in the footer, so a post becomes one message per recipient. Every
+message, post or notice, is DKIM-signed last, after its final change. Automatic mail is
+marked so that auto-responders stay silent (RFC 3834); posts are people's mail and are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from email.parser import BytesHeaderParser
+
+from jinja2 import Environment
+from sqlalchemy import select
+
+from . import compose, unsubscribe
+from .addresses import role_address
+from .config import Config
+from .db import Database
+from .models import MailingList, Member, Post
+from .signing import Signer
+
+# Headers every message we send on our own account carries, and no post does.
+AUTOMATIC_HEADERS = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
+
+Batch = tuple[list[str], bytes]
+
+
+def mark_automatic(message: bytes) -> bytes:
+    """Add the headers that silence auto-responders where the composer left them out."""
+    headers = BytesHeaderParser().parsebytes(message)
+    missing = [f"{name}: {value}\r\n" for name, value in AUTOMATIC_HEADERS if name not in headers]
+    return "".join(missing).encode() + message
+
+
+class Finisher:
+    def __init__(self, db: Database, config: Config, templates: Environment,
+                 signer: Signer | None, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.config = config
+        self.templates = templates
+        self.signer = signer
+        self.clock = clock
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signer.sign(message) if self.signer else message
+
+    def finish(self, key: tuple[str, int], message: bytes, recipients: list[str]) -> list[Batch]:
+        """(recipients, final bytes) groups for one composed message."""
+        kind, ident = key
+        if kind == "notice":
+            return [(recipients, self.sign(mark_automatic(message)))]
+        if not self.config.web.base_url:
+            return [(recipients, self.sign(message))]
+        return [([rcpt], self.sign(personal or message))
+                for rcpt, personal in self.personal_posts(ident, recipients)]
+
+    def personal_posts(self, post_id: int, recipients: list[str]) -> list[tuple[str, bytes]]:
+        """The post for each recipient with their own links; empty bytes for a recipient
+        who is no longer a member (they get the list-wide version)."""
+        with self.db.session() as session:
+            post = session.get_one(Post, post_id)
+            ml = session.get_one(MailingList, post.list_id)
+            secret = unsubscribe.token_secret(session)
+            ids = dict(session.execute(
+                select(Member.address, Member.id)
+                .where(Member.list_id == ml.id, Member.address.in_(recipients))
+            ).all())
+            raw, name, author = post.raw, post.author_name, post.author_address
+        info = compose.ListInfo(ml.address, ml.title, ml.subject_prefix, ml.from_rewrite,
+                                self.config.lists.archive_url)
+        out = []
+        for rcpt in recipients:
+            if rcpt not in ids:
+                out.append((rcpt, b""))
+                continue
+            links = unsubscribe.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
+                                      rcpt, self.clock())
+            footer = self.templates.get_template("footer.txt").render(
+                title=ml.title, list_address=ml.address,
+                leave_address=role_address(ml.address, "leave"),
+                archive_url=self.config.lists.archive_url, unsubscribe_url=links.url,
+            )
+            out.append((rcpt, compose.render_post(raw, info, name, author, footer,
+                                                  unsubscribe=links.header())))
+        return out
