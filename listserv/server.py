@@ -9,6 +9,9 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from aiohttp.web import AppRunner
+
+from . import web
 from .config import Config
 from .db import Database
 from .outbox import Outbox
@@ -52,6 +55,8 @@ class Server:
         self._smtp: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
         self.port = config.receiver.port
+        self._web: AppRunner | None = None
+        self.web_port = config.web.port
 
     async def start(self) -> None:
         await asyncio.to_thread(self.db.create_schema)
@@ -65,6 +70,12 @@ class Server:
             )
             self.port = self._smtp.sockets[0].getsockname()[1]
             log.info("receiving on %s:%d", self.config.receiver.host, self.port)
+            if self.config.web.base_url:
+                app = web.application(self.db, self.outbox.templates, self.clock)
+                self._web, self.web_port = await web.start(
+                    app, self.config.web.host, self.config.web.port)
+                log.info("one-click unsubscribe on %s:%d for %s", self.config.web.host,
+                         self.web_port, self.config.web.base_url)
         if "dispatcher" in self.roles:
             self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
             log.info("delivering by %s", self.config.delivery.transport)
@@ -73,6 +84,8 @@ class Server:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
         if self._smtp is not None:
             self._smtp.close()
+        if self._web is not None:
+            await self._web.cleanup()
         self._stop.set()
         if self._worker is not None:
             try:

@@ -15,36 +15,9 @@ from listserv.db import Database
 from listserv.models import MailingList
 from listserv.outbox import queue_notice
 
+from .conftest import DKIM_DOMAIN as DOMAIN
+from .conftest import DKIM_SELECTOR as SELECTOR
 from .conftest import LIST, Clock, Sink, make_message
-
-SELECTOR = "ls2026"
-DOMAIN = "lists.example.org"
-
-
-@pytest.fixture(scope="session")
-def keypair() -> tuple[bytes, bytes]:
-    return keys.generate()
-
-
-def dns_for(public_der: bytes) -> Any:
-    """A key lookup for dkimpy that answers from the test's key instead of DNS."""
-
-    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
-        if name.decode() == signing.dns_name(SELECTOR, DOMAIN):
-            return signing.dns_value(public_der).encode()
-        return None
-
-    return lookup
-
-
-@pytest.fixture
-def signed(config_data: dict[str, Any], tmp_path: Path, keypair: tuple[bytes, bytes]) -> Any:
-    """Turn DKIM on for this test; returns the DNS lookup that verifies our signatures."""
-    pem, der = keypair
-    (tmp_path / "dkim.pem").write_bytes(pem)
-    config_data["dkim"] = {"selector": SELECTOR, "domain": DOMAIN,
-                           "private_key_file": "dkim.pem"}
-    return dns_for(der)
 
 
 def tags(message: bytes) -> dict[str, str]:
