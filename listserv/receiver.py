@@ -12,7 +12,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from . import ingest
+from . import feedback, ingest
 from .addresses import Route, route
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
@@ -21,7 +21,7 @@ from .replies import Outcome, reply, translate
 log = logging.getLogger("listserv.receiver")
 
 # Roles the receiver accepts mail for; the others answer 550 5.1.1 like unknown addresses.
-ACCEPTED_ROLES = ("post", "bounces")
+ACCEPTED_ROLES = ("post", "bounces", "fbl")
 
 
 class ListservSMTP(SMTP):
@@ -74,6 +74,14 @@ class Handler:
             # One post per list, even when a list is named twice (plain and thread address).
             posts = list({r.list_address: r for r in reversed(routes)
                           if r.kind == "list" and r.role == "post"}.values())
+            reports = [r for r in routes if r.kind == "list" and r.role in ("fbl", "bounces")]
+            if reports and not posts:
+                removed = await asyncio.to_thread(
+                    feedback.receive, self.db, reports, raw, self.config.limits, self.clock())
+                if removed is not None:
+                    log.info("feedback report from=%s: unsubscribed %s", envelope.mail_from,
+                             "; ".join(removed) or "nobody")
+                    return reply(Outcome.DROPPED)
             if not posts:
                 log.info("bounce/notice accepted from=%s to=%s (not posted)",
                          envelope.mail_from, ",".join(envelope.rcpt_tos))

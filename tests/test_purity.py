@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "listserv"
-PURE = ["addresses", "message", "threads", "policy", "replies", "compose", "robots", "replytext"]
+PURE = ["addresses", "message", "threads", "policy", "replies", "compose", "robots", "replytext",
+        "signing", "complaints", "tokens"]
 FORBIDDEN = {"asyncio", "sqlalchemy", "smtplib", "socket", "os", "time", "aiosmtplib",
              "aiosmtpd", "subprocess", "random", "mailbox", "shutil", "urllib", "http"}
 
