@@ -24,7 +24,7 @@ from . import compose
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
-from .finishing import Finisher
+from .finishing import Batch, Finisher
 from .keys import load_signer
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
@@ -240,11 +240,14 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
-    async def _deliver(self, claims: list[Claim]) -> None:
+    def final(self, claims: list[Claim]) -> tuple[str, list[Batch]]:
+        """The envelope sender and the finished (personal, signed) messages for a batch."""
         key = claims[0].message_key
-        sender, message = await asyncio.to_thread(self.composed, key)
-        batches = await asyncio.to_thread(
-            self.finisher.finish, key, message, [c.recipient for c in claims])
+        sender, message = self.composed(key)
+        return sender, self.finisher.finish(key, message, [c.recipient for c in claims])
+
+    async def _deliver(self, claims: list[Claim]) -> None:
+        sender, batches = await asyncio.to_thread(self.final, claims)
         results: dict[str, SendResult] = {}
         for sent in await asyncio.gather(
             *(self.transport.send(sender, rcpts, final) for rcpts, final in batches)
