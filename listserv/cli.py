@@ -409,3 +409,33 @@ def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None) -> No
     click.echo("\nThen set in the config:\n")
     click.echo(f'[dkim]\nselector = "{selector}"\ndomain = "{domain}"\n'
                f'private_key_file = "{path}"')
+
+
+# -- report --------------------------------------------------------------------------------
+@main.command()
+@click.argument("list_address")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day (default: 6 days before --until).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day (default: today in the list's time zone).")
+@json_option
+@pass_ctx
+def report(ctx: Context, list_address: str, since: datetime | None, until: datetime | None,
+           as_json: bool) -> None:
+    """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints and
+    unsubscribes. Policy bounces (x.7.x) are the receiver's rules, not a dead mailbox."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from . import reports, stats
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        last = until.date() if until else now().astimezone(ZoneInfo(ml.timezone)).date()
+        first = since.date() if since else last - timedelta(days=6)
+        if first > last:
+            fail("--since is after --until")
+        if (last - first).days > 366:
+            fail("at most 366 days at once")
+        rows = reports.list_report(s, ml, first, last)
+    emit(rows, as_json, ["day", *stats.COLUMNS])

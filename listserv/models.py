@@ -217,3 +217,20 @@ class MemberEvent(Base):
     # unsubscribe (one click) | complaint (ARF report from the member's provider)
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryFailure(Base):
+    """One failed attempt to hand a message to the relay: a deferral, or the final bounce."""
+
+    __tablename__ = "delivery_failures"
+    __table_args__ = (Index("ix_delivery_failures_list_at", "list_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    # deferral | hard | soft | policy (stats.failure_kind)
+    kind: Mapped[str] = mapped_column(String(10))
+    reply: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

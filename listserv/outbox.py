@@ -20,7 +20,7 @@ from jinja2 import Environment
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from . import compose
+from . import compose, reports
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
@@ -194,6 +194,7 @@ class Outbox:
         delivery.last_error = f"{result.code} {result.text}"[:1000]
         delivery.lease_until = None
         delivery.lease_owner = None
+        reports.record_failure(session, delivery, result.code, result.text, final, now)
         if final:
             delivery.status = "failed"
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
