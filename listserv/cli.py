@@ -160,9 +160,11 @@ def lists() -> None:
 @click.option("--title", required=True, help="Shown in From, List-Id and digests.")
 @click.option("--subject-prefix", default="", help='E.g. "[Living with ALS]".')
 @click.option("--description", default="", help="What the list is for.")
-@click.option("--from-rewrite", type=click.Choice(["always", "never"]), default="always",
-              show_default=True,
-              help="Send posts From the list (DMARC-safe) or keep the author's From.")
+@click.option("--from-rewrite", type=click.Choice(["always", "alias", "never"]),
+              default="always", show_default=True,
+              help="Send posts From the list (DMARC-safe), From the author's private alias "
+                   "on the list (DMARC-safe, replies to it reach the author only), or keep "
+                   "the author's From.")
 @pass_ctx
 def lists_create(ctx: Context, address: str, title: str, subject_prefix: str,
                  description: str, from_rewrite: str) -> None:

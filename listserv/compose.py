@@ -128,12 +128,13 @@ def to_bytes(msg: Message) -> bytes:
 
 def render_post(
     raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str,
-    unsubscribe: str = "",
+    unsubscribe: str = "", author_alias: str = "",
 ) -> bytes:
     """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer).
 
     `unsubscribe` is a member's own List-Unsubscribe value; with an HTTPS link first it
     also gets List-Unsubscribe-Post, so providers can offer one-click unsubscribe (RFC 8058).
+    `author_alias` is the From address of lists whose from_rewrite is "alias".
     """
     msg = email.message_from_bytes(raw, policy=compat32)
     for name in STRIP_HEADERS:
@@ -141,16 +142,37 @@ def render_post(
     subject = decode_header_value(msg.get("Subject"))
     del msg["Subject"]
     msg["Subject"] = header_text(prefixed(subject, info.subject_prefix))
-    if info.from_rewrite == "always":
+    if info.from_rewrite in ("always", "alias"):
         shown = author_name or author_address.replace("@", " at ")
         del msg["From"]
         del msg["Reply-To"]
-        msg["From"] = mailbox(f"{shown} via {info.title}", info.address)
+        if info.from_rewrite == "alias" and author_alias:
+            # Writing to the From reaches the author privately; the address stays hidden.
+            shown = author_name or "A member"
+            msg["From"] = mailbox(f"{shown} via {info.title}", author_alias)
+        else:
+            msg["From"] = mailbox(f"{shown} via {info.title}", info.address)
+            msg["X-Original-From"] = mailbox(author_name, author_address)
         msg["Reply-To"] = mailbox(info.title, info.address)
-        msg["X-Original-From"] = mailbox(author_name, author_address)
     for name, value in list_headers(info):
         msg[name] = unsubscribe if name == "List-Unsubscribe" and unsubscribe else value
     if unsubscribe.startswith("<http"):
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     _append_footer(msg, footer)
+    return to_bytes(msg)
+
+
+# Headers of a private message that could reveal the writer's address once relayed.
+REVEALING_HEADERS = ("From", "Reply-To", "Sender", "X-Original-From", "Return-Path",
+                     "Received", "X-Originating-IP", "Disposition-Notification-To",
+                     "Return-Receipt-To")
+
+
+def render_relay(raw: bytes, from_name: str, from_address: str) -> bytes:
+    """A member's private message to an author's alias, as the author gets it: From the
+    writer's own alias, so replying goes back the same private way."""
+    msg = email.message_from_bytes(raw, policy=compat32)
+    for name in (*STRIP_HEADERS, *REVEALING_HEADERS):
+        del msg[name]
+    msg["From"] = mailbox(from_name, from_address)
     return to_bytes(msg)

@@ -15,17 +15,20 @@ from email.parser import BytesHeaderParser
 from jinja2 import Environment
 from sqlalchemy import select
 
-from . import compose, unsubscribe
+from . import aliases, compose, unsubscribe
 from .addresses import role_address
 from .config import Config
 from .db import Database
-from .models import MailingList, Member, Post
+from .models import MailingList, Member, Notice, Post
 from .signing import Signer
 
 # Headers every message we send on our own account carries, and no post does.
 AUTOMATIC_HEADERS = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
 
 Batch = tuple[list[str], bytes]
+
+# The notice kind of a member's private message relayed to an author: a person's mail.
+RELAYED = "relay"
 
 
 def mark_automatic(message: bytes) -> bytes:
@@ -51,7 +54,9 @@ class Finisher:
         """(recipients, final bytes) groups for one composed message."""
         kind, ident = key
         if kind == "notice":
-            return [(recipients, self.sign(mark_automatic(message)))]
+            with self.db.session() as session:
+                relayed = session.get_one(Notice, ident).kind == RELAYED
+            return [(recipients, self.sign(message if relayed else mark_automatic(message)))]
         if not self.config.web.base_url:
             return [(recipients, self.sign(message))]
         return [([rcpt], self.sign(personal or message))
@@ -68,9 +73,6 @@ class Finisher:
                 select(Member.address, Member.id)
                 .where(Member.list_id == ml.id, Member.address.in_(recipients))
             ).all())
-            raw, name, author = post.raw, post.author_name, post.author_address
-        info = compose.ListInfo(ml.address, ml.title, ml.subject_prefix, ml.from_rewrite,
-                                self.config.lists.archive_url)
         out = []
         for rcpt in recipients:
             if rcpt not in ids:
@@ -78,11 +80,31 @@ class Finisher:
                 continue
             links = unsubscribe.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
                                       rcpt, self.clock())
-            footer = self.templates.get_template("footer.txt").render(
-                title=ml.title, list_address=ml.address,
-                leave_address=role_address(ml.address, "leave"),
-                archive_url=self.config.lists.archive_url, unsubscribe_url=links.url,
-            )
-            out.append((rcpt, compose.render_post(raw, info, name, author, footer,
-                                                  unsubscribe=links.header())))
+            out.append((rcpt, render_post(self.config, self.templates, secret, post, ml, links)))
         return out
+
+
+def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
+    return compose.ListInfo(
+        address=ml.address,
+        title=ml.title,
+        subject_prefix=ml.subject_prefix,
+        from_rewrite=ml.from_rewrite,
+        archive_url=archive_url,
+    )
+
+
+def render_post(config: Config, templates: Environment, secret: bytes, post: Post,
+                ml: MailingList, links: unsubscribe.Links | None = None) -> bytes:
+    """A post as members get it: list-wide, or with one member's unsubscribe links."""
+    footer = templates.get_template("footer.txt").render(
+        title=ml.title, list_address=ml.address,
+        leave_address=role_address(ml.address, "leave"),
+        archive_url=config.lists.archive_url, unsubscribe_url=links.url if links else "",
+    )
+    info = list_info(ml, config.lists.archive_url)
+    author_alias = (aliases.alias_address(secret, ml.address, post.author_address)
+                    if ml.from_rewrite == "alias" else "")
+    return compose.render_post(post.raw, info, post.author_name, post.author_address, footer,
+                               unsubscribe=links.header() if links else "",
+                               author_alias=author_alias)

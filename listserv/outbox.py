@@ -20,14 +20,15 @@ from jinja2 import Environment
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from . import compose, reports
+from . import reports
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
-from .finishing import Batch, Finisher
+from .finishing import Batch, Finisher, render_post
 from .keys import load_signer
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
+from .unsubscribe import token_secret
 
 log = logging.getLogger("listserv.outbox")
 
@@ -39,16 +40,6 @@ def backoff(attempts: int, jitter: float) -> timedelta:
     """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
     base = min(60 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=base * (0.8 + 0.4 * jitter))
-
-
-def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
-    return compose.ListInfo(
-        address=ml.address,
-        title=ml.title,
-        subject_prefix=ml.subject_prefix,
-        from_rewrite=ml.from_rewrite,
-        archive_url=archive_url,
-    )
 
 
 @dataclass(frozen=True)
@@ -225,16 +216,8 @@ class Outbox:
             with self.db.session() as session:
                 post = session.get_one(Post, post_id)
                 ml = session.get_one(MailingList, post.list_id)
-                footer = self.templates.get_template("footer.txt").render(
-                    title=ml.title,
-                    list_address=ml.address,
-                    leave_address=role_address(ml.address, "leave"),
-                    archive_url=self.config.lists.archive_url,
-                )
-                message = compose.render_post(
-                    post.raw, list_info(ml, self.config.lists.archive_url),
-                    post.author_name, post.author_address, footer,
-                )
+                message = render_post(self.config, self.templates, token_secret(session),
+                                      post, ml)
                 sender = role_address(ml.address, "bounces")
             if len(self._composed) >= 8:
                 self._composed.pop(next(iter(self._composed)))

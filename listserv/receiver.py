@@ -12,8 +12,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from . import feedback, ingest
+from . import feedback, ingest, relay
 from .addresses import Route, route
+from .aliases import is_alias
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from .replies import Outcome, reply, translate
@@ -64,6 +65,13 @@ class Handler:
         if target.kind != "list" or target.role not in ACCEPTED_ROLES:
             log.info("rcpt refused (unknown) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.UNKNOWN_RECIPIENT)
+        if target.role == "post" and is_alias(target.detail):
+            outcome = await asyncio.to_thread(
+                relay.check_rcpt, self.db, target, envelope.mail_from or "")
+            if outcome is not Outcome.RECIPIENT_OK:
+                log.info("rcpt refused (%s) from=%s to=%s", outcome.value, envelope.mail_from,
+                         address)
+                return reply(outcome)
         envelope.rcpt_tos.append(address)
         return reply(Outcome.RECIPIENT_OK)
 
@@ -73,7 +81,19 @@ class Handler:
             routes = await asyncio.to_thread(self._routes, envelope.rcpt_tos)
             # One post per list, even when a list is named twice (plain and thread address).
             posts = list({r.list_address: r for r in reversed(routes)
-                          if r.kind == "list" and r.role == "post"}.values())
+                          if r.kind == "list" and r.role == "post"
+                          and not is_alias(r.detail)}.values())
+            # Mail to an author's alias is relayed privately, unless it also went to the
+            # list: then the author gets it as a post like everyone else.
+            relays = [r for r in routes if r.kind == "list" and r.role == "post"
+                      and is_alias(r.detail)]
+            if relays and not posts:
+                outcome = await asyncio.to_thread(
+                    relay.receive, self.db, relays, raw, envelope.mail_from or "",
+                    self.config.limits, self.clock())
+                log.info("alias mail from=%s to=%s: %s", envelope.mail_from,
+                         ",".join(envelope.rcpt_tos), outcome.value)
+                return reply(outcome)
             reports = [r for r in routes if r.kind == "list" and r.role in ("fbl", "bounces")]
             if reports and not posts:
                 removed = await asyncio.to_thread(

@@ -20,6 +20,7 @@ class Outcome(Enum):
     LINE_TOO_LONG = "line_too_long"
     TEMPORARY_FAILURE = "temporary_failure"
     DISK_FULL = "disk_full"
+    ALIAS_REFUSED = "alias_refused"
 
 
 REPLIES: dict[Outcome, str] = {
@@ -38,6 +39,8 @@ REPLIES: dict[Outcome, str] = {
     Outcome.LINE_TOO_LONG: "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)",
     Outcome.TEMPORARY_FAILURE: "451 4.3.0 Temporary failure, please try again later",
     Outcome.DISK_FULL: "452 4.3.1 Insufficient system storage, please try again later",
+    # Author aliases relay members' private replies; they are no way in for strangers.
+    Outcome.ALIAS_REFUSED: "550 5.7.1 Only members of this list may write to its members",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.
@@ -65,6 +68,8 @@ WORST_FIRST = (
     Outcome.TEMPORARY_FAILURE,
     Outcome.MALFORMED,
     Outcome.NO_SENDER,
+    Outcome.ALIAS_REFUSED,
+    Outcome.UNKNOWN_RECIPIENT,
     Outcome.ACCEPTED,
     Outcome.HELD,
     Outcome.DUPLICATE,
