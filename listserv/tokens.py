@@ -28,11 +28,12 @@ class Token:
     kind: str
     ident: int
     expires: int  # Unix seconds; 0 never expires
+    signature: str
 
     @property
     def key(self) -> str:
-        """What single-use bookkeeping records: one use per kind and row."""
-        return f"{self.kind}-{self.ident}"
+        """What single-use bookkeeping records: this very token, even if a row id is reused."""
+        return f"{self.kind}-{self.ident}-{self.signature}"
 
 
 class TokenError(ValueError):
@@ -70,7 +71,7 @@ def peek(token: str) -> Token | None:
     match = _TOKEN_RE.match(token.strip().lower())
     if not match or match[1] not in KINDS:
         return None
-    return Token(match[1], int(match[2]), int(match[3], 36))
+    return Token(match[1], int(match[2]), int(match[3], 36), match[4])
 
 
 def verify(secret: bytes, token: str, binding: str, now: datetime) -> Token:
@@ -85,4 +86,4 @@ def verify(secret: bytes, token: str, binding: str, now: datetime) -> Token:
     deadline = int(expires, 36)
     if deadline and now.timestamp() > deadline:
         raise TokenError("this token has expired; please start again")
-    return Token(kind, ident, deadline)
+    return Token(kind, ident, deadline, match[4])
