@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import unsubscribe
+from . import oneclick
 from .addresses import Route
 from .complaints import Complaint, parse_arf
 from .config import LimitsConfig
@@ -28,7 +28,7 @@ def _complainers(session: Session, routes: Sequence[Route], complaint: Complaint
                  now: datetime) -> list[Member]:
     found: dict[int, Member] = {}
     for token in complaint.tokens:
-        target = unsubscribe.resolve(session, token, now)
+        target = oneclick.resolve(session, token, now)
         if target is not None and target.member is not None:
             found[target.member.id] = target.member
     for route in routes:
@@ -58,7 +58,7 @@ def receive(db: Database, routes: Sequence[Route], raw: bytes, limits: LimitsCon
         for member in members:
             ml = session.get(MailingList, member.list_id)
             removed.append(f"{ml.address if ml else member.list_id} {member.address}")
-            unsubscribe.remove(session, member, "complaint", now)
+            oneclick.remove(session, member, "complaint", now)
     if not removed:
         log.warning("spam complaint names no member we can identify (recipients=%s, "
                     "lists=%s)", ",".join(complaint.recipients), ",".join(complaint.list_ids))

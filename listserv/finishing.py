@@ -15,7 +15,7 @@ from email.parser import BytesHeaderParser
 from jinja2 import Environment
 from sqlalchemy import select
 
-from . import aliases, compose, unsubscribe
+from . import aliases, compose, oneclick
 from .addresses import role_address
 from .config import Config
 from .db import Database
@@ -68,7 +68,7 @@ class Finisher:
         with self.db.session() as session:
             post = session.get_one(Post, post_id)
             ml = session.get_one(MailingList, post.list_id)
-            secret = unsubscribe.token_secret(session)
+            secret = oneclick.token_secret(session)
             ids = dict(session.execute(
                 select(Member.address, Member.id)
                 .where(Member.list_id == ml.id, Member.address.in_(recipients))
@@ -78,7 +78,7 @@ class Finisher:
             if rcpt not in ids:
                 out.append((rcpt, b""))
                 continue
-            links = unsubscribe.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
+            links = oneclick.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
                                       rcpt, self.clock())
             out.append((rcpt, render_post(self.config, self.templates, secret, post, ml, links)))
         return out
@@ -95,7 +95,7 @@ def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
 
 
 def render_post(config: Config, templates: Environment, secret: bytes, post: Post,
-                ml: MailingList, links: unsubscribe.Links | None = None) -> bytes:
+                ml: MailingList, links: oneclick.Links | None = None) -> bytes:
     """A post as members get it: list-wide, or with one member's unsubscribe links."""
     footer = templates.get_template("footer.txt").render(
         title=ml.title, list_address=ml.address,

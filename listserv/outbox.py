@@ -27,8 +27,8 @@ from .db import Database, insert_ignore
 from .finishing import Batch, Finisher, render_post
 from .keys import load_signer
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
+from .oneclick import token_secret
 from .transports import SendResult, Transport
-from .unsubscribe import token_secret
 
 log = logging.getLogger("listserv.outbox")
 

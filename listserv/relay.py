@@ -22,9 +22,9 @@ from .db import Database, get_list
 from .finishing import RELAYED
 from .message import Malformed, parse
 from .models import MailingList, Member
+from .oneclick import token_secret
 from .outbox import queue_notice
 from .replies import Outcome, combine
-from .unsubscribe import token_secret
 
 log = logging.getLogger("listserv.relay")
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from jinja2 import Environment
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import unsubscribe
+from . import oneclick
 from .db import Database
 
 log = logging.getLogger("listserv.web")
@@ -39,13 +39,13 @@ class Endpoint:
                             headers={"Cache-Control": "no-store",
                                      "Referrer-Policy": "no-referrer"})
 
-    def _look(self, token: str) -> unsubscribe.Target | None:
+    def _look(self, token: str) -> oneclick.Target | None:
         with self.db.session() as session:
-            return unsubscribe.resolve(session, token, self.clock())
+            return oneclick.resolve(session, token, self.clock())
 
-    def _act(self, token: str) -> tuple[unsubscribe.Result, unsubscribe.Target | None]:
+    def _act(self, token: str) -> tuple[oneclick.Result, oneclick.Target | None]:
         with self.db.session() as session:
-            return unsubscribe.one_click(session, token, self.clock())
+            return oneclick.one_click(session, token, self.clock())
 
     async def confirm(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]

@@ -13,7 +13,7 @@ from listserv.server import Server
 
 from .conftest import LIST, Clock, Sink, make_message
 from .test_complaints import arf
-from .test_unsubscribe import ONE_CLICK, http, link_of
+from .test_oneclick import ONE_CLICK, http, link_of
 
 BOUNCES = "living-with-als-bounces@lists.example.org"
 

@@ -1,0 +1,122 @@
+"""One-click unsubscribe: the member's personal token in a URL, and what it does.
+
+The token is the membership issue's `u` token (kind, member id, HMAC bound to the list and
+the address), so one secret serves the `-leave+TOKEN` address and the one-click URL alike.
+Removing a member also records a MemberEvent: the owners' report counts it, and a repeated
+POST of the same link (mail providers retry) finds it and answers success again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from . import tokens
+from .db import insert_ignore
+from .models import MailingList, Member, MemberEvent, Setting
+from .unsubscribe import personal_leave_address
+
+SECRET_KEY = "token_secret"
+
+
+def token_secret(session: Session) -> bytes:
+    """The HMAC key stored in the database, created on first use: the same row as the
+    membership branch's settings.token_secret, which also honours `[security] secret`
+    (to be used here instead once both are merged)."""
+    insert_ignore(session, Setting, [{"key": SECRET_KEY, "value": secrets.token_hex(32)}])
+    value = session.scalar(select(Setting.value).where(Setting.key == SECRET_KEY))
+    assert value is not None
+    return bytes.fromhex(value)
+
+
+def binding(list_address: str, address: str) -> str:
+    """What a `u` token is bound to, as in unsubscribe.personal_leave_address."""
+    return f"{list_address} {address}"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where one member leaves one list: the one-click URL (when the web is on) and mail."""
+
+    url: str
+    mailto: str
+
+    def header(self) -> str:
+        """The RFC 2369 List-Unsubscribe value, HTTPS first as RFC 8058 asks."""
+        return ", ".join(f"<{u}>" for u in (self.url, self.mailto) if u)
+
+
+def links(secret: bytes, base_url: str, list_address: str, member_id: int, address: str,
+          now: datetime) -> Links:
+    leave = personal_leave_address(secret, list_address, member_id, address, now)
+    token = leave.partition("+")[2].rpartition("@")[0]
+    url = f"{base_url.rstrip('/')}/u/{token}" if base_url else ""
+    return Links(url, "mailto:" + leave)
+
+
+class Result(Enum):
+    UNSUBSCRIBED = "unsubscribed"
+    ALREADY = "already"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a valid token names; `member` is None once the membership has ended."""
+
+    list_address: str
+    list_title: str
+    address: str
+    member: Member | None
+
+
+def resolve(session: Session, token: str, now: datetime) -> Target | None:
+    """The membership a token was issued for, or None for anything forged, altered or
+    foreign; callers answer None with a page that says nothing more."""
+    peeked = tokens.peek(token)
+    if peeked is None or peeked.kind != "u":
+        return None
+    secret = token_secret(session)
+    member = session.get(Member, peeked.ident)
+    candidates: list[tuple[int, str, Member | None]] = []
+    if member is not None:
+        candidates.append((member.list_id, member.address, member))
+    ended = session.execute(
+        select(MemberEvent.list_id, MemberEvent.address)
+        .where(MemberEvent.member_id == peeked.ident)
+        .order_by(MemberEvent.id.desc())
+    ).all()
+    candidates += [(list_id, address, None) for list_id, address in ended]
+    for list_id, address, row in candidates:
+        ml = session.get(MailingList, list_id)
+        if ml is None:
+            continue
+        try:
+            tokens.verify(secret, token, binding(ml.address, address), now)
+        except tokens.TokenError:
+            continue
+        return Target(ml.address, ml.title, address, row)
+    return None
+
+
+def remove(session: Session, member: Member, kind: str, now: datetime) -> None:
+    """End a membership and record why, in the caller's transaction."""
+    session.add(MemberEvent(list_id=member.list_id, member_id=member.id,
+                            address=member.address, kind=kind, at=now))
+    session.execute(delete(Member).where(Member.id == member.id))
+
+
+def one_click(session: Session, token: str, now: datetime) -> tuple[Result, Target | None]:
+    """Unsubscribe at once; a second use of the same valid token is still a success."""
+    target = resolve(session, token, now)
+    if target is None:
+        return Result.REFUSED, None
+    if target.member is None:
+        return Result.ALREADY, target
+    remove(session, target.member, "unsubscribe", now)
+    return Result.UNSUBSCRIBED, target
