@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import groupby
 
 from jinja2 import Environment
 from sqlalchemy import or_, select, update
@@ -257,7 +258,10 @@ class Outbox:
         attempted = 0
         limit = self.config.delivery.batch_size * self.config.delivery.connections
         while claims := await asyncio.to_thread(self.claim, limit):
-            await asyncio.gather(*(self._deliver(batch) for batch in self._batches(claims)))
+            # Messages in the order they were written (a question before its reply), the
+            # batches of one message in parallel.
+            for _, batches in groupby(self._batches(claims), key=lambda b: b[0].message_key):
+                await asyncio.gather(*(self._deliver(batch) for batch in batches))
             attempted += len(claims)
         return attempted
 
