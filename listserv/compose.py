@@ -31,6 +31,8 @@ STRIP_HEADERS = (
     "Errors-To", "Sender", "Auto-Submitted", "X-Auto-Response-Suppress",
 )
 
+ARC_HEADERS = ("ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results")
+
 _CONTENT_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
                     "Content-Description", "Content-ID")
 
@@ -128,17 +130,19 @@ def to_bytes(msg: Message) -> bytes:
 
 def render_post(
     raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str,
-    unsubscribe: str = "", author_alias: str = "",
+    unsubscribe: str = "", author_alias: str = "", keep_arc: bool = False,
 ) -> bytes:
     """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer).
 
     `unsubscribe` is a member's own List-Unsubscribe value; with an HTTPS link first it
     also gets List-Unsubscribe-Post, so providers can offer one-click unsubscribe (RFC 8058).
     `author_alias` is the From address of lists whose from_rewrite is "alias".
+    `keep_arc` keeps the ARC sets of earlier hops, so our seal continues their chain.
     """
     msg = email.message_from_bytes(raw, policy=compat32)
     for name in STRIP_HEADERS:
-        del msg[name]
+        if not (keep_arc and name in ARC_HEADERS):
+            del msg[name]
     subject = decode_header_value(msg.get("Subject"))
     del msg["Subject"]
     msg["Subject"] = header_text(prefixed(subject, info.subject_prefix))

@@ -80,6 +80,10 @@ class DkimConfig:
     selector: str = ""
     domain: str = ""
     private_key_file: str = ""
+    # Seal posts with ARC too, recording what our front MTA checked (its
+    # Authentication-Results with this authserv-id; empty: the [lists] domain).
+    arc: bool = False
+    arc_authserv_id: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -172,6 +176,8 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.dkim.enabled or not (cfg.dkim.selector or cfg.dkim.domain
                                   or cfg.dkim.private_key_file),
          "dkim", "needs selector, domain and private_key_file together"),
+        (cfg.dkim.enabled or not cfg.dkim.arc, "dkim.arc",
+         "needs selector, domain and private_key_file"),
         (0 <= cfg.web.port < 65536, "web.port", "must be 0-65535 (0: any free port)"),
         (not cfg.web.base_url or cfg.web.base_url.startswith(("https://", "http://")),
          "web.base_url", "must start with https:// (or http:// for testing)"),

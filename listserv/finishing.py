@@ -107,4 +107,4 @@ def render_post(config: Config, templates: Environment, secret: bytes, post: Pos
                     if ml.from_rewrite == "alias" else "")
     return compose.render_post(post.raw, info, post.author_name, post.author_address, footer,
                                unsubscribe=links.header() if links else "",
-                               author_alias=author_alias)
+                               author_alias=author_alias, keep_arc=config.dkim.arc)

@@ -49,4 +49,5 @@ def load_signer(config: Config) -> Signer | None:
     dkim = config.dkim
     if not dkim.enabled:
         return None
-    return Signer(dkim.selector, dkim.domain, config.dkim_key_path.read_bytes())
+    authserv_id = (dkim.arc_authserv_id or config.lists.domain) if dkim.arc else ""
+    return Signer(dkim.selector, dkim.domain, config.dkim_key_path.read_bytes(), authserv_id)

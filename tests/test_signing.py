@@ -165,3 +165,51 @@ def test_config_sections_roundtrip_in_shipped_file() -> None:
     assert not cfg.dkim.enabled
     assert cfg.web.base_url == ""
     assert LIST.endswith(cfg.lists.domain)
+
+
+FRONT = "mx.lists.example.org"
+
+
+@pytest.fixture
+def arc_on(signed: Any, config_data: dict[str, Any]) -> Any:
+    config_data["dkim"] |= {"arc": True, "arc_authserv_id": FRONT}
+    return signed
+
+
+def post_with_results(post: Any, authserv_id: str) -> None:
+    msg = make_message("alice@example.org", "Hi", "Checked upstream.", message_id="a@x.org",
+                       headers={"Authentication-Results":
+                                f"{authserv_id}; spf=pass smtp.mailfrom=example.org; "
+                                "dkim=pass header.d=example.org"})
+    assert post(msg).code == 250
+
+
+def test_arc_seal_records_the_front_mtas_results(arc_on: Any, als: str, post: Any,
+                                                 drain: Any, sink: Sink) -> None:
+    post_with_results(post, FRONT)
+    drain()
+    content = next(r.content for r in sink.received if "dave@example.org" in r.rcpt_tos)
+    cv, _, reason = dkim.arc_verify(content, dnsfunc=arc_on)
+    assert cv == dkim.CV_Pass, reason
+    aar = sink.to("dave@example.org")[0]["ARC-Authentication-Results"]
+    assert aar.startswith(f"i=1; {FRONT}") and "spf=pass" in aar
+    assert dkim.verify(content, dnsfunc=arc_on)
+    changed = content.replace(b"Checked", b"Changed")
+    assert dkim.arc_verify(changed, dnsfunc=arc_on)[0] == dkim.CV_Fail
+
+
+def test_no_arc_seal_for_results_of_someone_else(arc_on: Any, als: str, post: Any,
+                                                 drain: Any, sink: Sink) -> None:
+    post_with_results(post, "evil.example")
+    drain()
+    (delivered,) = sink.to("dave@example.org")
+    assert delivered["ARC-Seal"] is None
+    assert dkim.verify(sink.received[0].content, dnsfunc=arc_on)
+
+
+def test_no_arc_seal_unless_configured(signed: Any, als: str, post: Any, drain: Any,
+                                       sink: Sink) -> None:
+    post_with_results(post, "lists.example.org")
+    drain()
+    (delivered,) = sink.to("dave@example.org")
+    assert delivered["ARC-Seal"] is None
