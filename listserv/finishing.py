@@ -14,6 +14,7 @@ from email.parser import BytesHeaderParser
 
 from jinja2 import Environment
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from . import aliases, compose, oneclick
 from .addresses import role_address
@@ -73,14 +74,15 @@ class Finisher:
                 select(Member.address, Member.id)
                 .where(Member.list_id == ml.id, Member.address.in_(recipients))
             ).all())
+            alias = author_alias(session, ml, post)
         out = []
         for rcpt in recipients:
             if rcpt not in ids:
                 out.append((rcpt, b""))
                 continue
             links = oneclick.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
-                                      rcpt, self.clock())
-            out.append((rcpt, render_post(self.config, self.templates, secret, post, ml, links)))
+                                   rcpt, self.clock())
+            out.append((rcpt, render_post(self.config, self.templates, post, ml, alias, links)))
         return out
 
 
@@ -94,17 +96,22 @@ def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
     )
 
 
-def render_post(config: Config, templates: Environment, secret: bytes, post: Post,
-                ml: MailingList, links: oneclick.Links | None = None) -> bytes:
+def author_alias(session: Session, ml: MailingList, post: Post) -> str:
+    """The From address of a post on a list whose from_rewrite is "alias", else ""."""
+    if ml.from_rewrite != "alias":
+        return ""
+    return aliases.alias_address(oneclick.token_secret(session), ml.address, post.author_address)
+
+
+def render_post(config: Config, templates: Environment, post: Post, ml: MailingList,
+                alias: str, links: oneclick.Links | None = None) -> bytes:
     """A post as members get it: list-wide, or with one member's unsubscribe links."""
     footer = templates.get_template("footer.txt").render(
         title=ml.title, list_address=ml.address,
         leave_address=role_address(ml.address, "leave"),
         archive_url=config.lists.archive_url, unsubscribe_url=links.url if links else "",
     )
-    info = list_info(ml, config.lists.archive_url)
-    author_alias = (aliases.alias_address(secret, ml.address, post.author_address)
-                    if ml.from_rewrite == "alias" else "")
-    return compose.render_post(post.raw, info, post.author_name, post.author_address, footer,
+    return compose.render_post(post.raw, list_info(ml, config.lists.archive_url),
+                               post.author_name, post.author_address, footer,
                                unsubscribe=links.header() if links else "",
-                               author_alias=author_alias, keep_arc=config.dkim.arc)
+                               author_alias=alias, keep_arc=config.dkim.arc)
