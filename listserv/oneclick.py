@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from . import tokens
 from .db import insert_ignore
-from .models import MailingList, Member, MemberEvent, Setting
+from .models import Delivery, MailingList, Member, MemberEvent, Setting
 from .unsubscribe import personal_leave_address
 
 SECRET_KEY = "token_secret"
@@ -105,9 +105,17 @@ def resolve(session: Session, token: str, now: datetime) -> Target | None:
 
 
 def remove(session: Session, member: Member, kind: str, now: datetime) -> None:
-    """End a membership and record why, in the caller's transaction."""
+    """End a membership and record why, in the caller's transaction.
+
+    Posts still waiting for this member (a deferred retry can wait days) are dropped too:
+    mail arriving after "unsubscribe" is what gets a list reported as spam. Deliveries a
+    worker holds right now are left to finish."""
     session.add(MemberEvent(list_id=member.list_id, member_id=member.id,
                             address=member.address, kind=kind, at=now))
+    session.execute(delete(Delivery).where(
+        Delivery.member_id == member.id, Delivery.post_id.is_not(None),
+        Delivery.status.in_(("queued", "deferred")),
+        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)))
     session.execute(delete(Member).where(Member.id == member.id))
 
 

@@ -170,3 +170,20 @@ def test_without_base_url_posts_keep_the_list_wide_mailto(als: str, post: Any, d
     assert msg["List-Unsubscribe"] == f"<mailto:{LIST.replace('@', '-leave@')}>"
     assert msg["List-Unsubscribe-Post"] is None
     assert "one click" not in msg.get_content()
+
+
+def test_unsubscribing_drops_posts_still_waiting_for_the_member(
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, receiver: Server, clock: Any
+) -> None:
+    deliver_one_post(post, drain)
+    path = link_of(sink, "dave@example.org")
+    # Dave's server defers the next post; he unsubscribes before the retry.
+    sink.rcpt_replies["dave@example.org"] = "451 4.3.0 Try later"
+    assert post(make_message("alice@example.org", "Next", "x", message_id="n@x.org")).code == 250
+    drain()
+    assert http(receiver, "POST", path, ONE_CLICK)[0] == 200
+    del sink.rcpt_replies["dave@example.org"]
+    sink.received.clear()
+    clock.advance(hours=1)
+    drain()
+    assert sink.to("dave@example.org") == []
