@@ -101,6 +101,18 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class DmarcConfig:
+    """Keep the author's From when their domain's DMARC policy is p=none. Off by default:
+    Gmail rejects unauthenticated gmail.com mail even at p=none, so we rewrite always."""
+
+    lookup: bool = False
+    # Seconds one DNS lookup may take; a slow answer means we rewrite.
+    timeout: float = 2.0
+    # Seconds a domain's policy is remembered.
+    cache_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
@@ -109,6 +121,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     # Folder that relative paths in the file are relative to.
     base_dir: Path = Path(".")
 
@@ -140,6 +153,7 @@ _CLASSES: dict[str, type] = {
     "limits": LimitsConfig,
     "dkim": DkimConfig,
     "web": WebConfig,
+    "dmarc": DmarcConfig,
 }
 
 
@@ -178,6 +192,8 @@ def _validate(cfg: Config, source: str) -> None:
          "dkim", "needs selector, domain and private_key_file together"),
         (cfg.dkim.enabled or not cfg.dkim.arc, "dkim.arc",
          "needs selector, domain and private_key_file"),
+        (0 < cfg.dmarc.timeout <= 30, "dmarc.timeout", "must be > 0 and <= 30 seconds"),
+        (cfg.dmarc.cache_seconds >= 0, "dmarc.cache_seconds", "must be >= 0"),
         (0 <= cfg.web.port < 65536, "web.port", "must be 0-65535 (0: any free port)"),
         (not cfg.web.base_url or cfg.web.base_url.startswith(("https://", "http://")),
          "web.base_url", "must start with https:// (or http:// for testing)"),

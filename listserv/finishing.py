@@ -9,6 +9,7 @@ marked so that auto-responders stay silent (RFC 3834); posts are people's mail a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from email.parser import BytesHeaderParser
 
@@ -20,6 +21,7 @@ from . import aliases, compose, oneclick
 from .addresses import role_address
 from .config import Config
 from .db import Database
+from .dmarclookup import Policies, dns_txt
 from .models import MailingList, Member, Notice, Post
 from .signing import Signer
 
@@ -47,6 +49,8 @@ class Finisher:
         self.templates = templates
         self.signer = signer
         self.clock = clock
+        self.dmarc = (Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds)
+                      if config.dmarc.lookup else None)
 
     def sign(self, message: bytes) -> bytes:
         return self.signer.sign(message) if self.signer else message
@@ -75,6 +79,7 @@ class Finisher:
                 .where(Member.list_id == ml.id, Member.address.in_(recipients))
             ).all())
             alias = author_alias(session, ml, post)
+        keep_from = self.keeps_from(ml, post)
         out = []
         for rcpt in recipients:
             if rcpt not in ids:
@@ -82,8 +87,19 @@ class Finisher:
                 continue
             links = oneclick.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
                                    rcpt, self.clock())
-            out.append((rcpt, render_post(self.config, self.templates, post, ml, alias, links)))
+            out.append((rcpt, render_post(self.config, self.templates, post, ml, alias, links,
+                                          keep_from)))
         return out
+
+    def keeps_from(self, ml: MailingList, post: Post) -> bool:
+        """Whether this post may keep its author's From ([dmarc] lookup and p=none)."""
+        return (self.dmarc is not None and ml.from_rewrite == "always"
+                and self.dmarc.keeps_from(post.author_address))
+
+    def render(self, session: Session, post: Post, ml: MailingList) -> bytes:
+        """The list-wide copy of a post."""
+        return render_post(self.config, self.templates, post, ml,
+                           author_alias(session, ml, post), None, self.keeps_from(ml, post))
 
 
 def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
@@ -104,14 +120,19 @@ def author_alias(session: Session, ml: MailingList, post: Post) -> str:
 
 
 def render_post(config: Config, templates: Environment, post: Post, ml: MailingList,
-                alias: str, links: oneclick.Links | None = None) -> bytes:
-    """A post as members get it: list-wide, or with one member's unsubscribe links."""
+                alias: str, links: oneclick.Links | None = None,
+                keep_from: bool = False) -> bytes:
+    """A post as members get it: list-wide, or with one member's unsubscribe links;
+    `keep_from` leaves the author's From as written."""
     footer = templates.get_template("footer.txt").render(
         title=ml.title, list_address=ml.address,
         leave_address=role_address(ml.address, "leave"),
         archive_url=config.lists.archive_url, unsubscribe_url=links.url if links else "",
     )
-    return compose.render_post(post.raw, list_info(ml, config.lists.archive_url),
+    info = list_info(ml, config.lists.archive_url)
+    if keep_from:
+        info = replace(info, from_rewrite="never")
+    return compose.render_post(post.raw, info,
                                post.author_name, post.author_address, footer,
                                unsubscribe=links.header() if links else "",
                                author_alias=alias, keep_arc=config.dkim.arc)

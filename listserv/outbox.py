@@ -25,7 +25,7 @@ from . import reports
 from .addresses import role_address
 from .config import Config
 from .db import Database, insert_ignore
-from .finishing import Batch, Finisher, author_alias, render_post
+from .finishing import Batch, Finisher
 from .keys import load_signer
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
@@ -216,8 +216,7 @@ class Outbox:
             with self.db.session() as session:
                 post = session.get_one(Post, post_id)
                 ml = session.get_one(MailingList, post.list_id)
-                message = render_post(self.config, self.templates, post, ml,
-                                      author_alias(session, ml, post))
+                message = self.finisher.render(session, post, ml)
                 sender = role_address(ml.address, "bounces")
             if len(self._composed) >= 8:
                 self._composed.pop(next(iter(self._composed)))

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "listserv"
 PURE = ["addresses", "message", "threads", "policy", "replies", "compose", "robots", "replytext",
-        "signing", "complaints", "tokens", "stats", "aliases"]
+        "signing", "complaints", "tokens", "stats", "aliases", "dmarc"]
 FORBIDDEN = {"asyncio", "sqlalchemy", "smtplib", "socket", "os", "time", "aiosmtplib",
              "aiosmtpd", "subprocess", "random", "mailbox", "shutil", "urllib", "http"}
 
