@@ -213,3 +213,31 @@ def test_no_arc_seal_unless_configured(signed: Any, als: str, post: Any, drain: 
     drain()
     (delivered,) = sink.to("dave@example.org")
     assert delivered["ARC-Seal"] is None
+
+
+def test_arc_seal_continues_an_upstream_chain(arc_on: Any, keypair: tuple[bytes, bytes],
+                                              als: str, post: Any, drain: Any,
+                                              sink: Sink) -> None:
+    pem, der = keypair
+    # A forwarder upstream sealed the message (i=1) before it reached our front MTA.
+    upstream = make_message("alice@example.org", "Hi", "Forwarded to the list.",
+                            message_id="fw@x.org",
+                            headers={"Authentication-Results":
+                                     "forwarder.example; spf=pass smtp.mailfrom=example.org"})
+    raw = upstream.as_bytes().replace(b"\n", b"\r\n")
+    arc_set = dkim.arc_sign(raw, SELECTOR.encode(), b"forwarder.example", pem,
+                            b"forwarder.example")
+    sealed = (f"Authentication-Results: {FRONT}; arc=pass; spf=pass smtp.mailfrom=example.org"
+              "\r\n").encode() + b"".join(arc_set) + raw
+    assert post(sealed, sender="alice@example.org").code == 250
+    drain()
+    content = next(r.content for r in sink.received if "dave@example.org" in r.rcpt_tos)
+
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        if name.decode().startswith(f"{SELECTOR}._domainkey."):
+            return signing.dns_value(der).encode()
+        return None
+
+    cv, results, reason = dkim.arc_verify(content, dnsfunc=lookup)
+    assert cv == dkim.CV_Pass, reason
+    assert [r["instance"] for r in results] == [2, 1]
