@@ -58,13 +58,13 @@ class Endpoint:
             return self.page("unsubscribe_refused.html", 404)
         return self.page("unsubscribe_confirm.html", list_title=target.list_title,
                          list_address=target.list_address, address=target.address,
-                         subscribed=target.member is not None, action=request.path)
+                         subscribed=target.member is not None)
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         form = await request.post()
         if form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
-            return self.page("unsubscribe_bad_request.html", 400, action=request.path)
+            return self.page("unsubscribe_bad_request.html", 400)
         try:
             result, target = await asyncio.to_thread(self._act, token)
         except SQLAlchemyError as exc:

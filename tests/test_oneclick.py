@@ -115,7 +115,8 @@ def test_get_shows_a_confirm_page_and_never_unsubscribes(
     for _ in range(3):  # a link scanner, a preview, the person
         status, page = http(receiver, "GET", path)
         assert status == 200
-        assert f'<form method="post" action="{path}">' in page
+        # No action: the button posts to this very URL, whatever proxy prefix it has.
+        assert '<form method="post">' in page
         assert 'name="List-Unsubscribe" value="One-Click"' in page
     assert "dave@example.org" in members(db)
     # The button posts the same form a provider sends.
