@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 # Suffixes of a list's local part and the role each address plays.
-ROLES = ("request", "owner", "join", "leave", "bounces", "confirm")
+ROLES = ("request", "owner", "join", "leave", "bounces", "confirm", "fbl")
 
 _LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _DOMAIN_RE = re.compile(

@@ -159,6 +159,7 @@ def _migrate(ctx: Context, revision: str = "head") -> tuple[str | None, str | No
 def serve(ctx: Context, role: str, verbose: bool) -> None:
     """Receive posts by SMTP and deliver them (Ctrl-C stops cleanly)."""
     from .server import ROLES, run
+    from .signing import SigningKeyError
 
     config = ctx.config
     logging.basicConfig(
@@ -171,6 +172,8 @@ def serve(ctx: Context, role: str, verbose: bool) -> None:
         run(config, ROLES if role == "all" else (role,))
     except OSError as exc:
         fail(f"cannot start: {exc.strerror or exc}")
+    except SigningKeyError as exc:
+        fail(f"cannot start: {config.dkim.private_key_file}: {exc}")
     except SQLAlchemyError as exc:
         fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
 
@@ -186,9 +189,11 @@ def lists() -> None:
 @click.option("--title", required=True, help="Shown in From, List-Id and digests.")
 @click.option("--subject-prefix", default="", help='E.g. "[Living with ALS]".')
 @click.option("--description", default="", help="What the list is for.")
-@click.option("--from-rewrite", type=click.Choice(["always", "never"]), default="always",
-              show_default=True,
-              help="Send posts From the list (DMARC-safe) or keep the author's From.")
+@click.option("--from-rewrite", type=click.Choice(["always", "alias", "never"]),
+              default="always", show_default=True,
+              help="Send posts From the list (DMARC-safe), From the author's private alias "
+                   "on the list (DMARC-safe, replies to it reach the author only), or keep "
+                   "the author's From.")
 @pass_ctx
 def lists_create(ctx: Context, address: str, title: str, subject_prefix: str,
                  description: str, from_rewrite: str) -> None:
@@ -689,3 +694,72 @@ def digest_list(ctx: Context, list_address: str, limit: int, as_json: bool) -> N
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
         rows = digests.history(s, ml, limit)
     emit(rows, as_json, ["period", "serial", "posts", "recipients", "sent", "opened_at"])
+
+
+# -- dkim ----------------------------------------------------------------------------------
+@main.group()
+def dkim() -> None:
+    """DKIM keys for signing everything listserv sends."""
+
+
+@dkim.command("keygen")
+@click.option("--selector", required=True, help="E.g. ls2026; the key is published under it.")
+@click.option("--domain", required=True, help="The signing domain, e.g. lists.example.org.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Key file (default dkim/SELECTOR.DOMAIN.pem next to the config).")
+@pass_ctx
+def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None) -> None:
+    """Write a 2048-bit private key and print the DNS TXT record to publish."""
+    from pathlib import Path
+
+    from . import keys, signing
+    from .addresses import try_normalize
+
+    if not selector.replace("-", "").replace("_", "").isalnum() or "." in selector:
+        fail(f"invalid selector {selector!r}: use letters, digits, '-' and '_'")
+    if try_normalize(f"x@{domain}") is None:
+        fail(f"invalid domain {domain!r}")
+    path = Path(out) if out else ctx.config.base_dir / "dkim" / f"{selector}.{domain}.pem"
+    pem, der = keys.generate()
+    try:
+        keys.write_private(path, pem)
+    except FileExistsError:
+        fail(f"{path} exists; remove it or choose another --out (keys are never overwritten)")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    click.echo(f"wrote {path}\n")
+    click.echo("Publish this DNS record:\n")
+    click.echo(signing.dns_record(selector, domain, der))
+    click.echo("\nThen set in the config:\n")
+    click.echo(f'[dkim]\nselector = "{selector}"\ndomain = "{domain}"\n'
+               f'private_key_file = "{path}"')
+
+
+# -- report --------------------------------------------------------------------------------
+@main.command()
+@click.argument("list_address")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day (default: 6 days before --until).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day (default: today in the list's time zone).")
+@json_option
+@pass_ctx
+def report(ctx: Context, list_address: str, since: datetime | None, until: datetime | None,
+           as_json: bool) -> None:
+    """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints and
+    unsubscribes. Policy bounces (x.7.x) are the receiver's rules, not a dead mailbox."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from . import reports, stats
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        last = until.date() if until else now().astimezone(ZoneInfo(ml.timezone)).date()
+        first = since.date() if since else last - timedelta(days=6)
+        if first > last:
+            fail("--since is after --until")
+        if (last - first).days > 366:
+            fail("at most 366 days at once")
+        rows = reports.list_report(s, ml, first, last)
+    emit(rows, as_json, ["day", *stats.COLUMNS])

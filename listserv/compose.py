@@ -28,8 +28,10 @@ STRIP_HEADERS = (
     "DKIM-Signature", "ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results",
     "List-Id", "List-Post", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Help",
     "List-Subscribe", "List-Archive", "List-Owner", "Precedence", "X-BeenThere",
-    "Errors-To", "Sender",
+    "Errors-To", "Sender", "Auto-Submitted", "X-Auto-Response-Suppress",
 )
+
+ARC_HEADERS = ("ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results")
 
 _CONTENT_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
                     "Content-Description", "Content-ID")
@@ -128,27 +130,56 @@ def to_bytes(msg: Message) -> bytes:
 
 def render_post(
     raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str,
-    reply_to: str = "",
+    reply_to: str = "", unsubscribe: str = "", author_alias: str = "",
+    keep_arc: bool = False,
 ) -> bytes:
     """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer).
 
     `reply_to` is the thread's tagged list address, so a reply lands in the thread even
     from a client that sends no In-Reply-To; the list address when empty.
+    `unsubscribe` is a member's own List-Unsubscribe value; with an HTTPS link first it
+    also gets List-Unsubscribe-Post, so providers can offer one-click unsubscribe (RFC 8058).
+    `author_alias` is the From address of lists whose from_rewrite is "alias".
+    `keep_arc` keeps the ARC sets of earlier hops, so our seal continues their chain.
     """
     msg = email.message_from_bytes(raw, policy=compat32)
     for name in STRIP_HEADERS:
-        del msg[name]
+        if not (keep_arc and name in ARC_HEADERS):
+            del msg[name]
     subject = decode_header_value(msg.get("Subject"))
     del msg["Subject"]
     msg["Subject"] = header_text(prefixed(subject, info.subject_prefix))
-    if info.from_rewrite == "always":
+    if info.from_rewrite in ("always", "alias"):
         shown = author_name or author_address.replace("@", " at ")
         del msg["From"]
         del msg["Reply-To"]
-        msg["From"] = mailbox(f"{shown} via {info.title}", info.address)
+        if info.from_rewrite == "alias" and author_alias:
+            # Writing to the From reaches the author privately; the address stays hidden.
+            shown = author_name or "A member"
+            msg["From"] = mailbox(f"{shown} via {info.title}", author_alias)
+        else:
+            msg["From"] = mailbox(f"{shown} via {info.title}", info.address)
+            msg["X-Original-From"] = mailbox(author_name, author_address)
         msg["Reply-To"] = mailbox(info.title, reply_to or info.address)
-        msg["X-Original-From"] = mailbox(author_name, author_address)
     for name, value in list_headers(info):
-        msg[name] = value
+        msg[name] = unsubscribe if name == "List-Unsubscribe" and unsubscribe else value
+    if unsubscribe.startswith("<http"):
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     _append_footer(msg, footer)
+    return to_bytes(msg)
+
+
+# Headers of a private message that could reveal the writer's address once relayed.
+REVEALING_HEADERS = ("From", "Reply-To", "Sender", "X-Original-From", "Return-Path",
+                     "Received", "X-Originating-IP", "Disposition-Notification-To",
+                     "Return-Receipt-To")
+
+
+def render_relay(raw: bytes, from_name: str, from_address: str) -> bytes:
+    """A member's private message to an author's alias, as the author gets it: From the
+    writer's own alias, so replying goes back the same private way."""
+    msg = email.message_from_bytes(raw, policy=compat32)
+    for name in (*STRIP_HEADERS, *REVEALING_HEADERS):
+        del msg[name]
+    msg["From"] = mailbox(from_name, from_address)
     return to_bytes(msg)

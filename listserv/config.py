@@ -103,8 +103,8 @@ class SecurityConfig:
     confirm_days: int = 7
     # Notices we answer one address with per day, so no auto-responder can loop with us.
     notices_per_day: int = 5
-    # Each member's copy of a post carries their own List-Unsubscribe token (one SMTP
-    # transaction per recipient); off: one transaction for many, a generic leave address.
+    # Each member's copy of a post carries their own List-Unsubscribe token; off: every
+    # copy names the generic leave address.
     personal_unsubscribe: bool = True
 
 
@@ -117,6 +117,45 @@ class ModerationConfig:
 
 
 @dataclass(frozen=True)
+class DkimConfig:
+    """DKIM signing of everything we send; off until all three keys are set."""
+
+    selector: str = ""
+    domain: str = ""
+    private_key_file: str = ""
+    # Seal posts with ARC too, recording what our front MTA checked (its
+    # Authentication-Results with this authserv-id; empty: the [lists] domain).
+    arc: bool = False
+    arc_authserv_id: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and self.private_key_file)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The HTTP endpoint for one-click unsubscribe (RFC 8058); off when base_url is empty."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The public URL the endpoint is reached at, e.g. "https://lists.example.org".
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class DmarcConfig:
+    """Keep the author's From when their domain's DMARC policy is p=none. Off by default:
+    Gmail rejects unauthenticated gmail.com mail even at p=none, so we rewrite always."""
+
+    lookup: bool = False
+    # Seconds one DNS lookup may take; a slow answer means we rewrite.
+    timeout: float = 2.0
+    # Seconds a domain's policy is remembered.
+    cache_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
@@ -126,6 +165,9 @@ class Config:
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     # Folder that relative paths in the file are relative to.
     base_dir: Path = Path(".")
 
@@ -144,6 +186,10 @@ class Config:
     def maildir_path(self) -> Path:
         return (self.base_dir / self.delivery.path).resolve()
 
+    @property
+    def dkim_key_path(self) -> Path:
+        return (self.base_dir / self.dkim.private_key_file).resolve()
+
 
 _CLASSES: dict[str, type] = {
     "database": DatabaseConfig,
@@ -154,6 +200,9 @@ _CLASSES: dict[str, type] = {
     "bounces": BouncesConfig,
     "security": SecurityConfig,
     "moderation": ModerationConfig,
+    "dkim": DkimConfig,
+    "web": WebConfig,
+    "dmarc": DmarcConfig,
 }
 
 
@@ -197,6 +246,16 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.moderation.held_max_days > 0, "moderation.held_max_days", "must be > 0"),
         (cfg.moderation.expire_every_seconds > 0, "moderation.expire_every_seconds",
          "must be > 0"),
+        (cfg.dkim.enabled or not (cfg.dkim.selector or cfg.dkim.domain
+                                  or cfg.dkim.private_key_file),
+         "dkim", "needs selector, domain and private_key_file together"),
+        (cfg.dkim.enabled or not cfg.dkim.arc, "dkim.arc",
+         "needs selector, domain and private_key_file"),
+        (0 < cfg.dmarc.timeout <= 30, "dmarc.timeout", "must be > 0 and <= 30 seconds"),
+        (cfg.dmarc.cache_seconds >= 0, "dmarc.cache_seconds", "must be >= 0"),
+        (0 <= cfg.web.port < 65536, "web.port", "must be 0-65535 (0: any free port)"),
+        (not cfg.web.base_url or cfg.web.base_url.startswith(("https://", "http://")),
+         "web.base_url", "must start with https:// (or http:// for testing)"),
     ]
     for ok, key, why in checks:
         if not ok:

@@ -105,16 +105,18 @@ class Database:
             yield session
 
     def create_schema(self) -> None:
-        """Create missing tables; a database that was empty is stamped as migrated to head,
-        so `listserv db upgrade` can take it forward later."""
+        """Make the schema current: an empty database gets the models' tables, stamped as
+        migrated to head; an older one (or one from before migrations) is migrated."""
         from . import migrate
 
         with self.engine.begin() as conn:
             migrate.lock_schema(conn)
-            empty = not inspect(conn).get_table_names()
-            Base.metadata.create_all(conn)
-            if empty:
+            if not inspect(conn).get_table_names():
+                Base.metadata.create_all(conn)
                 migrate.stamp_head(conn)
+                return
+        if migrate.current(self.engine) != migrate.head():
+            migrate.upgrade(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -182,7 +182,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("post_id", "member_id"),
-        UniqueConstraint("digest_id", "member_id"),
+        UniqueConstraint("digest_id", "member_id", name="uq_deliveries_digest_member"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
         Index("ix_deliveries_recipient", "recipient", "status", "id"),
@@ -194,7 +194,8 @@ class Delivery(Base):
         ForeignKey("notices.id", ondelete="CASCADE"), index=True
     )
     digest_id: Mapped[int | None] = mapped_column(
-        ForeignKey("digest_runs.id", ondelete="CASCADE"), index=True
+        ForeignKey("digest_runs.id", ondelete="CASCADE", name="fk_deliveries_digest_id"),
+        index=True
     )
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     recipient: Mapped[str] = mapped_column(String(320))
@@ -317,3 +318,34 @@ class DigestRun(Base):
     html_head: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     html_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+class MemberEvent(Base):
+    """A membership ended by the member's mail provider or one click: kept after the member
+    row is gone, for the owners' report and so a repeated one-click POST stays a success."""
+
+    __tablename__ = "member_events"
+    __table_args__ = (Index("ix_member_events_list_at", "list_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(320))
+    # unsubscribe (one click) | complaint (ARF report from the member's provider)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryFailure(Base):
+    """One failed attempt to hand a message to the relay: a deferral, or the final bounce."""
+
+    __tablename__ = "delivery_failures"
+    __table_args__ = (Index("ix_delivery_failures_list_at", "list_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    # deferral | hard | soft | policy (stats.failure_kind)
+    kind: Mapped[str] = mapped_column(String(10))
+    reply: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -21,12 +21,13 @@ from jinja2 import Environment
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from . import bouncing, compose, digests, unsubscribe, verp
-from .addresses import role_address, tagged
+from . import bouncing, digests, reports, verp
+from .addresses import role_address
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, insert_ignore
+from .finishing import Batch, Finisher
+from .keys import load_signer
 from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
-from .settings import token_secret
 from .transports import SendResult, Transport
 
 log = logging.getLogger("listserv.outbox")
@@ -44,16 +45,6 @@ def backoff(attempts: int, jitter: float) -> timedelta:
     """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
     base = min(60 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=base * (0.8 + 0.4 * jitter))
-
-
-def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
-    return compose.ListInfo(
-        address=ml.address,
-        title=ml.title,
-        subject_prefix=ml.subject_prefix,
-        from_rewrite=ml.from_rewrite,
-        archive_url=archive_url,
-    )
 
 
 @dataclass(frozen=True)
@@ -118,9 +109,9 @@ class Outbox:
         self.rng = rng
         self.worker = uuid.uuid4().hex[:16]
         self._composed: dict[int, tuple[str, bytes]] = {}
-        self._secret: bytes | None = None
         self._digests = digests.Composer(config, templates)
         self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
+        self.finisher = Finisher(db, config, templates, load_signer(config), clock)
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -227,6 +218,7 @@ class Outbox:
         delivery.last_error = f"{result.code} {result.text}"[:1000]
         delivery.lease_until = None
         delivery.lease_owner = None
+        reports.record_failure(session, delivery, result.code, result.text, final, now)
         if final:
             delivery.status = "failed"
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
@@ -276,49 +268,32 @@ class Outbox:
             with self.db.session() as session:
                 post = session.get_one(Post, post_id)
                 ml = session.get_one(MailingList, post.list_id)
-                footer = self.templates.get_template("footer.txt").render(
-                    title=ml.title,
-                    list_address=ml.address,
-                    leave_address=role_address(ml.address, "leave"),
-                    archive_url=self.config.lists.archive_url,
-                )
-                message = compose.render_post(
-                    post.raw, list_info(ml, self.config.lists.archive_url),
-                    post.author_name, post.author_address, footer,
-                    reply_to=tagged(ml.address, f"t{post.thread_id}"),
-                )
+                message = self.finisher.render(session, post, ml)
                 sender = role_address(ml.address, "bounces")
             if len(self._composed) >= 8:
                 self._composed.pop(next(iter(self._composed)))
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
-    def secret(self) -> bytes:
-        """The token secret, read once per worker."""
-        if self._secret is None:
-            with self.db.session() as session:
-                self._secret = token_secret(session, self.config)
-        return self._secret
+    def final(self, claims: list[Claim]) -> tuple[str, list[Batch]]:
+        """The envelope sender and the finished (personal, signed) messages for a batch."""
+        key = claims[0].message_key
+        sender, message = self.composed(key)
+        members = {c.recipient: c.member_id for c in claims}
+        return sender, self.finisher.finish(key, message, members)
 
     async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
         # Composed messages wait here for a connection; bounding them bounds memory when
         # each one is large and distinct (a digest per reader), not only the sockets.
         async with self._in_flight:
-            sender, message = await asyncio.to_thread(self.composed, claims[0].message_key)
-            if claims[0].post_id is None and claims[0].digest_id is None:
-                return await self.transport.send(sender, [c.recipient for c in claims], message)
-            # Posts and digests go to each member in a transaction of their own: a VERP
-            # envelope sender names the member in any bounce, and a post's copy may carry
-            # the member's own leave token.
-            secret = (await asyncio.to_thread(self.secret)
-                      if claims[0].post_id is not None
-                      and self.config.security.personal_unsubscribe else None)
+            sender, batches = await asyncio.to_thread(self.final, claims)
+            # Posts and digests go to each member in a transaction of their own, with a
+            # VERP envelope sender that names the member in any bounce.
+            personal = claims[0].post_id is not None or claims[0].digest_id is not None
             results: dict[str, SendResult] = {}
-            for claim in claims:
-                data = message if secret is None else unsubscribe.personalize(
-                    message, secret, claim.member_id, claim.recipient, self.clock())
-                results |= await self.transport.send(verp.encode(sender, claim.recipient),
-                                                     [claim.recipient], data)
+            for rcpts, data in batches:
+                envelope = verp.encode(sender, rcpts[0]) if personal else sender
+                results |= await self.transport.send(envelope, rcpts, data)
             return results
 
     async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:

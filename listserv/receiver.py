@@ -13,8 +13,9 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.orm import Session as OrmSession
 
-from . import bouncing, ingest, membership, moderation
+from . import bouncing, feedback, ingest, membership, moderation, relay
 from .addresses import Route, route
+from .aliases import is_alias
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from .gate import SessionGate
@@ -26,7 +27,7 @@ from .templating import environment
 log = logging.getLogger("listserv.receiver")
 
 # Roles the receiver accepts mail for; the others answer 550 5.1.1 like unknown addresses.
-ACCEPTED_ROLES = ("post", "bounces", *membership.ROLES)
+ACCEPTED_ROLES = ("post", "bounces", "fbl", *membership.ROLES)
 
 
 class ListservSMTP(SMTP):
@@ -109,6 +110,13 @@ class Handler:
         if target.kind != "list" or target.role not in ACCEPTED_ROLES:
             log.info("rcpt refused (unknown) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.UNKNOWN_RECIPIENT)
+        if target.role == "post" and is_alias(target.detail):
+            outcome = await asyncio.to_thread(
+                relay.check_rcpt, self.db, self.config, target, envelope.mail_from or "")
+            if outcome is not Outcome.RECIPIENT_OK:
+                log.info("rcpt refused (%s) from=%s to=%s", outcome.value, envelope.mail_from,
+                         address)
+                return reply(outcome)
         envelope.rcpt_tos.append(address)
         return reply(Outcome.RECIPIENT_OK)
 
@@ -122,14 +130,35 @@ class Handler:
             routes = await asyncio.to_thread(self._routes, envelope.rcpt_tos)
             # One post per list, even when a list is named twice (plain and thread address).
             posts = list({r.list_address: r for r in reversed(routes)
-                          if r.kind == "list" and r.role == "post"}.values())
-            bounces = [r for r in routes if r.kind == "list" and r.role == "bounces"]
-            outcomes = [Outcome.DROPPED] if bounces else []
-            if bounces:
-                found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
-                                                self.config, self.templates, self.clock())
-                log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
-                         ",".join(envelope.rcpt_tos), found.recorded, found.detail)
+                          if r.kind == "list" and r.role == "post"
+                          and not is_alias(r.detail)}.values())
+            # Mail to an author's alias is relayed privately, unless it also went to the
+            # list: then the author gets it as a post like everyone else.
+            relays = [r for r in routes if r.kind == "list" and r.role == "post"
+                      and is_alias(r.detail)]
+            if relays and not posts:
+                outcome = await asyncio.to_thread(
+                    relay.receive, self.db, relays, raw, envelope.mail_from or "",
+                    self.config, self.clock())
+                log.info("alias mail from=%s to=%s: %s", envelope.mail_from,
+                         ",".join(envelope.rcpt_tos), outcome.value)
+                return reply(outcome)
+            outcomes = []
+            reports = [r for r in routes if r.kind == "list" and r.role in ("fbl", "bounces")]
+            if reports:
+                # A complaint (ARF) unsubscribes; anything else at -bounces is a bounce.
+                outcomes.append(Outcome.DROPPED)
+                removed = await asyncio.to_thread(
+                    feedback.receive, self.db, reports, raw, self.config, self.clock())
+                bounces = [r for r in reports if r.role == "bounces"]
+                if removed is not None:
+                    log.info("feedback report from=%s: unsubscribed %s", envelope.mail_from,
+                             "; ".join(removed) or "nobody")
+                elif bounces:
+                    found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
+                                                    self.config, self.templates, self.clock())
+                    log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
+                             ",".join(envelope.rcpt_tos), found.recorded, found.detail)
             requests = [r for r in routes if r.kind == "list" and r.role in membership.ROLES]
             if requests:
                 outcomes.append(await asyncio.to_thread(

@@ -28,6 +28,7 @@ class Outcome(Enum):
     UNDECLARED_8BIT = "undeclared_8bit"
     REJECTED = "rejected"
     COMMAND = "command"
+    ALIAS_REFUSED = "alias_refused"
 
 
 REPLIES: dict[Outcome, str] = {
@@ -55,6 +56,8 @@ REPLIES: dict[Outcome, str] = {
     Outcome.REJECTED: "550 5.7.2 This list accepts posts only from its owners and approved"
                       " posters",
     Outcome.COMMAND: "250 2.0.0 Request received; the answer comes by email",
+    # Author aliases relay members' private replies; they are no way in for strangers.
+    Outcome.ALIAS_REFUSED: "550 5.7.1 Only members of this list may write to its members",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.
@@ -82,6 +85,8 @@ WORST_FIRST = (
     Outcome.TEMPORARY_FAILURE,
     Outcome.MALFORMED,
     Outcome.NO_SENDER,
+    Outcome.ALIAS_REFUSED,
+    Outcome.UNKNOWN_RECIPIENT,
     Outcome.ACCEPTED,
     Outcome.HELD,
     Outcome.DUPLICATE,

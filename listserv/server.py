@@ -9,7 +9,9 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from . import moderation
+from aiohttp.web import AppRunner
+
+from . import moderation, web
 from .config import Config
 from .db import Database
 from .digests import Scheduler
@@ -61,6 +63,8 @@ class Server:
         self._scheduling: asyncio.Task[None] | None = None
         self.port = config.receiver.port
         self.gate = session_gate(config)
+        self._web: AppRunner | None = None
+        self.web_port = config.web.port
 
     async def start(self) -> None:
         await asyncio.to_thread(self.db.create_schema)
@@ -76,6 +80,13 @@ class Server:
             )
             self.port = self._smtp.sockets[0].getsockname()[1]
             log.info("receiving on %s:%d", self.config.receiver.host, self.port)
+            if self.config.web.base_url:
+                app = web.application(self.db, self.config, self.outbox.templates,
+                                      self.clock)
+                self._web, self.web_port = await web.start(
+                    app, self.config.web.host, self.config.web.port)
+                log.info("one-click unsubscribe on %s:%d for %s", self.config.web.host,
+                         self.web_port, self.config.web.base_url)
         if "dispatcher" in self.roles:
             self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
             log.info("delivering by %s", self.config.delivery.transport)
@@ -95,6 +106,8 @@ class Server:
         if self._smtp is not None:
             self._smtp.close()
             self.gate.close_idle(reply(Outcome.SHUTTING_DOWN))
+        if self._web is not None:
+            await self._web.cleanup()
         self._stop.set()
         if self._expirer is not None:
             self._expirer.cancel()

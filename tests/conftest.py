@@ -23,6 +23,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner, Result
 
+from listserv import keys, signing
 from listserv.cli import main
 from listserv.config import Config, parse
 from listserv.db import Database
@@ -365,3 +366,34 @@ def als(cli: Any, db: Database) -> str:
         result = cli("members", "add", LIST, address, "--name", name, "--mode", mode)
         assert result.exit_code == 0, result.output
     return LIST
+
+
+# -- deliverability ------------------------------------------------------------------------
+DKIM_SELECTOR = "ls2026"
+DKIM_DOMAIN = "lists.example.org"
+
+
+@pytest.fixture(scope="session")
+def keypair() -> tuple[bytes, bytes]:
+    return keys.generate()
+
+
+def dns_for(public_der: bytes) -> Any:
+    """A key lookup for dkimpy that answers from the test's key instead of DNS."""
+
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        if name.decode() == signing.dns_name(DKIM_SELECTOR, DKIM_DOMAIN):
+            return signing.dns_value(public_der).encode()
+        return None
+
+    return lookup
+
+
+@pytest.fixture
+def signed(config_data: dict[str, Any], tmp_path: Path, keypair: tuple[bytes, bytes]) -> Any:
+    """Turn DKIM on for this test; returns the DNS lookup that verifies our signatures."""
+    pem, der = keypair
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    config_data["dkim"] = {"selector": DKIM_SELECTOR, "domain": DKIM_DOMAIN,
+                           "private_key_file": "dkim.pem"}
+    return dns_for(der)

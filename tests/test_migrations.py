@@ -7,13 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from click.testing import CliRunner
-from sqlalchemy import inspect
+from sqlalchemy import text
 
 from listserv import migrate
 from listserv.cli import main
 from listserv.config import Config
 from listserv.db import Database, make_engine
-from listserv.models import Base
 
 from .conftest import LIST
 
@@ -41,11 +40,20 @@ def test_upgrade_is_idempotent_and_init_stays_the_first_step(cli: Any) -> None:
 def test_database_from_before_migrations_is_adopted_with_its_data(
     cli: Any, config: Config
 ) -> None:
+    # How the core made its schema: revision 0001's tables, no version table.
     engine = make_engine(config.database_url)
-    Base.metadata.create_all(engine)  # how the core made its schema: no version table
-    assert "alembic_version" not in inspect(engine).get_table_names()
+    migrate.upgrade(engine, migrate.BASELINE)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {migrate.VERSION_TABLE}"))
+        conn.execute(text(
+            "INSERT INTO lists (address, title, description, subject_prefix, from_rewrite,"
+            " digest_hour, timezone, created_at) VALUES (:a, 'ALS', '', '', 'always', 7, 'UTC',"
+            " CURRENT_TIMESTAMP)"), {"a": LIST})
+        conn.execute(text(
+            "INSERT INTO members (list_id, address, display_name, mode, receive_own_posts,"
+            " joined_at) SELECT id, 'alice@example.org', 'Alice', 'each', false,"
+            " CURRENT_TIMESTAMP FROM lists"))
     engine.dispose()
-    assert cli("lists", "create", "living-with-als", "--title", "ALS").exit_code == 0
     result = cli("db", "upgrade")
     assert result.exit_code == 0, result.output
     engine = make_engine(config.database_url)
@@ -55,6 +63,21 @@ def test_database_from_before_migrations_is_adopted_with_its_data(
     finally:
         engine.dispose()
     assert LIST in cli("lists", "list").output
+    members = cli("members", "list", LIST, "--json").output
+    assert "alice@example.org" in members
+
+
+def test_an_older_database_is_migrated_when_the_server_opens_it(config: Config) -> None:
+    engine = make_engine(config.database_url)
+    migrate.upgrade(engine, migrate.BASELINE)
+    engine.dispose()
+    database = Database(config.database_url)
+    try:
+        database.create_schema()
+        assert migrate.current(database.engine) == migrate.head()
+        assert migrate.differences(database.engine) == []
+    finally:
+        database.dispose()
 
 
 def test_schema_made_by_the_server_is_stamped_so_upgrade_has_nothing_to_do(db: Database) -> None:

@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "listserv"
 PURE = ["addresses", "message", "threads", "policy", "replies", "compose", "robots", "replytext",
-        "verp", "tokens", "commands", "notices", "unsubscribe", "digest"]
+        "verp", "tokens", "commands", "notices", "unsubscribe", "digest", "signing",
+        "complaints", "stats", "aliases", "dmarc"]
 FORBIDDEN = {"asyncio", "sqlalchemy", "smtplib", "socket", "os", "time", "aiosmtplib",
              "aiosmtpd", "subprocess", "random", "mailbox", "shutil", "urllib", "http"}
 

@@ -1,0 +1,75 @@
+"""How long the last step before sending takes per recipient: per-member one-click links
+(one composed message each) and the DKIM signature. Prints figures; run from a checkout:
+
+    python bench/finishing.py [members]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from listserv import keys
+from listserv.config import parse
+from listserv.db import Database
+from listserv.finishing import Finisher
+from listserv.models import FanoutJob, MailingList, Member, Post, Thread
+from listserv.signing import Signer
+from listserv.templating import environment
+
+BODY = ("Does massage therapy help to maintain overall function and muscle strength?\n" * 20)
+
+
+def main(count: int) -> None:
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = parse({"database": {"url": f"sqlite:///{tmp}/b.db"},
+                        "web": {"base_url": "https://lists.example.org"}}, Path(tmp))
+        db = Database(config.database_url)
+        db.create_schema()
+        raw = (f"From: Alice <alice@example.org>\r\nTo: als@lists.example.org\r\n"
+               f"Subject: Massage?\r\nMessage-ID: <q@example.org>\r\n"
+               f"Date: Fri, 27 Nov 2026 09:00:00 +0000\r\n\r\n{BODY}").encode()
+        with db.session() as s:
+            ml = MailingList(address="als@lists.example.org", title="ALS", digest_hour=7,
+                             timezone="UTC", created_at=now)
+            s.add(ml)
+            s.flush()
+            s.add_all(Member(list_id=ml.id, address=f"m{i}@example.org", joined_at=now)
+                      for i in range(count))
+            thread = Thread(list_id=ml.id, subject="Massage?", subject_key="massage?",
+                            started_at=now, last_activity=now, post_count=1)
+            s.add(thread)
+            s.flush()
+            post = Post(list_id=ml.id, thread_id=thread.id, message_id="q@example.org",
+                        author_address="alice@example.org", subject="Massage?",
+                        received_at=now, body=BODY, raw=raw)
+            s.add(post)
+            s.flush()
+            s.add(FanoutJob(post_id=post.id, created_at=now))
+            post_id = post.id
+        recipients = [f"m{i}@example.org" for i in range(count)]
+        pem, _ = keys.generate()
+        templates = environment(Path(tmp))
+        for label, signer, web in [("one-click links", None, True),
+                                   ("DKIM signature only", Signer("s", "lists.example.org", pem),
+                                    False),
+                                   ("links + DKIM", Signer("s", "lists.example.org", pem), True)]:
+            cfg = config if web else parse({"database": {"url": config.database.url}},
+                                           Path(tmp))
+            finisher = Finisher(db, cfg, templates, signer, lambda: now)
+            start = time.perf_counter()
+            for chunk in range(0, count, 100):  # the outbox's batch size
+                finisher.finish(("post", post_id), raw, recipients[chunk:chunk + 100])
+            spent = time.perf_counter() - start
+            per = spent / count * 1000 if web else spent / (count / 100) * 1000
+            unit = "per recipient" if web else "per 100-recipient batch (one signature)"
+            print(f"{label:22s} {count} recipients: {spent:.2f} s, {per:.2f} ms {unit}")
+        db.dispose()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)

@@ -1,0 +1,89 @@
+"""Private replies through author aliases: mail to `LIST+aXXXX@` reaches that author.
+
+Only members of the list may write to its members' aliases (others get 550 5.7.1), so an
+alias cannot be used to spam members. The relayed message comes From the writer's own
+alias, so the answer comes back the same way and neither address is ever exposed; it is
+queued like a notice, in the same transaction as the checks, before the 250.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import aliases, compose, robots
+from .addresses import Route, role_address, try_normalize
+from .config import Config
+from .db import Database, get_list
+from .finishing import RELAYED
+from .message import Malformed, parse
+from .models import MailingList, Member
+from .outbox import queue_notice
+from .replies import Outcome, combine
+from .settings import token_secret
+
+log = logging.getLogger("listserv.relay")
+
+
+def _target(session: Session, config: Config, route: Route) -> tuple[MailingList, dict[str, Member],
+                                                     bytes, str] | None:
+    """(list, its members by address, secret, the author the alias stands for) or None."""
+    ml = get_list(session, route.list_address or "")
+    if ml is None:
+        return None
+    members = {m.address: m for m in session.scalars(select(Member).where(
+        Member.list_id == ml.id))}
+    secret = token_secret(session, config)
+    author = aliases.owner_of(secret, ml.address, route.detail or "", members)
+    return (ml, members, secret, author) if author else None
+
+
+def check_rcpt(db: Database, config: Config, route: Route, sender: str) -> Outcome:
+    """At RCPT time: the alias must exist and the envelope sender must be a member."""
+    with db.session() as session:
+        found = _target(session, config, route)
+        if found is None:
+            return Outcome.UNKNOWN_RECIPIENT
+        members = found[1]
+    return Outcome.RECIPIENT_OK if try_normalize(sender) in members else Outcome.ALIAS_REFUSED
+
+
+def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
+               config: Config, now: datetime) -> Outcome:
+    found = _target(session, config, route)
+    if found is None:
+        return Outcome.UNKNOWN_RECIPIENT
+    ml, members, secret, author = found
+    parsed = parse(raw, config.limits)
+    if isinstance(parsed, Malformed):
+        return Outcome.MALFORMED
+    writer = parsed.author_address
+    if writer is None or writer not in members or try_normalize(sender) not in members:
+        return Outcome.ALIAS_REFUSED
+    headers: dict[str, list[str]] = {}
+    for name, value in parsed.headers:
+        headers.setdefault(name, []).append(value)
+    robot = robots.robot_reason(headers, envelope_sender=sender, our_list_ids=[ml.list_id],
+                                our_loop_value=ml.address)
+    if robot:
+        log.info("alias mail to %s dropped: automatic message (%s)", route.detail, robot)
+        return Outcome.DROPPED
+    shown = members[writer].display_name or parsed.author_name or "A member"
+    payload = compose.render_relay(
+        raw, from_name=f"{shown} via {ml.title}",
+        from_address=aliases.alias_address(secret, ml.address, writer),
+    )
+    queue_notice(session, kind=RELAYED, sender=role_address(ml.address, "bounces"),
+                 recipient=author, payload=payload, now=now, list_id=ml.id)
+    return Outcome.ACCEPTED
+
+
+def receive(db: Database, routes: Sequence[Route], raw: bytes, sender: str,
+            config: Config, now: datetime) -> Outcome:
+    """Relay one message to the authors behind its alias recipients, all or nothing."""
+    with db.session() as session:
+        return combine([_relay_one(session, r, raw, sender, config, now) for r in routes])

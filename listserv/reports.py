@@ -1,0 +1,50 @@
+"""The owners' report: per day, what a list received, sent, failed to send and lost."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import stats
+from .models import Delivery, DeliveryFailure, MailingList, MemberEvent, Notice, Post
+
+
+def record_failure(session: Session, delivery: Delivery, code: int, text: str, final: bool,
+                   now: datetime) -> None:
+    """Keep one failed attempt for the report, in the outbox's transaction."""
+    list_id = None
+    if delivery.post_id is not None:
+        list_id = session.scalar(select(Post.list_id).where(Post.id == delivery.post_id))
+    elif delivery.notice_id is not None:
+        list_id = session.scalar(select(Notice.list_id).where(Notice.id == delivery.notice_id))
+    session.add(DeliveryFailure(
+        list_id=list_id, delivery_id=delivery.id, recipient=delivery.recipient,
+        kind=stats.failure_kind(code, text, final), reply=f"{code} {text}"[:1000], at=now,
+    ))
+
+
+def list_report(session: Session, ml: MailingList, first: date,
+                last: date) -> list[dict[str, object]]:
+    """Per-day counts for `ml` from `first` to `last`, days in the list's time zone."""
+    zone = ZoneInfo(ml.timezone)
+    start = datetime.combine(first, time(), zone)
+    end = datetime.combine(last + timedelta(days=1), time(), zone)
+    events: list[tuple[datetime, str]] = []
+    events += [(at, "post") for at in session.scalars(
+        select(Post.received_at).where(Post.list_id == ml.id, Post.received_at >= start,
+                                       Post.received_at < end))]
+    sent = select(Delivery.sent_at).where(
+        Delivery.status == "sent", Delivery.sent_at >= start, Delivery.sent_at < end)
+    events += [(at, "delivery") for at in session.scalars(
+        sent.join(Post, Post.id == Delivery.post_id).where(Post.list_id == ml.id))]
+    events += [(at, "delivery") for at in session.scalars(
+        sent.join(Notice, Notice.id == Delivery.notice_id).where(Notice.list_id == ml.id))]
+    for model in (DeliveryFailure, MemberEvent):
+        events += [(at, kind) for at, kind in session.execute(
+            select(model.at, model.kind).where(
+                model.list_id == ml.id, model.at >= start, model.at < end))]
+    return stats.per_day(((at.astimezone(zone).date(), kind) for at, kind in events
+                          if at is not None), first, last)

@@ -1,0 +1,100 @@
+"""The small HTTP endpoint behind List-Unsubscribe: one-click unsubscribe (RFC 8058).
+
+`POST /u/TOKEN` with `List-Unsubscribe=One-Click` unsubscribes at once: mail providers send
+it without cookies or login, and may send it twice. `GET /u/TOKEN` never changes anything,
+because link scanners fetch every URL in a message; it shows a page whose button POSTs.
+Every token we cannot honour gets the same 404 page, which names nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from aiohttp import web
+from jinja2 import Environment
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import oneclick
+from .config import Config
+from .db import Database
+from .settings import token_secret
+
+log = logging.getLogger("listserv.web")
+
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+HTML = "text/html"
+
+
+class Endpoint:
+    def __init__(self, db: Database, config: Config, templates: Environment,
+                 clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.config = config
+        self.templates = templates
+        self.clock = clock
+
+    def page(self, name: str, status: int = 200, **values: object) -> web.Response:
+        body = self.templates.get_template(name).render(**values)
+        return web.Response(text=body, status=status, content_type=HTML,
+                            headers={"Cache-Control": "no-store",
+                                     "Referrer-Policy": "no-referrer"})
+
+    def _look(self, token: str) -> oneclick.Target | None:
+        with self.db.session() as session:
+            return oneclick.resolve(session, token, self.clock(),
+                                    token_secret(session, self.config))
+
+    def _act(self, token: str) -> tuple[oneclick.Result, oneclick.Target | None]:
+        with self.db.session() as session:
+            return oneclick.one_click(session, token, self.clock(),
+                                      token_secret(session, self.config))
+
+    async def confirm(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        try:
+            target = await asyncio.to_thread(self._look, token)
+        except SQLAlchemyError as exc:
+            log.error("database error on GET unsubscribe: %s", exc)
+            return self.page("unsubscribe_unavailable.html", 503)
+        if target is None:
+            return self.page("unsubscribe_refused.html", 404)
+        return self.page("unsubscribe_confirm.html", list_title=target.list_title,
+                         list_address=target.list_address, address=target.address,
+                         subscribed=target.member is not None)
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        form = await request.post()
+        if form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
+            return self.page("unsubscribe_bad_request.html", 400)
+        try:
+            result, target = await asyncio.to_thread(self._act, token)
+        except SQLAlchemyError as exc:
+            log.error("database error on POST unsubscribe: %s", exc)
+            return self.page("unsubscribe_unavailable.html", 503)
+        if target is None:
+            return self.page("unsubscribe_refused.html", 404)
+        log.info("one-click %s: %s from %s", result.value, target.address, target.list_address)
+        return self.page("unsubscribe_done.html", list_title=target.list_title,
+                         list_address=target.list_address, address=target.address)
+
+
+def application(db: Database, config: Config, templates: Environment,
+                clock: Callable[[], datetime]) -> web.Application:
+    endpoint = Endpoint(db, config, templates, clock)
+    app = web.Application(client_max_size=16 * 1024)
+    app.router.add_get("/u/{token}", endpoint.confirm)
+    app.router.add_post("/u/{token}", endpoint.unsubscribe)
+    return app
+
+
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app`; returns the runner (to clean up) and the port actually bound."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, runner.addresses[0][1]

@@ -1,0 +1,132 @@
+"""Spam complaints (ARF, RFC 5965): the member who complained leaves the list, and nobody
+else can be unsubscribed with a made-up report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from listserv.complaints import parse_arf
+from listserv.config import LimitsConfig
+from listserv.db import Database
+from listserv.models import Member, MemberEvent
+
+from .conftest import Sink, make_message
+
+FBL = "living-with-als-fbl@lists.example.org"
+BOUNCES = "living-with-als-bounces@lists.example.org"
+
+
+def arf(original: bytes, *, feedback_type: str = "abuse", rcpt: str | None = None,
+        headers_only: bool = False) -> bytes:
+    """A feedback report as providers send it (RFC 5965 section 5, example 2)."""
+    fields = f"Feedback-Type: {feedback_type}\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"
+    if rcpt:
+        fields += f"Original-Rcpt-To: {rcpt}\r\n"
+    if headers_only:
+        kind, content = "text/rfc822-headers", original.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    else:
+        kind, content = "message/rfc822", original
+    return (
+        b"From: <abuse@provider.example>\r\nTo: <" + FBL.encode() + b">\r\n"
+        b"Subject: FW: complaint\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
+        b"Message-ID: <fbl1@provider.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n\r\n"
+        b"--b1\r\nContent-Type: message/feedback-report\r\n\r\n" + fields.encode() + b"\r\n"
+        b"--b1\r\nContent-Type: " + kind.encode() + b"\r\n\r\n" + content + b"\r\n--b1--\r\n"
+    )
+
+
+def members(db: Database) -> list[str]:
+    with db.session() as s:
+        return list(s.scalars(select(Member.address).order_by(Member.id)))
+
+
+def events(db: Database) -> list[tuple[str, str]]:
+    with db.session() as s:
+        return [(e.address, e.kind) for e in s.scalars(select(MemberEvent))]
+
+
+def delivered_to(post: Any, drain: Any, sink: Sink, address: str) -> bytes:
+    msg = make_message("alice@example.org", "Hello", "Hello all.", message_id="h@example.org")
+    assert post(msg).code == 250
+    drain()
+    (content,) = [r.content for r in sink.received if address in r.rcpt_tos]
+    return content
+
+
+@pytest.fixture
+def web_on(config_data: dict[str, Any]) -> None:
+    config_data["web"] = {"host": "127.0.0.1", "port": 0,
+                          "base_url": "https://lists.example.org"}
+
+
+def test_complaint_with_the_members_token_unsubscribes_them(
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    original = delivered_to(post, drain, sink, "bob@example.net")
+    # Providers often hide the recipient; the token in List-Unsubscribe still names bob.
+    redacted = original.replace(b"bob@example.net", b"redacted@provider.example")
+    assert post(arf(redacted), to=[FBL], sender="").code == 250
+    assert "bob@example.net" not in members(db)
+    assert events(db) == [("bob@example.net", "complaint")]
+    assert len(members(db)) == 4
+
+
+def test_complaint_at_the_bounce_address_with_original_rcpt_to(
+    als: str, post: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    original = delivered_to(post, drain, sink, "dave@example.org")
+    report = arf(original, rcpt="dave@example.org", headers_only=True)
+    assert post(report, to=[BOUNCES], sender="").code == 250
+    assert "dave@example.org" not in members(db)
+    assert events(db) == [("dave@example.org", "complaint")]
+
+
+def test_made_up_reports_unsubscribe_nobody(
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    original = delivered_to(post, drain, sink, "bob@example.net")
+    before = members(db)
+    # Not about our list's mail: the bare Original-Rcpt-To is not believed.
+    stranger = make_message("x@spam.example", "Hi", "x", to="dave@example.org").as_bytes()
+    assert post(arf(stranger, rcpt="dave@example.org"), to=[FBL], sender="").code == 250
+    # A forged token.
+    start = original.index(b"/u/u-") + 3
+    token = original[start:original.index(b">", start)]
+    forged = original.replace(token, token[:-4] + b"aaaa")
+    assert post(arf(forged), to=[FBL], sender="").code == 250
+    # "This is not spam" is no reason to leave.
+    assert post(arf(original, feedback_type="not-spam"), to=[FBL], sender="").code == 250
+    # An ordinary message to the feedback address.
+    plain = make_message("x@spam.example", "hello", "not a report", to=FBL)
+    assert post(plain, to=[FBL], sender="x@spam.example").code == 250
+    assert members(db) == before
+    assert events(db) == []
+
+
+@pytest.mark.parametrize("headers_only", [False, True])
+def test_parse_arf_reads_fields_and_tokens(headers_only: bool) -> None:
+    original = (b"From: Alice via Living with ALS <living-with-als@lists.example.org>\r\n"
+                b"To: living-with-als@lists.example.org\r\nSubject: Hello\r\n"
+                b"List-Id: Living with ALS <living-with-als.lists.example.org>\r\n"
+                b"List-Unsubscribe: <https://lists.example.org/u/u-7-0-abcdefghijklmnop>,\r\n"
+                b" <mailto:living-with-als-leave+u-7-0-abcdefghijklmnop@lists.example.org>\r\n"
+                b"\r\nHello all.\r\n")
+    complaint = parse_arf(arf(original, rcpt="Bob@Example.NET", headers_only=headers_only),
+                          LimitsConfig())
+    assert complaint is not None
+    assert complaint.feedback_type == "abuse" and complaint.is_spam_complaint
+    assert complaint.recipients == ("Bob@example.net",)
+    assert complaint.tokens == ("u-7-0-abcdefghijklmnop",)
+    assert complaint.list_ids == ("living-with-als.lists.example.org",)
+
+
+def test_parse_arf_ignores_other_messages() -> None:
+    plain = make_message("a@example.org", "s", "b").as_bytes()
+    assert parse_arf(plain, LimitsConfig()) is None
+    dsn = plain.replace(b"text/plain", b"multipart/report; report-type=delivery-status")
+    assert parse_arf(dsn, LimitsConfig()) is None
