@@ -67,7 +67,7 @@ def render_html(templates: Environment, c: digest.Content) -> str:
 
 def _footer_values(ml: MailingList, recipient: str, archive_url: str) -> dict[str, str]:
     return {"title": ml.title, "list_address": ml.address, "recipient": recipient,
-            "owner_address": role_address(ml.address, "owner"),
+            "request_address": role_address(ml.address, "request"),
             "leave_address": role_address(ml.address, "leave"), "archive_url": archive_url}
 
 

@@ -66,8 +66,8 @@ Reply to this thread: living-with-als+t1@lists.example.org
 --\x20
 You receive Living with ALS <living-with-als@lists.example.org> as a daily
 digest at carol@example.com.
-To get each message as it is posted, or to stop mail, ask
-living-with-als-owner@lists.example.org.
+To get each message as it is posted, send "digest off" to
+living-with-als-request@lists.example.org.
 To leave the list, write to living-with-als-leave@lists.example.org.
 """
 
