@@ -16,6 +16,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 from sqlalchemy import func, select
 
@@ -523,3 +524,19 @@ def test_two_scheduler_processes_send_one_digest(
     clock.now = datetime.now(UTC)  # the processes queued on the real clock
     drain()
     assert len(digests_to(sink, CAROL)) == 1
+
+
+def test_digest_is_dkim_signed_for_each_reader(
+    signed: Any, als: str, post: Any, clock: Clock, scheduler: Any, drain: Any, sink: Sink
+) -> None:
+    seed_thread(post, clock)
+    clock.now = DIGEST_DUE
+    scheduler()
+    drain()
+    (digest_copy,) = [r for r in sink.received if CAROL in r.rcpt_tos
+                      and "daily digest" in str(r.message["Subject"])]
+    assert dkim.verify(digest_copy.content, dnsfunc=signed)
+    # The per-reader footer is inside the signed body.
+    assert not dkim.verify(digest_copy.content.replace(b"carol@example.com.",
+                                                       b"mallory@example.com"),
+                           dnsfunc=signed)
