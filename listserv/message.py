@@ -107,7 +107,16 @@ def safe_codec(charset: str | None) -> str | None:
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Decode with an allow-listed codec; otherwise UTF-8, then Latin-1, never failing."""
+    """Decode with an allow-listed codec; otherwise UTF-8, then Latin-1, never failing.
+
+    8-bit data that is valid UTF-8 is read as UTF-8 whatever its label says: mail programs
+    mislabel UTF-8 often, while text in another 8-bit charset is almost never valid UTF-8.
+    """
+    if not data.isascii():
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     codec = safe_codec(charset)
     if codec:
         try:
@@ -223,14 +232,18 @@ def _part_text(part: Message) -> str:
 
 
 def body_text(parts: list[Message]) -> str:
-    """The readable text: inline text/plain parts joined; HTML as text when there is none."""
+    """The readable text: inline text/plain parts joined; HTML as text when there is none.
+
+    A multipart whose boundary never appears is left unsplit by the parser; its payload is
+    read as plain text rather than lost.
+    """
     plain: list[str] = []
     html: list[str] = []
     for part in parts:
         if part.is_multipart() or _is_attachment(part):
             continue
         ctype = part.get_content_type()
-        if ctype == "text/plain":
+        if ctype == "text/plain" or ctype.startswith("multipart/"):
             text = _part_text(part).strip("\n")
             if text.strip():
                 plain.append(text)
@@ -253,6 +266,8 @@ def _date(value: str | None) -> datetime | None:
 
 def parse(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
     """Parse untrusted bytes within `limits`; never raises on bad input."""
+    # Blank lines before the first header would turn every header into body.
+    raw = raw.lstrip(b"\r\n")
     problem = _check_header_block(raw, limits) or _check_structure(raw, limits)
     if problem:
         return Malformed(problem)

@@ -468,10 +468,7 @@ def test_wrap_keeps_quote_markers_and_whole_links() -> None:
 # -- the new text of real replies, through the parser that ingest uses --------------------------
 PARSE_MISSES = {
     "talon_sparrow": "policy: we strip the '-- ' signature (talon keeps it)",
-    "discourse_chinese_reply": "message.parse trusts a Big5 label on UTF-8 bytes (mojibake)",
     "discourse_html_reply": "message.parse turns HTML into text without **bold** marks",
-    "gitlab_dutch": "message.parse reads the blank lines before the headers as an empty "
-    "header block, so the headers become the body",
 }
 # Without the corpus, one case that skips with corpus_dir's reason.
 REPLIES = corpus_files("replies", "*.eml") or [Path("corpus-absent.eml")]
