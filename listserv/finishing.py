@@ -52,6 +52,14 @@ class Finisher:
         self.clock = clock
         self.dmarc = (Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds)
                       if config.dmarc.lookup else None)
+        self._secret: bytes | None = None
+
+    def secret(self) -> bytes:
+        """The token secret, read once: a fan-out must not pay a transaction per copy."""
+        if self._secret is None:
+            with self.db.session() as session:
+                self._secret = token_secret(session, self.config)
+        return self._secret
 
     def sign(self, message: bytes) -> bytes:
         return self.signer.sign(message) if self.signer else message
@@ -73,8 +81,7 @@ class Finisher:
                     for rcpt, personal in self.personal_posts(ident, recipients)]
         if self.config.security.personal_unsubscribe:
             # Without the web endpoint each copy still names the member's own leave address.
-            with self.db.session() as session:
-                secret = token_secret(session, self.config)
+            secret = self.secret()
             return [([rcpt], self.sign(unsubscribe.personalize(message, secret, member_id, rcpt,
                                                                self.clock())))
                     for rcpt, member_id in members.items()]
@@ -83,15 +90,16 @@ class Finisher:
     def personal_posts(self, post_id: int, recipients: list[str]) -> list[tuple[str, bytes]]:
         """The post for each recipient with their own links; empty bytes for a recipient
         who is no longer a member (they get the list-wide version)."""
-        with self.db.session() as session:
+        secret = self.secret()
+        with self.db.read() as session:
             post = session.get_one(Post, post_id)
             ml = session.get_one(MailingList, post.list_id)
-            secret = token_secret(session, self.config)
             ids = dict(session.execute(
                 select(Member.address, Member.id)
                 .where(Member.list_id == ml.id, Member.address.in_(recipients))
             ).all())
-            alias = author_alias(session, self.config, ml, post)
+            alias = (aliases.alias_address(secret, ml.address, post.author_address)
+                     if ml.from_rewrite == "alias" else "")
         keep_from = self.keeps_from(ml, post)
         out = []
         for rcpt in recipients:
