@@ -1,28 +1,33 @@
 """Apply the decision for an incoming message in ONE write transaction.
 
 This is the durability point: the post, its thread and its single fan-out job are committed
-together, and only then does the receiver answer 250.
+together, and only then does the receiver answer 250. Messages arriving together share
+that transaction (group commit), each in its own savepoint.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import policy, replytext, robots, threads
 from .addresses import Route
 from .config import LimitsConfig
-from .db import Database, get_list
+from .db import Database, get_list, is_disk_full
 from .message import Malformed, Parsed, parse
 from .models import FanoutJob, Held, ListPolicy, ListRole, MailingList, Member, Post, Thread
 from .replies import Outcome, combine
+
+log = logging.getLogger("listserv.ingest")
 
 _THREAD_TAG_RE = re.compile(r"^t(\d{1,18})$")
 
@@ -193,6 +198,94 @@ def _clean(address: str) -> str:
     return address.replace("\r", "").replace("\n", "").replace(">", "")
 
 
+@dataclass
+class _Item:
+    """One message waiting for a group commit, and what became of it."""
+
+    routes: Sequence[Route]
+    raw: bytes
+    parsed: Parsed
+    sender: str
+    now: datetime
+    on_held: OnHeld | None
+    result: Result | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class GroupCommitter:
+    """Writes the messages that arrive together in ONE transaction, so they share one fsync.
+
+    Leader and followers, without a thread of its own: a caller that finds no write in
+    progress takes every waiting message and commits them; the others wait and are answered
+    when the transaction holding theirs has committed (or failed). Each message is applied
+    in its own SAVEPOINT, so a message that fails rolls back alone; a failed commit fails
+    every message of the group, and nothing of it is stored.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cond = threading.Condition()
+        self._pending: list[_Item] = []
+        self._busy = False
+
+    def run(self, item: _Item) -> Result:
+        with self._cond:
+            self._pending.append(item)
+            while self._busy and not item.done:
+                self._cond.wait()
+            if not item.done:
+                self._busy = True
+                batch, self._pending = self._pending, []
+        if not item.done:
+            try:
+                _commit(self.db, batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+
+def _commit(db: Database, batch: list[_Item]) -> None:
+    """Apply each message in its savepoint, then commit once; mark every item done."""
+    try:
+        with db.session() as session:
+            for item in batch:
+                for _attempt in range(2):
+                    try:
+                        with session.begin_nested():
+                            item.result = _apply(session, item.routes, item.raw, item.parsed,
+                                                 item.sender, item.now, item.on_held)
+                        item.error = None
+                        break
+                    except IntegrityError as exc:
+                        # A copy of the same Message-ID committed meanwhile by another
+                        # process: applied again, the message is seen as a duplicate.
+                        item.error = exc
+                    except SQLAlchemyError:
+                        raise  # the database, not this message: the group fails
+                    except Exception as exc:  # a bug met by this message alone: the others go on
+                        item.error = exc
+                        break
+    except Exception as exc:
+        # SQLite may have rolled back the whole transaction (a full disk) before the
+        # savepoint was: report the cause, not the failed ROLLBACK TO.
+        cause: BaseException | None = exc
+        while cause is not None and not is_disk_full(cause):
+            cause = cause.__context__
+        if len(batch) > 1:
+            log.error("group commit of %d messages failed: %s", len(batch), exc)
+        for item in batch:
+            item.result, item.error = None, cause or exc
+    finally:
+        for item in batch:
+            item.done = True
+
+
 def receive(
     db: Database,
     routes: Sequence[Route],
@@ -201,21 +294,18 @@ def receive(
     limits: LimitsConfig,
     now: datetime,
     on_held: OnHeld | None = None,
+    committer: GroupCommitter | None = None,
 ) -> Result:
     """Parse, decide and store one message for its list recipients, all or nothing.
 
-    Database errors propagate: the caller answers 451 and nothing was stored. A concurrent
-    copy of the same Message-ID (a client retrying on another connection) shows up as a
-    unique-constraint conflict; the retry of the transaction then sees it as a duplicate.
+    Returns only after the transaction holding the message committed; with a committer,
+    that transaction may also hold messages of other sessions. Database errors propagate:
+    the caller answers 451 and nothing was stored. A concurrent copy of the same Message-ID
+    (a client retrying on another connection) shows up as a unique-constraint conflict; the
+    message is then applied once more and seen as a duplicate.
     """
     parsed = parse(raw, limits)
     if isinstance(parsed, Malformed):
         return Result(Outcome.MALFORMED, parsed.reason)
-    for attempt in range(2):
-        try:
-            with db.session() as session:
-                return _apply(session, routes, raw, parsed, sender, now, on_held)
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    item = _Item(routes, raw, parsed, sender, now, on_held)
+    return (committer or GroupCommitter(db)).run(item)

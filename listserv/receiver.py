@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -74,6 +75,11 @@ class Handler:
         self.on_post = on_post
         self.emergency = config.base_dir / "var" / "emergency"
         self.templates = environment(config.base_dir)
+        self.committer = ingest.GroupCommitter(db)
+        # The routes found at RCPT, kept for DATA instead of routing every recipient again
+        # (a list deleted in between is caught by ingest, which looks the list up anyway).
+        self._accepted: weakref.WeakKeyDictionary[Envelope, list[Route]] = (
+            weakref.WeakKeyDictionary())
 
     def _on_held(self, session: OrmSession, ml: MailingList, held: Held, parsed: Parsed,
                  sender: str, now: datetime) -> None:
@@ -118,6 +124,7 @@ class Handler:
                          address)
                 return reply(outcome)
         envelope.rcpt_tos.append(address)
+        self._accepted.setdefault(envelope, []).append(target)
         return reply(Outcome.RECIPIENT_OK)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -127,7 +134,7 @@ class Handler:
             log.info("undeclared 8-bit data from=%s refused", envelope.mail_from)
             return reply(Outcome.UNDECLARED_8BIT)
         try:
-            routes = await asyncio.to_thread(self._routes, envelope.rcpt_tos)
+            routes = self._accepted.pop(envelope, [])
             # One post per list, even when a list is named twice (plain and thread address).
             posts = list({r.list_address: r for r in reversed(routes)
                           if r.kind == "list" and r.role == "post"
@@ -171,7 +178,7 @@ class Handler:
             if posts:
                 result = await asyncio.to_thread(
                     ingest.receive, self.db, posts, raw, envelope.mail_from or "",
-                    self.config.limits, self.clock(), self._on_held,
+                    self.config.limits, self.clock(), self._on_held, self.committer,
                 )
                 outcomes.append(result.outcome)
                 log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,

@@ -1,0 +1,164 @@
+"""Group commit: posts that arrive together share one transaction, and each client is
+answered only for the transaction that holds its post."""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from listserv import ingest
+from listserv.addresses import route
+from listserv.config import Config
+from listserv.db import Database
+from listserv.models import FanoutJob, Post, Thread
+from listserv.replies import Outcome
+from listserv.server import Server
+
+from .conftest import LIST, make_message
+from .pg import write_locked
+from .test_hostile import wait_until
+
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def count(db: Database, model: type[Any]) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def started(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
+    als: str, db: Database, config: Config
+) -> None:
+    committer = ingest.GroupCommitter(db)
+    routes = [route(LIST, {"lists.example.org"}, {LIST})]
+    results: dict[str, Outcome | BaseException] = {}
+
+    def send(name: str, msg: EmailMessage) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                results[name] = ingest.receive(
+                    db, routes, msg.as_bytes(), "alice@example.org", config.limits, NOW,
+                    committer=committer).outcome
+            except Exception as exc:
+                results[name] = exc
+        return run
+
+    first = make_message("alice@example.org", "First", "x", message_id="first@x.org")
+    parent = make_message("alice@example.org", "Walkers", "which one?", message_id="p@x.org")
+    reply = make_message("alice@example.org", "Re: Walkers", "this one", message_id="r@x.org",
+                         in_reply_to="p@x.org")
+    workers = []
+    # A peer holds the write lock: the first post is being written (and waits), so the
+    # parent, its reply and a retried copy of the parent queue up behind it as one group.
+    with write_locked(config.database_url):
+        workers.append(started(send("first", first)))
+        assert wait_until(lambda: committer._busy and not committer._pending)
+        for n, (name, msg) in enumerate([("parent", parent), ("reply", reply),
+                                         ("copy", parent)], start=1):
+            workers.append(started(send(name, msg)))
+            assert wait_until(lambda n=n: len(committer._pending) == n)
+    for worker in workers:
+        worker.join()
+    assert results == {"first": Outcome.ACCEPTED, "parent": Outcome.ACCEPTED,
+                       "reply": Outcome.ACCEPTED, "copy": Outcome.DUPLICATE}
+    with db.session() as s:
+        stored = {p.message_id: p for p in s.scalars(select(Post))}
+        assert sorted(stored) == ["first@x.org", "p@x.org", "r@x.org"]
+        assert stored["r@x.org"].parent_id == stored["p@x.org"].id
+        assert stored["r@x.org"].thread_id == stored["p@x.org"].thread_id
+        thread = s.get_one(Thread, stored["p@x.org"].thread_id)
+        assert thread.post_count == 2
+    assert count(db, Thread) == 2
+    assert count(db, FanoutJob) == 3
+
+
+def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
+    als: str, db: Database, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routes = [route(LIST, {"lists.example.org"}, {LIST})]
+    good = make_message("alice@example.org", "Fine", "x", message_id="good@x.org")
+    bad = make_message("alice@example.org", "Trips a bug", "x", message_id="bad@x.org")
+    store = ingest._store_post
+
+    def buggy(session: Any, ml: Any, parsed: Any, *args: Any) -> Post:
+        post = store(session, ml, parsed, *args)
+        if parsed.message_id == "bad@x.org":
+            raise RuntimeError("a bug after the post was flushed")
+        return post
+
+    # Fault injection: the post is written inside its savepoint, then the bug strikes.
+    monkeypatch.setattr(ingest, "_store_post", buggy)
+    batch = [ingest._Item(routes, m.as_bytes(), ingest.parse(m.as_bytes(), config.limits),
+                          "alice@example.org", NOW, None) for m in (bad, good)]
+    ingest._commit(db, batch)
+    assert isinstance(batch[0].error, RuntimeError)
+    assert batch[1].result is not None and batch[1].result.outcome is Outcome.ACCEPTED
+    with db.session() as s:
+        assert list(s.scalars(select(Post.message_id))) == ["good@x.org"]
+    assert count(db, Thread) == count(db, FanoutJob) == 1
+
+
+def test_database_failure_during_a_grouped_commit_answers_451_to_every_client(
+    als: str, receiver: Server, config: Config, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    clients = []
+    for _ in range(4):
+        client = smtplib.SMTP("127.0.0.1", receiver.port, timeout=30)
+        client.ehlo()
+        assert client.mail("alice@example.org")[0] == 250
+        assert client.rcpt(LIST)[0] == 250
+        clients.append(client)
+    replies: list[tuple[int, bytes]] = []
+
+    def data(client: smtplib.SMTP, n: int) -> Callable[[], None]:
+        msg = make_message("alice@example.org", f"Post {n}", "x", message_id=f"{n}@x.org")
+        return lambda: replies.append(client.data(msg.as_bytes()))
+
+    caplog.set_level(logging.ERROR, "listserv.ingest")
+    # A peer holds the write lock for longer than the busy timeout: the first post waits
+    # for it alone, the others arrive meanwhile and fail together, as one group.
+    with write_locked(config.database_url):
+        workers = [started(data(client, n)) for n, client in enumerate(clients)]
+        for worker in workers:
+            worker.join()
+    for client in clients:
+        client.quit()
+    assert [(code, text[:5]) for code, text in replies] == [(451, b"4.3.0")] * 4
+    groups = [int(m[1]) for r in caplog.records
+              if (m := re.match(r"group commit of (\d+) messages failed", r.getMessage()))]
+    assert groups and max(groups) >= 2
+    assert count(db, Post) == count(db, Thread) == count(db, FanoutJob) == 0
+
+
+def test_eight_concurrent_clients_each_get_their_post_stored_once(
+    als: str, receiver: Server, db: Database, post: Any
+) -> None:
+    replies: list[int] = []
+
+    def send(n: int) -> Callable[[], None]:
+        # Two clients send each message, as a client retrying on another connection does.
+        msg = make_message("alice@example.org", f"Post {n // 2}", "x",
+                           message_id=f"{n // 2}@x.org")
+        return lambda: replies.append(post(msg).code)
+
+    for worker in [started(send(n)) for n in range(8)]:
+        worker.join()
+    assert replies == [250] * 8
+    with db.session() as s:
+        assert sorted(s.scalars(select(Post.message_id))) == [f"{n}@x.org" for n in range(4)]
+    assert count(db, Thread) == count(db, FanoutJob) == 4
