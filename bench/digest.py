@@ -70,7 +70,7 @@ def setup(db: Database, readers: int, posts: int, day: datetime) -> None:
         msg.set_content(PARAGRAPH * 4 + "\n\nOn Monday someone wrote:\n> " + PARAGRAPH * 3)
         at = day + timedelta(seconds=60 * n)
         result = ingest.receive(db, [route], msg.as_bytes(), f"reader{n % 50}@example.org",
-                                limits, at)
+                                limits, at).result()
         assert result.post_ids, result.detail
 
 

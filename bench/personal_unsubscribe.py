@@ -47,7 +47,7 @@ def run(members: int, port: int, personal: bool) -> float:
                       for i in range(members))
             s.add(Member(list_id=ml.id, address="alice@example.org", joined_at=now))
         ingest.receive(db, [Route("list", "l@lists.example.org")], RAW, "alice@example.org",
-                       config.limits, now)
+                       config.limits, now).result()
         relay = SmtpRelay("127.0.0.1", port, config.delivery.connections, 30)
         outbox = Outbox(db, config, relay, environment(Path(tmp)), lambda: now)
 

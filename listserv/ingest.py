@@ -12,17 +12,28 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import policy, replytext, robots, threads
 from .addresses import Route
 from .config import LimitsConfig
-from .db import Database, get_list, is_disk_full
+from .db import Database, is_disk_full
 from .message import Malformed, Parsed, parse
 from .models import FanoutJob, Held, ListPolicy, ListRole, MailingList, Member, Post, Thread
 from .replies import Outcome, combine
@@ -53,109 +64,134 @@ def ensure_message_id(raw: bytes, parsed: Parsed, domain: str) -> tuple[bytes, P
     return raw, Parsed(**{**parsed.__dict__, "message_id": mid, "headers": headers})
 
 
-def tagged_thread(session: Session, ml: MailingList, detail: str | None) -> int | None:
+# The hot path speaks SQLAlchemy Core on the transaction's connection: each statement is
+# built once here, so a post costs a few cached executions instead of ORM flushes.
+_lists, _members, _posts, _held = (MailingList.__table__, Member.__table__, Post.__table__,
+                                   Held.__table__)
+_threads, _jobs, _roles = Thread.__table__, FanoutJob.__table__, ListRole.__table__
+_AUTHOR, _MID = bindparam("author"), bindparam("message_id")
+
+
+def _exists(table: Table, *where: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(table.c.list_id == _lists.c.id, *where)
+
+
+# The list and every fact the policy needs about this author and Message-ID, in one query.
+_LIST_AND_FACTS = select(
+    _lists.c.id,
+    _lists.c.address,
+    _lists.c.subject_prefix,
+    _exists(_members, _members.c.address == _AUTHOR).label("is_member"),
+    or_(_exists(_posts, _posts.c.message_id == _MID),
+        _exists(_held, _held.c.message_id == _MID)).label("stored"),
+    select(ListPolicy.policy).where(ListPolicy.list_id == _lists.c.id)
+    .scalar_subquery().label("policy"),
+    _exists(_roles, _roles.c.address == _AUTHOR, _roles.c.role == "moderated")
+    .label("moderated"),
+    _exists(_roles, _roles.c.address == _AUTHOR, _roles.c.role.in_(("owner", "poster")))
+    .label("announcer"),
+).where(_lists.c.address == bindparam("address"))
+
+_PARENTS = select(_posts.c.message_id, _posts.c.id, _posts.c.thread_id).where(
+    _posts.c.list_id == bindparam("list_id"),
+    _posts.c.message_id.in_(bindparam("candidates", expanding=True)))
+_SUBJECT_MATCH = (
+    select(_threads.c.id, _threads.c.last_activity)
+    .where(_threads.c.list_id == bindparam("list_id"),
+           _threads.c.subject_key == bindparam("key"))
+    .order_by(_threads.c.last_activity.desc()).limit(1))
+_TAGGED = select(_threads.c.id).where(_threads.c.id == bindparam("thread_id"),
+                                      _threads.c.list_id == bindparam("list_id"))
+_INSERT_THREAD, _INSERT_POST, _INSERT_JOB = insert(_threads), insert(_posts), insert(_jobs)
+_TOUCH_THREAD = (update(_threads).where(_threads.c.id == bindparam("thread_id"))
+                 .values(last_activity=bindparam("now"), post_count=_threads.c.post_count + 1))
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """What storing a post needs of its list (a row, not an ORM object)."""
+
+    id: int
+    address: str
+    subject_prefix: str
+
+
+def tagged_thread(conn: Connection, list_id: int, detail: str | None) -> int | None:
     """The thread named by a reply tag, if it is well formed and belongs to this list."""
     match = _THREAD_TAG_RE.match(detail or "")
     if not match:
         return None
-    return session.scalar(
-        select(Thread.id).where(Thread.id == int(match[1]), Thread.list_id == ml.id)
-    )
+    return conn.scalar(_TAGGED, {"thread_id": int(match[1]), "list_id": list_id})
 
 
-def _facts(session: Session, ml: MailingList, parsed: Parsed, sender: str) -> policy.Facts:
-    author = parsed.author_address or ""
-    is_member = session.scalar(
-        select(Member.id).where(Member.list_id == ml.id, Member.address == author)
-    )
-    stored = session.scalar(
-        select(Post.id).where(Post.list_id == ml.id, Post.message_id == parsed.message_id)
-    ) or session.scalar(
-        select(Held.id).where(Held.list_id == ml.id, Held.message_id == parsed.message_id)
-    )
+def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
+                    sender: str) -> tuple[ListRow, policy.Facts] | None:
+    row = conn.execute(_LIST_AND_FACTS, {"address": address,
+                                         "author": parsed.author_address or "",
+                                         "message_id": parsed.message_id}).first()
+    if row is None:
+        return None
     headers: dict[str, list[str]] = {}
     for name, value in parsed.headers:
         headers.setdefault(name, []).append(value)
-    robot = robots.robot_reason(
-        headers, envelope_sender=sender, our_list_ids=[ml.list_id], our_loop_value=ml.address
-    )
-    roles = set(session.scalars(
-        select(ListRole.role).where(ListRole.list_id == ml.id, ListRole.address == author)
-    ))
-    return policy.Facts(
-        list_address=ml.address,
-        author_is_member=is_member is not None,
-        already_stored=stored is not None,
+    robot = robots.robot_reason(headers, envelope_sender=sender,
+                                our_list_ids=[address.replace("@", ".")],
+                                our_loop_value=address)
+    facts = policy.Facts(
+        list_address=address,
+        author_is_member=bool(row.is_member),
+        already_stored=bool(row.stored),
         robot=robot,
-        posting_policy=session.scalar(
-            select(ListPolicy.policy).where(ListPolicy.list_id == ml.id)) or "members",
-        author_is_moderated="moderated" in roles,
-        author_may_announce=bool(roles & {"owner", "poster"}),
+        posting_policy=row.policy or "members",
+        author_is_moderated=bool(row.moderated),
+        author_may_announce=bool(row.announcer),
     )
+    return ListRow(row.id, row.address, row.subject_prefix), facts
 
 
 def _store_post(
-    session: Session, ml: MailingList, parsed: Parsed, raw: bytes, route: Route, now: datetime
-) -> Post:
+    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime
+) -> int:
+    """Insert the post, open or touch its thread, and queue its one fan-out job; the id."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
     if candidates:
-        rows = session.execute(
-            select(Post.message_id, Post.id, Post.thread_id).where(
-                Post.list_id == ml.id, Post.message_id.in_(candidates)
-            )
-        )
+        rows = conn.execute(_PARENTS, {"list_id": ml.id, "candidates": list(candidates)})
         known = {mid: (pid, tid) for mid, pid, tid in rows}
+    is_reply, clean = threads.split_markers(parsed.subject, ml.subject_prefix)
     key = threads.subject_key(parsed.subject, ml.subject_prefix)
-    match = session.execute(
-        select(Thread.id, Thread.last_activity)
-        .where(Thread.list_id == ml.id, Thread.subject_key == key)
-        .order_by(Thread.last_activity.desc())
-        .limit(1)
-    ).first()
+    match = None
+    if is_reply and not known:  # the subject decides only for a reply with no known parent
+        found = conn.execute(_SUBJECT_MATCH, {"list_id": ml.id, "key": key}).first()
+        match = (found[0], found[1]) if found else None
     choice = threads.choose(
-        candidates,
-        known,
-        parsed.subject,
-        ml.subject_prefix,
-        (match[0], match[1]) if match else None,
-        now,
-        tagged_thread(session, ml, route.detail),
+        candidates, known, parsed.subject, ml.subject_prefix, match, now,
+        tagged_thread(conn, ml.id, route.detail),
     )
-    if choice.thread_id is None:
-        _, clean = threads.split_markers(parsed.subject, ml.subject_prefix)
-        thread = Thread(
-            list_id=ml.id,
-            subject=clean or "(no subject)",
-            subject_key=key,
-            started_at=now,
-            last_activity=now,
-            post_count=0,
-        )
-        session.add(thread)
-        session.flush()
+    thread_id = choice.thread_id
+    if thread_id is None:
+        thread_id = conn.execute(_INSERT_THREAD, {
+            "list_id": ml.id, "subject": clean or "(no subject)", "subject_key": key,
+            "started_at": now, "last_activity": now, "post_count": 1,
+        }).inserted_primary_key[0]
     else:
-        thread = session.get_one(Thread, choice.thread_id)
-    thread.last_activity = now
-    thread.post_count += 1
-    post = Post(
-        list_id=ml.id,
-        thread_id=thread.id,
-        parent_id=choice.parent_post_id,
-        message_id=parsed.message_id,
-        author_address=parsed.author_address,
-        author_name=parsed.author_name,
-        subject=parsed.subject,
-        date=parsed.date,
-        received_at=now,
-        body=parsed.text,
-        new_text=replytext.new_text(parsed.text),
-        raw=raw,
-    )
-    session.add(post)
-    session.flush()
-    session.add(FanoutJob(post_id=post.id, created_at=now))
-    return post
+        conn.execute(_TOUCH_THREAD, {"thread_id": thread_id, "now": now})
+    post_id: int = conn.execute(_INSERT_POST, {
+        "list_id": ml.id,
+        "thread_id": thread_id,
+        "parent_id": choice.parent_post_id,
+        "message_id": parsed.message_id,
+        "author_address": parsed.author_address,
+        "author_name": parsed.author_name,
+        "subject": parsed.subject,
+        "date": parsed.date,
+        "received_at": now,
+        "body": parsed.text,
+        "new_text": replytext.new_text(parsed.text),
+        "raw": raw,
+    }).inserted_primary_key[0]
+    conn.execute(_INSERT_JOB, {"post_id": post_id, "created_at": now})
+    return post_id
 
 
 def _apply(
@@ -165,17 +201,20 @@ def _apply(
     outcomes: list[Outcome] = []
     details: list[str] = []
     post_ids: list[int] = []
+    conn = session.connection()
     for route in routes:
-        ml = get_list(session, route.list_address or "")
-        if ml is None:  # deleted between RCPT and DATA
+        address = route.list_address or ""
+        list_raw, list_parsed = ensure_message_id(raw, parsed, address.rpartition("@")[2])
+        found = _list_and_facts(conn, address, list_parsed, sender)
+        if found is None:  # deleted between RCPT and DATA
             outcomes.append(Outcome.TEMPORARY_FAILURE)
             continue
-        list_raw, list_parsed = ensure_message_id(raw, parsed, ml.domain)
-        decision = policy.decide(list_parsed, _facts(session, ml, list_parsed, sender))
+        ml, facts = found
+        decision = policy.decide(list_parsed, facts)
         outcomes.append(decision.outcome)
         details.append(f"{ml.address}: {decision.reason}")
         if decision.outcome is Outcome.ACCEPTED:
-            post_ids.append(_store_post(session, ml, list_parsed, list_raw, route, now).id)
+            post_ids.append(_store_post(conn, ml, list_parsed, list_raw, route, now))
         elif decision.outcome is Outcome.HELD:
             held = Held(
                 list_id=ml.id,
@@ -190,7 +229,8 @@ def _apply(
             session.add(held)
             if on_held is not None:
                 session.flush()
-                on_held(session, ml, held, list_parsed, sender, now)
+                on_held(session, session.get_one(MailingList, ml.id), held, list_parsed,
+                        sender, now)
     return Result(combine(outcomes), "; ".join(details), tuple(post_ids))
 
 
@@ -204,88 +244,146 @@ class _Item:
 
     routes: Sequence[Route]
     raw: bytes
-    parsed: Parsed
+    parsed: Parsed | Malformed | None  # None: parsed by the writer, with `limits`
     sender: str
     now: datetime
     on_held: OnHeld | None
+    limits: LimitsConfig | None = None
     result: Result | None = None
     error: BaseException | None = None
-    done: bool = False
+    future: Future[Result] = field(default_factory=Future)
+
+    def settle(self) -> None:
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            assert self.result is not None
+            self.future.set_result(self.result)
 
 
 class GroupCommitter:
     """Writes the messages that arrive together in ONE transaction, so they share one fsync.
 
-    Leader and followers, without a thread of its own: a caller that finds no write in
-    progress takes every waiting message and commits them; the others wait and are answered
-    when the transaction holding theirs has committed (or failed). Each message is applied
-    in its own SAVEPOINT, so a message that fails rolls back alone; a failed commit fails
-    every message of the group, and nothing of it is stored.
+    One writer thread takes every message waiting and commits them together; each sender
+    is answered when the transaction holding its message has committed (or failed). A
+    single writer also means one thread hand-off per message and no threads of ours
+    fighting for the GIL or SQLite's lock. The thread starts with the first message and
+    ends after `idle` seconds without one, so nothing needs to stop it.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, idle: float = 5.0) -> None:
         self.db = db
+        self.idle = idle
         self._cond = threading.Condition()
         self._pending: list[_Item] = []
         self._busy = False
+        self._writer: threading.Thread | None = None
 
-    def run(self, item: _Item) -> Result:
+    def submit(self, item: _Item) -> Future[Result]:
         with self._cond:
             self._pending.append(item)
-            while self._busy and not item.done:
-                self._cond.wait()
-            if not item.done:
-                self._busy = True
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="group-commit",
+                                                daemon=True)
+                self._writer.start()
+            self._cond.notify()
+        return item.future
+
+    def run(self, item: _Item) -> Result:
+        return self.submit(item).result()
+
+    def _write(self) -> None:
+        while True:
+            with self._cond:
+                if not self._pending and not self._cond.wait_for(lambda: self._pending,
+                                                                 self.idle):
+                    self._writer = None
+                    return
                 batch, self._pending = self._pending, []
-        if not item.done:
+                self._busy = True
             try:
                 _commit(self.db, batch)
+            except BaseException as exc:  # never leave a sender waiting for an answer
+                for item in batch:
+                    item.result, item.error = None, exc
             finally:
                 with self._cond:
                     self._busy = False
-                    self._cond.notify_all()
-        if item.error is not None:
-            raise item.error
-        assert item.result is not None
-        return item.result
+                for item in batch:
+                    item.settle()
+
+
+def _parse(batch: list[_Item]) -> list[tuple[_Item, Parsed]]:
+    """Parse the messages of a batch; the malformed are answered at once."""
+    ready = []
+    for item in batch:
+        if item.parsed is None:
+            item.parsed = parse(item.raw, item.limits or LimitsConfig())
+        if isinstance(item.parsed, Malformed):
+            item.result = Result(Outcome.MALFORMED, item.parsed.reason)
+        else:
+            ready.append((item, item.parsed))
+    return ready
 
 
 def _commit(db: Database, batch: list[_Item]) -> None:
-    """Apply each message in its savepoint, then commit once; mark every item done."""
+    """Apply the messages of a batch in one transaction and commit it once.
+
+    First all together; if one of them fails, the batch is applied again with each message
+    in its own SAVEPOINT, so a message that fails rolls back alone (a copy of the same
+    Message-ID committed meanwhile by another process is then seen as a duplicate). A
+    failed commit fails every message of the group, and nothing of it is stored.
+    """
+    ready = _parse(batch)
+    if not ready:
+        return
     try:
+        try:
+            with db.session() as session:
+                for item, parsed in ready:
+                    item.result = _apply(session, item.routes, item.raw, parsed, item.sender,
+                                         item.now, item.on_held)
+            return
+        except IntegrityError:
+            pass  # a copy committed meanwhile by another process: found below
+        except SQLAlchemyError:
+            raise  # the database, not a message: the group fails
+        except Exception:
+            pass  # a bug met by one message: found below, message by message
         with db.session() as session:
-            for item in batch:
-                for _attempt in range(2):
-                    try:
-                        with session.begin_nested():
-                            item.result = _apply(session, item.routes, item.raw, item.parsed,
-                                                 item.sender, item.now, item.on_held)
-                        item.error = None
-                        break
-                    except IntegrityError as exc:
-                        # A copy of the same Message-ID committed meanwhile by another
-                        # process: applied again, the message is seen as a duplicate.
-                        item.error = exc
-                    except SQLAlchemyError:
-                        raise  # the database, not this message: the group fails
-                    except Exception as exc:  # a bug met by this message alone: the others go on
-                        item.error = exc
-                        break
+            for item, parsed in ready:
+                _apply_alone(session, item, parsed)
     except Exception as exc:
         # SQLite may have rolled back the whole transaction (a full disk) before the
         # savepoint was: report the cause, not the failed ROLLBACK TO.
         cause: BaseException | None = exc
         while cause is not None and not is_disk_full(cause):
             cause = cause.__context__
-        if len(batch) > 1:
-            log.error("group commit of %d messages failed: %s", len(batch), exc)
-        for item in batch:
+        if len(ready) > 1:
+            log.error("group commit of %d messages failed: %s", len(ready), exc)
+        for item, _parsed in ready:
             item.result, item.error = None, cause or exc
-    finally:
-        for item in batch:
-            item.done = True
 
 
+def _apply_alone(session: Session, item: _Item, parsed: Parsed) -> None:
+    """Apply one message of a group in its savepoint, so that its failure is its own."""
+    item.result = item.error = None
+    for _attempt in range(2):
+        try:
+            with session.begin_nested():
+                item.result = _apply(session, item.routes, item.raw, parsed, item.sender,
+                                     item.now, item.on_held)
+            item.error = None
+            return
+        except IntegrityError as exc:
+            # A copy of the same Message-ID committed meanwhile by another process:
+            # applied again, the message is seen as a duplicate.
+            item.error = exc
+        except SQLAlchemyError:
+            raise  # the database, not this message: the group fails
+        except Exception as exc:  # a bug met by this message alone: the others go on
+            item.error = exc
+            return
 def receive(
     db: Database,
     routes: Sequence[Route],
@@ -295,17 +393,19 @@ def receive(
     now: datetime,
     on_held: OnHeld | None = None,
     committer: GroupCommitter | None = None,
-) -> Result:
+) -> Future[Result]:
     """Parse, decide and store one message for its list recipients, all or nothing.
 
-    Returns only after the transaction holding the message committed; with a committer,
-    that transaction may also hold messages of other sessions. Database errors propagate:
-    the caller answers 451 and nothing was stored. A concurrent copy of the same Message-ID
-    (a client retrying on another connection) shows up as a unique-constraint conflict; the
-    message is then applied once more and seen as a duplicate.
+    The future resolves only after the transaction holding the message committed; with a
+    committer, that transaction may also hold messages of other sessions. Database errors
+    are raised from it: the caller answers 451 and nothing was stored. A concurrent copy
+    of the same Message-ID (a client retrying on another connection) shows up as a
+    unique-constraint conflict; the message is then applied once more and seen as a
+    duplicate.
     """
-    parsed = parse(raw, limits)
-    if isinstance(parsed, Malformed):
-        return Result(Outcome.MALFORMED, parsed.reason)
-    item = _Item(routes, raw, parsed, sender, now, on_held)
-    return (committer or GroupCommitter(db)).run(item)
+    item = _Item(routes, raw, None, sender, now, on_held, limits)
+    if committer is not None:
+        return committer.submit(item)
+    _commit(db, [item])
+    item.settle()
+    return item.future

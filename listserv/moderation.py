@@ -110,7 +110,9 @@ def approve(session: Session, config: Config, ml: MailingList, held: Held,
                                             Post.message_id == parsed.message_id)):
         return None
     route = Route("list", ml.address, "post", None)
-    return ingest._store_post(session, ml, parsed, held.raw, route, now)
+    row = ingest.ListRow(ml.id, ml.address, ml.subject_prefix)
+    return session.get_one(Post, ingest._store_post(session.connection(), row, parsed,
+                                                    held.raw, route, now))
 
 
 def reject(notifier: Notifier, held: Held, reason: str) -> None:

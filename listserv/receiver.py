@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+import math
+import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
@@ -61,6 +63,37 @@ class ListservSMTP(SMTP):
         await super().push(translate(status))
 
 
+class KnownLists:
+    """The addresses of our lists, read again when older than `ttl` seconds or when a
+    recipient is none of them: RCPT to a known list costs no query. A list deleted meanwhile
+    is still caught at DATA, where ingest reads the list row (451, and 550 once read again).
+    """
+
+    def __init__(self, db: Database, domain: str, ttl: float = 2.0) -> None:
+        self.db = db
+        self.domain = domain.lower()
+        self.ttl = ttl
+        self._lists: set[str] = set()
+        self._domains = {self.domain}
+        self._read_at = -math.inf
+
+    def known(self, rcpt: str) -> Route | None:
+        """The route of a recipient that is one of the lists read recently, else None."""
+        if time.monotonic() - self._read_at > self.ttl:
+            return None
+        target = route(rcpt, self._domains, self._lists)
+        return target if target.kind == "list" else None
+
+    def read(self, rcpt: str) -> Route:
+        """Read the list addresses again and route the recipient (a query: run in a thread)."""
+        with self.db.read() as session:
+            lists = list_addresses(session)
+        self._lists = lists
+        self._domains = {self.domain} | {a.rpartition("@")[2] for a in lists}
+        self._read_at = time.monotonic()
+        return route(rcpt, self._domains, lists)
+
+
 class Handler:
     def __init__(
         self,
@@ -76,6 +109,7 @@ class Handler:
         self.emergency = config.base_dir / "var" / "emergency"
         self.templates = environment(config.base_dir)
         self.committer = ingest.GroupCommitter(db)
+        self.lists = KnownLists(db, config.lists.domain)
         # The routes found at RCPT, kept for DATA instead of routing every recipient again
         # (a list deleted in between is caught by ingest, which looks the list up anyway).
         self._accepted: weakref.WeakKeyDictionary[Envelope, list[Route]] = (
@@ -84,12 +118,6 @@ class Handler:
     def _on_held(self, session: OrmSession, ml: MailingList, held: Held, parsed: Parsed,
                  sender: str, now: datetime) -> None:
         moderation.on_held(session, self.config, self.templates, ml, held, parsed, sender, now)
-
-    def _routes(self, recipients: list[str]) -> list[Route]:
-        with self.db.read() as session:
-            lists = list_addresses(session)
-        domains = {self.config.lists.domain.lower()} | {a.rpartition("@")[2] for a in lists}
-        return [route(rcpt, domains, lists) for rcpt in recipients]
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -109,7 +137,7 @@ class Handler:
             return reply(Outcome.NON_ASCII_ADDRESS)
         if len(envelope.rcpt_tos) >= self.config.receiver.max_recipients:
             return reply(Outcome.TOO_MANY_RECIPIENTS)
-        (target,) = await asyncio.to_thread(self._routes, [address])
+        target = self.lists.known(address) or await asyncio.to_thread(self.lists.read, address)
         if target.kind == "relay":
             log.info("rcpt refused (relay) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.RELAY_DENIED)
@@ -176,10 +204,10 @@ class Handler:
                          ",".join(r.list_address or "" for r in requests))
                 self.on_post()
             if posts:
-                result = await asyncio.to_thread(
-                    ingest.receive, self.db, posts, raw, envelope.mail_from or "",
-                    self.config.limits, self.clock(), self._on_held, self.committer,
-                )
+                result = await asyncio.wrap_future(ingest.receive(
+                    self.db, posts, raw, envelope.mail_from or "", self.config.limits,
+                    self.clock(), self._on_held, self.committer,
+                ))
                 outcomes.append(result.outcome)
                 log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,
                          envelope.mail_from, ",".join(envelope.rcpt_tos), len(raw),

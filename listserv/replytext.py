@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 _I = re.IGNORECASE
-_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # RTL clients wrap lines in these
+_BIDI_MARKS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI = re.compile(f"[{_BIDI_MARKS}]")  # RTL clients wrap lines in these
 
 QUOTE = re.compile(r"^\s*>")  # "> text", ">> text", " > text"
 SIG_DELIMITER = re.compile(r"^--\s*$")  # RFC 3676 "-- "; many clients drop the trailing space
@@ -109,11 +110,22 @@ def _mobile_signature(line: str) -> bool:
     return bool(MOBILE_SIGNATURE.match(_LINKS.sub(r"\1", line).strip()))
 
 
+def _ends_like_attribution(line: str) -> bool:
+    """Whether the line ends as every attribution pattern does ("...:" or "... ----"): a test
+    without regular expressions that spares most lines the patterns below."""
+    end = line
+    while (stripped := end.rstrip().rstrip(_BIDI_MARKS)) != end:
+        end = stripped
+    return end.endswith((":", "\uff1a", "-"))
+
+
 def _attribution_start(lines: list[str], i: int, weak: bool = True) -> int | None:
     """Index of the first line of an attribution ("On DATE, NAME wrote:") ending at line i.
 
     A weak one ("Bob wrote:", no date or address) counts only where `weak` allows it.
     """
+    if not _ends_like_attribution(lines[i]):
+        return None
     line = _BIDI.sub("", lines[i])
     if _DATE_EMAIL.search(line):
         return i

@@ -53,7 +53,7 @@ def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
             try:
                 results[name] = ingest.receive(
                     db, routes, msg.as_bytes(), "alice@example.org", config.limits, NOW,
-                    committer=committer).outcome
+                    committer=committer).result().outcome
             except Exception as exc:
                 results[name] = exc
         return run
@@ -95,16 +95,16 @@ def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
     bad = make_message("alice@example.org", "Trips a bug", "x", message_id="bad@x.org")
     store = ingest._store_post
 
-    def buggy(session: Any, ml: Any, parsed: Any, *args: Any) -> Post:
-        post = store(session, ml, parsed, *args)
+    def buggy(conn: Any, ml: Any, parsed: Any, *args: Any) -> int:
+        post = store(conn, ml, parsed, *args)
         if parsed.message_id == "bad@x.org":
             raise RuntimeError("a bug after the post was flushed")
         return post
 
     # Fault injection: the post is written inside its savepoint, then the bug strikes.
     monkeypatch.setattr(ingest, "_store_post", buggy)
-    batch = [ingest._Item(routes, m.as_bytes(), ingest.parse(m.as_bytes(), config.limits),
-                          "alice@example.org", NOW, None) for m in (bad, good)]
+    batch = [ingest._Item(routes, m.as_bytes(), None, "alice@example.org", NOW, None)
+             for m in (bad, good)]
     ingest._commit(db, batch)
     assert isinstance(batch[0].error, RuntimeError)
     assert batch[1].result is not None and batch[1].result.outcome is Outcome.ACCEPTED
