@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from listserv.config import parse
+from listserv.config import Config, parse
 from listserv.db import Database
 from listserv.models import Post
 from listserv.server import Server
@@ -59,3 +61,34 @@ def test_without_reuse_port_a_second_receiver_cannot_take_the_port(
     finally:
         loop_thread.run(first.stop())
         second.db.dispose()
+
+
+def test_a_writer_in_another_process_makes_a_post_wait_not_fail(
+    sqlite_only: None, als: str, receiver: Server, config: Config, db: Database
+) -> None:
+    # Another listserv process (a second receiver, the dispatcher, the CLI) is writing, for
+    # longer than busy_timeout: the post queues behind it on the writer lock and is stored,
+    # where SQLite's own busy handler would have given up with a 451.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITER, config.database_url,
+         str(config.database.busy_timeout * 2)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "writing\n"
+        msg = make_message("alice@example.org", "Patient", "body", message_id="w@x.org")
+        assert smtp_send(receiver.port, "alice@example.org", [LIST], msg.as_bytes()).code == 250
+    finally:
+        assert holder.wait(timeout=30) == 0
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 1
+
+
+HOLD_THE_WRITER = """
+import sys, time
+from listserv.db import Database
+db = Database(sys.argv[1])
+with db.session() as session:
+    session.connection()  # BEGIN IMMEDIATE: SQLite's write lock is taken
+    print("writing", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
