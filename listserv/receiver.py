@@ -10,6 +10,8 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,23 @@ class ListservSMTP(SMTP):
     async def push(self, status: str) -> None:
         self.gate.touch(self)
         await super().push(translate(status))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's own address parsing, with the same parser and answers, minus the
+        class it defines on every call (measured: a fifth of its protocol time)."""
+        if not arg:
+            return "", ""
+        try:
+            if arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
 
 class KnownLists:

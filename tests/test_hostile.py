@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import event, func, select
 
 from listserv.db import Database
+from listserv.gate import SessionGate
 from listserv.models import Post
+from listserv.receiver import Handler, ListservSMTP
 from listserv.server import Server
 
 from .conftest import LIST, Sink, make_message, smtp_send
@@ -287,3 +290,17 @@ def test_database_unreachable_during_data_answers_451_then_serves_again(
     assert posts(db) == 0
     assert smtp_send(receiver.port, "alice@example.org", [LIST], msg.as_bytes()).code == 250
     assert posts(db) == 1
+
+
+@pytest.mark.parametrize("arg", [
+    "", "<>", "<alice@example.org>", "alice@example.org", " <alice@example.org> SIZE=10",
+    '<"odd local"@example.org>', "<@relay.example:alice@example.org>", "<alice@[192.0.2.1]>",
+    "<alice@example.org", "alice", "<<>>", "<a" + "x" * 70 + "@example.org>",
+    "<ålice@exämple.org>", "<alice@example.org> BODY=8BITMIME",
+])
+def test_mail_and_rcpt_addresses_are_read_as_aiosmtpd_reads_them(arg: str) -> None:
+    ours = ListservSMTP(Handler.__new__(Handler), SessionGate(1, "421"))
+    theirs = SMTP(Handler.__new__(Handler))
+    for limit in (0, 64):
+        ours.local_part_limit = theirs.local_part_limit = limit
+        assert ours._getaddr(arg) == theirs._getaddr(arg)
