@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import dkim
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 # Signed whether present or not: a header we signed as absent cannot be added later
@@ -21,6 +25,34 @@ REQUIRED_HEADERS = (
 )
 # Relaxed body canonicalization survives the whitespace changes relays make.
 CANONICALIZE = (b"relaxed", b"relaxed")
+
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+
+
+@lru_cache(maxsize=16)
+def _openssl_key(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int,
+                 iqmp: int) -> rsa.RSAPrivateKey:
+    return rsa.RSAPrivateNumbers(p, q, d, dmp1, dmq1, iqmp,
+                                 rsa.RSAPublicNumbers(e, n)).private_key()
+
+
+def _rsassa_pkcs1_v1_5_sign(hashed: Any, private_key: dict[str, int]) -> bytes:
+    """dkimpy's RSA step done by OpenSSL (through cryptography).
+
+    dkimpy computes the signature with Python's pow(): 7 ms for a 2048-bit key, which made
+    signed fan-out to 100,000 members take 12 minutes of CPU. PKCS#1 v1.5 signatures are
+    deterministic, so OpenSSL's are byte for byte the same (tested), at a tenth of the cost.
+    """
+    key = _openssl_key(*(private_key[k] for k in (
+        "modulus", "publicExponent", "privateExponent", "prime1", "prime2", "exponent1",
+        "exponent2", "coefficient")))
+    algorithm = _HASHES[hashed.name.lower()]()
+    return key.sign(hashed.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
+
+
+# dkimpy looks the function up in its module namespace on every signature (DKIM and ARC).
+dkim.RSASSA_PKCS1_v1_5_sign = _rsassa_pkcs1_v1_5_sign
 
 
 class SigningKeyError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import dkim
 import pytest
+from dkim.crypto import parse_pem_private_key
 
 from listserv import keys, signing
 from listserv.db import Database
@@ -241,3 +243,15 @@ def test_arc_seal_continues_an_upstream_chain(arc_on: Any, keypair: tuple[bytes,
     cv, results, reason = dkim.arc_verify(content, dnsfunc=lookup)
     assert cv == dkim.CV_Pass, reason
     assert [r["instance"] for r in results] == [2, 1]
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha1"])
+def test_openssl_signs_byte_for_byte_as_dkimpy_does(algorithm: str) -> None:
+    # The RSA step runs in OpenSSL for speed; the signature must be the one dkimpy's own
+    # arithmetic gives (PKCS#1 v1.5 is deterministic), or receivers would see another one.
+    private, _public = keys.generate()
+    key = parse_pem_private_key(private)
+    digest = hashlib.new(algorithm, b"Does massage therapy help with ALS?")
+    assert dkim.RSASSA_PKCS1_v1_5_sign is signing._rsassa_pkcs1_v1_5_sign
+    assert (signing._rsassa_pkcs1_v1_5_sign(digest, key)
+            == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, key))
