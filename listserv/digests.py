@@ -133,15 +133,25 @@ def done_periods(session: Session, list_id: int) -> set[str]:
     return set(session.scalars(select(DigestRun.period).where(DigestRun.list_id == list_id)))
 
 
+def _existed_since(session: Session, ml: MailingList) -> datetime:
+    """From when the list can have had posts: a period that ended before holds none (its
+    creation, or its first post if older: posts may be imported into a list)."""
+    first = session.scalar(select(func.min(Post.received_at)).where(Post.list_id == ml.id))
+    return min(ml.created_at, first) if first is not None else ml.created_at
+
+
 def schedule(db: Database, config: Config, templates: Environment,
              now: datetime) -> list[Opened]:
     """Open every due run of every list; safe to run in many processes at once."""
     with db.session() as session:
-        lists = [(ml.id, ml.digest_hour, ml.timezone, done_periods(session, ml.id))
+        lists = [(ml.id, ml.digest_hour, ml.timezone, done_periods(session, ml.id),
+                  _existed_since(session, ml))
                  for ml in session.scalars(select(MailingList).order_by(MailingList.id))]
     opened = []
-    for list_id, hour, tz, done in lists:
+    for list_id, hour, tz, done, since in lists:
         for per in digest.due(now, hour, tz, done):
+            if per.end <= since:
+                continue
             try:
                 with db.session() as session:
                     ml = session.get(MailingList, list_id)

@@ -18,13 +18,13 @@ from typing import Any
 
 import dkim
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from listserv import digest
 from listserv.config import Config, LimitsConfig
 from listserv.db import Database
 from listserv.message import Malformed, parse
-from listserv.models import Delivery, DigestRun, Post, Thread
+from listserv.models import Delivery, DigestRun, MailingList, Post, Thread
 from listserv.replytext import new_text
 from listserv.server import Server
 
@@ -197,8 +197,8 @@ def test_send_twice_and_restart_produce_one_digest(
     assert listing.exit_code == 0, listing.output
     runs = [(r["period"], r["serial"], r["posts"], r["recipients"], r["sent"])
             for r in json.loads(listing.output)]
-    assert runs[:2] == [("2026-11-03", 1, 2, 1, 1), ("2026-11-03", 0, 2, 1, 1)]
-    assert all(r[2] == r[3] == r[4] == 0 for r in runs[2:])  # the quiet days before
+    # Nothing for the quiet days before the first post.
+    assert runs == [("2026-11-03", 1, 2, 1, 1), ("2026-11-03", 0, 2, 1, 1)]
 
 
 def test_period_missed_while_down_is_sent_on_start_and_empty_days_send_nothing(
@@ -537,3 +537,16 @@ def test_digest_is_dkim_signed_for_each_reader(
     assert not dkim.verify(digest_copy.content.replace(b"carol@example.com.",
                                                        b"mallory@example.com"),
                            dnsfunc=signed)
+
+
+def test_a_new_list_opens_no_digests_for_the_days_before_it_existed(
+    als: str, clock: Clock, scheduler: Any, db: Database
+) -> None:
+    with db.session() as s:
+        s.execute(update(MailingList).values(created_at=datetime(2026, 11, 2, 12, 0, tzinfo=UTC)))
+    clock.now = datetime(2026, 11, 5, 8, 0, tzinfo=UTC)
+    scheduler()
+    with db.session() as s:
+        periods = sorted(s.scalars(select(DigestRun.period)))
+    # The mornings after its creation; none of the week before it (the catch-up window).
+    assert periods == ["2026-11-03", "2026-11-04", "2026-11-05"]
