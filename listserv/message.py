@@ -179,15 +179,16 @@ def _check_header_block(raw: bytes, limits: LimitsConfig) -> str | None:
     return None
 
 
+_NESTING = re.compile(rb"(?i)boundary\s*=|content-type:\s*message/")
+
+
 def _check_structure(raw: bytes, limits: LimitsConfig) -> str | None:
     """Bound MIME nesting before the recursive feed parser sees it.
 
     Each nesting level needs its own boundary (or an encapsulated message), so counting
     their declarations bounds the depth without parsing anything.
     """
-    nested = len(re.findall(rb"(?i)boundary\s*=", raw)) + len(
-        re.findall(rb"(?i)content-type:\s*message/", raw)
-    )
+    nested = len(_NESTING.findall(raw))
     if nested > limits.max_mime_depth:
         return f"MIME nested more than {limits.max_mime_depth} levels"
     return None

@@ -58,14 +58,17 @@ class _Headers:
 
     def __init__(self, source: HeaderSource) -> None:
         self._source = source
+        # A mapping is indexed by lower-cased name once, not scanned for every lookup.
+        self._index = None if isinstance(source, email.message.Message) else _index(source)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header `name` as text (empty when absent or unreadable)."""
         try:
-            if isinstance(self._source, email.message.Message):
-                raw: Iterable[object] = self._source.get_all(name) or []
+            if self._index is not None:
+                raw: Iterable[object] = self._index.get(name.lower(), [])
             else:
-                raw = _mapping_values(self._source, name)
+                assert isinstance(self._source, email.message.Message)
+                raw = self._source.get_all(name) or []
             return [text for value in raw if (text := _to_text(value)) is not None]
         except Exception:  # garbage headers must never break classification
             return []
@@ -76,14 +79,17 @@ class _Headers:
         return values[0].strip() if values else ""
 
 
-def _mapping_values(source: Mapping[str, object], name: str) -> list[object]:
-    """Values for `name` in a plain mapping, matching the key case-insensitively."""
-    wanted = name.lower()
-    found: list[object] = []
-    for key, value in source.items():
-        if isinstance(key, str) and key.lower() == wanted:
-            found.extend(value if isinstance(value, (list, tuple)) else [value])
-    return found
+def _index(source: Mapping[str, object]) -> dict[str, list[object]]:
+    """The values of a plain mapping by lower-cased name (keys that are not text ignored)."""
+    index: dict[str, list[object]] = {}
+    try:
+        for key, value in source.items():
+            if isinstance(key, str):
+                index.setdefault(key.lower(), []).extend(
+                    value if isinstance(value, (list, tuple)) else [value])
+    except Exception:  # garbage headers must never break classification
+        pass
+    return index
 
 
 def _to_text(value: object) -> str | None:
