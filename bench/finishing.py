@@ -1,5 +1,6 @@
-"""How long the last step before sending takes per recipient: per-member one-click links
-(one composed message each) and the DKIM signature. Prints figures; run from a checkout:
+"""How long the last step before sending takes per recipient: the member's own unsubscribe
+token (the default), one-click links (`[web] base_url`: the post composed again for each
+member) and the DKIM signature. Prints figures; run from a checkout:
 
     python bench/finishing.py [members]
 """
@@ -11,6 +12,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import select
 
 from listserv import keys
 from listserv.config import parse
@@ -51,23 +54,29 @@ def main(count: int) -> None:
             s.flush()
             s.add(FanoutJob(post_id=post.id, created_at=now))
             post_id = post.id
-        recipients = [f"m{i}@example.org" for i in range(count)]
+        with db.session() as s:
+            members: dict[str, int | None] = {
+                address: member_id
+                for address, member_id in s.execute(select(Member.address, Member.id))}
         pem, _ = keys.generate()
+        signer = Signer("s", "lists.example.org", pem)
         templates = environment(Path(tmp))
-        for label, signer, web in [("one-click links", None, True),
-                                   ("DKIM signature only", Signer("s", "lists.example.org", pem),
-                                    False),
-                                   ("links + DKIM", Signer("s", "lists.example.org", pem), True)]:
-            cfg = config if web else parse({"database": {"url": config.database.url}},
-                                           Path(tmp))
-            finisher = Finisher(db, cfg, templates, signer, lambda: now)
-            start = time.perf_counter()
-            for chunk in range(0, count, 100):  # the outbox's batch size
-                finisher.finish(("post", post_id), raw, recipients[chunk:chunk + 100])
-            spent = time.perf_counter() - start
-            per = spent / count * 1000 if web else spent / (count / 100) * 1000
-            unit = "per recipient" if web else "per 100-recipient batch (one signature)"
-            print(f"{label:22s} {count} recipients: {spent:.2f} s, {per:.2f} ms {unit}")
+        plain = parse({"database": {"url": config.database.url}}, Path(tmp))
+        chunks = [dict(list(members.items())[i:i + 100]) for i in range(0, count, 100)]
+        for label, cfg, sign in [("personal unsubscribe token", plain, None),
+                                 ("  + DKIM signature", plain, signer),
+                                 ("one-click links (web)", config, None),
+                                 ("  + DKIM signature", config, signer)]:
+            finisher = Finisher(db, cfg, templates, sign, lambda: now)
+            with db.read() as s:  # composed once per post, as the outbox does
+                post = s.get_one(Post, post_id)
+                message = finisher.render(s, post, s.get_one(MailingList, post.list_id))
+            start = time.process_time()
+            for chunk in chunks:  # the outbox hands over recipients in batches
+                finisher.finish(("post", post_id), message, chunk)
+            spent = time.process_time() - start
+            print(f"{label:28s} {count} recipients: {spent:.2f} s CPU, "
+                  f"{spent / count * 1000:.2f} ms per recipient")
         db.dispose()
 
 
