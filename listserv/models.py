@@ -57,6 +57,8 @@ class MailingList(Base):
     digest_hour: Mapped[int] = mapped_column(Integer)
     timezone: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Hours a temporarily failing delivery is retried; NULL: [delivery] max_age_hours.
+    max_retry_hours: Mapped[float | None] = mapped_column(Float)
 
     @property
     def domain(self) -> str:
