@@ -59,7 +59,7 @@ def open_report(session: Session, config: Config, templates: Environment, ml: Ma
     owners = listroles.owners(session, ml)
     notifier = Notifier(session, config, templates, ml, now)
     for owner in owners:
-        notifier.send("report", TEMPLATE, owner, report=report, day=day_label(day),
+        notifier.send(reports.REPORT_KIND, TEMPLATE, owner, report=report, day=day_label(day),
                       timezone=ml.timezone)
     row.owners = len(owners)
     return Reported(ml.address, day, len(owners))

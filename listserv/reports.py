@@ -11,6 +11,10 @@ from sqlalchemy.orm import Session
 from . import stats
 from .models import Delivery, DeliveryFailure, MailingList, Member, MemberEvent, Notice, Post
 
+# The notice kind of the owners' daily report: not list traffic, so not counted in it
+# (otherwise every report would make the next day worth reporting).
+REPORT_KIND = "owner_report"
+
 
 def record_failure(session: Session, delivery: Delivery, code: int, text: str, final: bool,
                    now: datetime) -> None:
@@ -52,7 +56,8 @@ def _events(session: Session, ml: MailingList, first: date,
     events += [(at, "delivery") for at in session.scalars(
         sent.join(Post, Post.id == Delivery.post_id).where(Post.list_id == ml.id))]
     events += [(at, "delivery") for at in session.scalars(
-        sent.join(Notice, Notice.id == Delivery.notice_id).where(Notice.list_id == ml.id))]
+        sent.join(Notice, Notice.id == Delivery.notice_id)
+        .where(Notice.list_id == ml.id, Notice.kind != REPORT_KIND))]
     for model in (DeliveryFailure, MemberEvent):
         events += [(at, kind) for at, kind in session.execute(
             select(model.at, model.kind).where(

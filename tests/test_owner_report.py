@@ -98,6 +98,11 @@ def test_a_complaint_reaches_the_owner_in_the_next_days_report_once(
     assert ("Unsubscribed because their mail provider reported our mail as spam:\n"
             "  dave@example.org\n") in text
     assert "Delivery disabled because their mail bounced:\n  frank@example.org\n" in text
+    # The next day nothing happened (the report itself does not count): no report.
+    clock.now = datetime(2026, 11, 29, 7, 0, tzinfo=UTC)
+    scheduler()
+    drain()
+    assert len(reports_to(sink, OWNER)) == 1
     # The figures are the ones `listserv report` prints for that day.
     assert cli("report", LIST, "--since", "2026-11-27", "--until", "2026-11-27"
                ).output.splitlines()[1].split() == ["2026-11-27", "1", "3", "0", "2", "0",
