@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,27 @@ def list_summary(session: Session, ml: MailingList) -> dict[str, Any]:
         "members": sum(counts.values()),
         "members_by_mode": {mode: counts.get(mode, 0) for mode in MODES},
     }
+
+
+def parse_retry_hours(value: str) -> float | None:
+    """`--max-retry-hours`: hours > 0, or "default" (None: follow [delivery] max_age_hours)."""
+    if value.strip().lower() == "default":
+        return None
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not (math.isfinite(hours) and hours > 0):
+        raise AdminError(f"invalid --max-retry-hours {value!r}: give hours > 0, or 'default'")
+    return hours
+
+
+def retry_setting(ml: MailingList, config: Config) -> dict[str, Any]:
+    """What `lists show` says of the retry age: the hours in force and whether they are the
+    global default."""
+    own = ml.max_retry_hours
+    return {"max_retry_hours": config.delivery.max_age_hours if own is None else own,
+            "max_retry_hours_default": own is None}
 
 
 def create_list(

@@ -227,7 +227,8 @@ def lists_show(ctx: Context, address: str, as_json: bool) -> None:
     """Settings and counts of one list."""
     with ctx.session() as s:
         ml = admin.require_list(s, address, ctx.config.lists.domain)
-        row = {**admin.list_summary(s, ml), "policy": listroles.policy(s, ml)}
+        row = {**admin.list_summary(s, ml), "policy": listroles.policy(s, ml),
+               **admin.retry_setting(ml, ctx.config)}
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
@@ -471,13 +472,23 @@ def outbox_retry(ctx: Context, ids: tuple[int, ...], retry_all: bool) -> None:
               help="Allow ADDR to post to an announce list.")
 @click.option("--remove", "removed", multiple=True, metavar="ADDR",
               help="Take away every role of ADDR on this list.")
+@click.option("--max-retry-hours", "retry_hours", default=None, metavar="H|default",
+              help="Hours a temporarily failing delivery of this list is retried before it "
+                   "counts as a bounce (> 0); 'default' follows [delivery] max_age_hours.")
 @pass_ctx
 def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str, ...],
               moderators: tuple[str, ...], posters: tuple[str, ...],
-              removed: tuple[str, ...]) -> None:
-    """Set the posting policy and the owners, moderators and approved posters of a list."""
-    if policy is None and not (owners or moderators or posters or removed):
-        fail("nothing to change: give --policy, --owner, --moderator, --poster or --remove")
+              removed: tuple[str, ...], retry_hours: str | None) -> None:
+    """Set the posting policy, the owners, moderators and approved posters, and the maximum
+    retry age of a list."""
+    if policy is None and retry_hours is None and not (owners or moderators or posters
+                                                       or removed):
+        fail("nothing to change: give --policy, --owner, --moderator, --poster, --remove "
+             "or --max-retry-hours")
+    try:
+        hours = None if retry_hours is None else admin.parse_retry_hours(retry_hours)
+    except admin.AdminError as exc:
+        fail(str(exc))
     with ctx.session() as s:
         ml = admin.require_list(s, address, ctx.config.lists.domain)
         for addr in removed:
@@ -487,7 +498,12 @@ def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str,
                 listroles.add_role(s, ml, addr, role)
         if policy is not None:
             listroles.set_policy(s, ml, policy)
-        click.echo(f"{ml.address}: policy={listroles.policy(s, ml)}")
+        if retry_hours is not None:
+            ml.max_retry_hours = hours
+        retry = admin.retry_setting(ml, ctx.config)
+        default = " (default)" if retry["max_retry_hours_default"] else ""
+        click.echo(f"{ml.address}: policy={listroles.policy(s, ml)} "
+                   f"max_retry_hours={retry['max_retry_hours']:g}{default}")
 
 
 @lists.command("roles")

@@ -8,11 +8,8 @@ see a conflict and move on.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -221,42 +218,3 @@ class Composer:
                                  f"digest.{run_id}.{delivery.id}@{ml.domain}",
                                  text_footer, html_footer)
         return role_address(ml.address, "bounces"), message
-
-
-class Scheduler:
-    """The server's scheduler role: open due digest runs now and then, wake the outbox."""
-
-    def __init__(self, db: Database, config: Config, templates: Environment,
-                 clock: Callable[[], datetime], on_run: Callable[[], None]) -> None:
-        self.db = db
-        self.config = config
-        self.templates = templates
-        self.clock = clock
-        self.on_run = on_run
-
-    async def run_once(self) -> list[Opened]:
-        opened = await asyncio.to_thread(schedule, self.db, self.config, self.templates,
-                                         self.clock())
-        for o in opened:
-            log.info("digest %s of %s: %d posts, queued for %d readers",
-                     o.period, o.list_address, o.posts, o.recipients)
-        if any(o.recipients for o in opened):
-            self.on_run()
-        log.info("digest check done: %d runs opened", len(opened))
-        return opened
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Check every `lists.digest_check_seconds` until `stop` (the first check is start's)."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.lists.digest_check_seconds)
-            if stop.is_set():
-                return
-            await self.run_safely()
-
-    async def run_safely(self) -> None:
-        try:
-            await self.run_once()
-        except Exception:
-            log.exception("digest check failed; retrying in %ss",
-                          self.config.lists.digest_check_seconds)

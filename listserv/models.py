@@ -57,6 +57,8 @@ class MailingList(Base):
     digest_hour: Mapped[int] = mapped_column(Integer)
     timezone: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Hours a temporarily failing delivery is retried; NULL: [delivery] max_age_hours.
+    max_retry_hours: Mapped[float | None] = mapped_column(Float)
 
     @property
     def domain(self) -> str:
@@ -318,6 +320,27 @@ class DigestRun(Base):
     html_head: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     html_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OwnerReport(Base):
+    """The owners' daily report of one list for one local day.
+
+    unique(list_id, day) makes it go out once: every scheduler inserts the row in the
+    transaction that queues the emails, and only one insert can win. A quiet day gets its
+    row too, with no emails (owners 0), so it is not looked at again.
+    """
+
+    __tablename__ = "owner_reports"
+    __table_args__ = (UniqueConstraint("list_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    # How many owners it was queued for.
+    owners: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class MemberEvent(Base):
     """A membership ended by the member's mail provider or one click: kept after the member
     row is gone, for the owners' report and so a repeated one-click POST stays a success."""

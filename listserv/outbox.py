@@ -27,7 +27,7 @@ from .config import Config
 from .db import TEMPORARY_ERRORS, Database, insert_ignore
 from .finishing import Batch, Finisher
 from .keys import load_signer
-from .models import Delivery, FanoutJob, MailingList, Member, Notice, Post
+from .models import Delivery, DigestRun, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
 
 log = logging.getLogger("listserv.outbox")
@@ -45,6 +45,11 @@ def backoff(attempts: int, jitter: float) -> timedelta:
     """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
     base = min(60 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=base * (0.8 + 0.4 * jitter))
+
+
+def max_age(list_hours: float | None, default_hours: float) -> timedelta:
+    """How long a temporary failure is retried: the list's own limit, else the global one."""
+    return timedelta(hours=default_hours if list_hours is None else list_hours)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,17 @@ class Claim:
         return ("notice", self.notice_id)
 
     @property
+    def source(self) -> tuple[str, int]:
+        """The stored row the message comes from (post, digest run or notice): its list's
+        settings apply to every delivery of it."""
+        if self.digest_id is not None:
+            return ("digest", self.digest_id)
+        if self.post_id is not None:
+            return ("post", self.post_id)
+        assert self.notice_id is not None
+        return ("notice", self.notice_id)
+
+    @property
     def batch_key(self) -> tuple[str, int, str]:
         """Claims with one key share an SMTP transaction. A post's copy has a VERP sender
         per recipient, so it travels alone; a notice may go to several at once."""
@@ -89,6 +105,18 @@ def queue_notice(
     session.add(Delivery(notice_id=notice.id, recipient=recipient, status="queued", attempts=0,
                          next_attempt_at=now, created_at=now))
     return notice
+
+
+def _list_retry_hours(session: Session, claim: Claim) -> float | None:
+    """The max_retry_hours of the list a delivery's message belongs to (None: no list, or
+    the list keeps the global value)."""
+    kind, ident = claim.source
+    model = {"post": Post, "digest": DigestRun, "notice": Notice}[kind]
+    return session.scalar(
+        select(MailingList.max_retry_hours)
+        .join(model, model.list_id == MailingList.id)
+        .where(model.id == ident)
+    )
 
 
 class Outbox:
@@ -192,15 +220,18 @@ class Outbox:
     def record(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
         """Record the results of a round's SMTP transactions in one database transaction."""
         now = self.clock()
-        max_age = timedelta(hours=self.config.delivery.max_age_hours)
         sent = []
+        ages: dict[tuple[str, int], timedelta] = {}
         with self.db.session() as session:
             for claim in claims:
                 result = results.get(claim.recipient, SendResult(451, "no answer for recipient"))
                 if result.ok:
                     sent.append(claim.id)
                     continue
-                too_old = now - claim.created_at > max_age
+                if claim.source not in ages:
+                    ages[claim.source] = max_age(_list_retry_hours(session, claim),
+                                                 self.config.delivery.max_age_hours)
+                too_old = now - claim.created_at > ages[claim.source]
                 self._record_failure(session, claim, result, now, final=result.permanent or too_old)
             if sent:
                 session.execute(

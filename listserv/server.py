@@ -14,10 +14,10 @@ from aiohttp.web import AppRunner
 from . import moderation, web
 from .config import Config
 from .db import Database
-from .digests import Scheduler
 from .outbox import Outbox
 from .receiver import Handler, session_gate, smtp_factory
 from .replies import Outcome, reply
+from .scheduler import Scheduler
 from .templating import environment
 from .transports import MaildirDelivery, SmtpRelay, Transport
 

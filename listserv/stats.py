@@ -9,8 +9,11 @@ must never count toward a member's bounce score. Pure.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import date, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from .digest import latest_due
 
 COLUMNS = ("posts", "deliveries", "deferrals", "hard_bounces", "soft_bounces",
            "policy_bounces", "complaints", "unsubscribes")
@@ -36,8 +39,9 @@ KIND_COLUMN = {
 }
 
 
-def per_day(events: Iterable[tuple[date, str]], first: date, last: date) -> list[dict[str, object]]:
-    """One row per day from `first` to `last` (zeros included), oldest first."""
+def tally(events: Iterable[tuple[date, str]], first: date,
+          last: date) -> dict[date, dict[str, int]]:
+    """The counts of each day from `first` to `last` (zeros included)."""
     days = {first + timedelta(n): dict.fromkeys(COLUMNS, 0)
             for n in range((last - first).days + 1)}
     for day, kind in events:
@@ -45,4 +49,31 @@ def per_day(events: Iterable[tuple[date, str]], first: date, last: date) -> list
         column = KIND_COLUMN.get(kind)
         if row is not None and column is not None:
             row[column] += 1
-    return [{"day": day.isoformat(), **counts} for day, counts in sorted(days.items())]
+    return days
+
+
+def per_day(events: Iterable[tuple[date, str]], first: date, last: date) -> list[dict[str, object]]:
+    """One row per day from `first` to `last` (zeros included), oldest first."""
+    return [{"day": day.isoformat(), **counts}
+            for day, counts in sorted(tally(events, first, last).items())]
+
+
+def report_day(now: datetime, hour: int, tz: str) -> date:
+    """The local day whose owners' report is due at `now`: the day before the latest digest
+    hour that has passed, so the day is over and the report goes out with the digest."""
+    return latest_due(now, hour, tz) - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DayReport:
+    """One day of a list as its owners read it in the daily report."""
+
+    day: date
+    counts: Mapping[str, int]  # COLUMNS
+    complainers: tuple[str, ...]  # unsubscribed because their provider reported a complaint
+    disabled: tuple[str, ...]  # delivery disabled for bouncing
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing happened: no report is sent for such a day."""
+        return not (any(self.counts.values()) or self.complainers or self.disabled)

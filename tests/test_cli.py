@@ -18,6 +18,7 @@ COMMANDS = [
     ["lists", "show"], ["lists", "delete"], ["members"], ["members", "add"],
     ["members", "remove"], ["members", "list"], ["members", "set"], ["members", "import"],
     ["members", "export"], ["threads"], ["show"], ["outbox"], ["outbox", "retry"],
+    ["lists", "set"], ["report"],
 ]
 
 
@@ -87,6 +88,31 @@ def test_members_add_list_set_remove(als: str, cli: Any) -> None:
     assert "erin@example.org" not in rows
     table = cli("members", "list", LIST).output.splitlines()
     assert table[0].split() == ["ADDRESS", "NAME", "MODE", "JOINED_AT"]
+
+
+def test_a_list_gets_its_own_maximum_retry_age_and_goes_back_to_the_default(
+        als: str, cli: Any) -> None:
+    shown = json.loads(cli("lists", "show", LIST, "--json").output)
+    assert (shown["max_retry_hours"], shown["max_retry_hours_default"]) == (120.0, True)
+
+    result = cli("lists", "set", LIST, "--max-retry-hours", "24")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{LIST}: policy=members max_retry_hours=24\n"
+    shown = json.loads(cli("lists", "show", LIST, "--json").output)
+    assert (shown["max_retry_hours"], shown["max_retry_hours_default"]) == (24.0, False)
+    assert "max_retry_hours: 24.0\n" in cli("lists", "show", LIST).output
+
+    for bad in ("0", "-3", "soon", "nan", "inf", ""):
+        refused = cli("lists", "set", LIST, "--max-retry-hours", bad)
+        assert refused.exit_code == 1
+        assert refused.output == (f"Error: invalid --max-retry-hours {bad!r}: "
+                                  "give hours > 0, or 'default'\n")
+    assert json.loads(cli("lists", "show", LIST, "--json").output)["max_retry_hours"] == 24.0
+
+    back = cli("lists", "set", LIST, "--max-retry-hours", "default")
+    assert back.output == f"{LIST}: policy=members max_retry_hours=120 (default)\n"
+    assert json.loads(cli("lists", "show", LIST, "--json").output)["max_retry_hours_default"]
+    assert "--max-retry-hours H|default" in cli("lists", "set", "--help").output
 
 
 def test_import_reports_added_skipped_and_invalid_rows(als: str, cli: Any,

@@ -19,6 +19,7 @@ from listserv.verp import decode, encode
 from .conftest import LIST, Clock, Sink, make_message
 
 BOB = "bob@example.net"
+FRANK = "frank@example.org"
 BOB_VERP = "living-with-als-bounces+bob=example.net@lists.example.org"
 
 
@@ -100,6 +101,34 @@ def test_temporary_failures_become_a_bounce_after_the_maximum_age(
     drain()
     assert statuses(db)[BOB] == "failed"
     assert member(db, BOB).bounce_score == 1.0
+
+
+def test_a_list_with_a_short_maximum_retry_age_gives_up_sooner_than_the_default(
+        als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock,
+        db: Database) -> None:
+    caregivers = "caregivers@lists.example.org"
+    assert cli("lists", "create", "caregivers", "--title", "Caregivers").exit_code == 0
+    for address in ("alice@example.org", FRANK):
+        assert cli("members", "add", caregivers, address).exit_code == 0
+    assert cli("lists", "set", LIST, "--max-retry-hours", "6").exit_code == 0
+    # Bob's and Frank's mailboxes are full: their relays answer 4xx for days.
+    sink.rcpt_replies[BOB] = sink.rcpt_replies[FRANK] = "452 4.2.2 mailbox full"
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="a@x")).code == 250
+    assert post(make_message("alice@example.org", "Hi", "hello", to=caregivers,
+                             message_id="c@x"), to=[caregivers]).code == 250
+    drain()
+    clock.advance(hours=5)
+    drain()
+    assert (statuses(db)[BOB], statuses(db)[FRANK]) == ("deferred", "deferred")
+    # Past the six hours of living-with-als, but far within the default five days.
+    clock.advance(hours=2)
+    drain()
+    assert (statuses(db)[BOB], statuses(db)[FRANK]) == ("failed", "deferred")
+    assert member(db, BOB).bounce_score == 1.0
+    assert member(db, FRANK).bounce_score == 0
+    clock.advance(days=5)
+    drain()
+    assert statuses(db)[FRANK] == "failed"
 
 
 def test_relay_down_then_back_delivers_everything_in_thread_order(

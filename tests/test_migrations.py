@@ -67,6 +67,23 @@ def test_database_from_before_migrations_is_adopted_with_its_data(
     assert "alice@example.org" in members
 
 
+def test_a_0002_database_with_a_list_upgrades_and_the_list_keeps_the_default_retry_age(
+        cli: Any, config: Config) -> None:
+    engine = make_engine(config.database_url)
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO lists (address, title, description, subject_prefix, from_rewrite,"
+            " digest_hour, timezone, created_at) VALUES (:a, 'ALS', '', '', 'always', 7, 'UTC',"
+            " CURRENT_TIMESTAMP)"), {"a": LIST})
+    engine.dispose()
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"database at revision {migrate.head()} (was 0002)"
+    assert "max_retry_hours: 120.0\nmax_retry_hours_default: True" in \
+        cli("lists", "show", LIST).output
+
+
 def test_an_older_database_is_migrated_when_the_server_opens_it(config: Config) -> None:
     engine = make_engine(config.database_url)
     migrate.upgrade(engine, migrate.BASELINE)
