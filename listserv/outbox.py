@@ -68,12 +68,7 @@ class Claim:
 
         A digest carries a footer for its reader, so each digest delivery is its own message.
         """
-        if self.digest_id is not None:
-            return ("digest", self.id)
-        if self.post_id is not None:
-            return ("post", self.post_id)
-        assert self.notice_id is not None
-        return ("notice", self.notice_id)
+        return ("digest", self.id) if self.digest_id is not None else self.source
 
     @property
     def source(self) -> tuple[str, int]:
