@@ -187,18 +187,34 @@ def tagged_thread(conn: Connection, list_id: int, detail: str | None) -> int | N
     return conn.scalar(_TAGGED, {"thread_id": int(match[1]), "list_id": list_id})
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What is worked out of a message before its transaction, needing no database: done
+    outside the writer lock, so that other processes write meanwhile."""
+
+    parsed: Parsed
+    new_text: str
+    robots: dict[str, str | None]  # why it is a machine's mail, per list address
+
+    @classmethod
+    def of(cls, parsed: Parsed, sender: str, routes: Sequence[Route]) -> Prepared:
+        headers: dict[str, list[str]] = {}
+        for name, value in parsed.headers:
+            headers.setdefault(name, []).append(value)
+        addresses = {r.list_address or "" for r in routes}
+        return cls(parsed, replytext.new_text(parsed.text), {
+            address: robots.robot_reason(headers, envelope_sender=sender,
+                                         our_list_ids=[address.replace("@", ".")],
+                                         our_loop_value=address)
+            for address in addresses})
+
+
 def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
-                    sender: str) -> tuple[ListRow, policy.Facts] | None:
+                    robot: str | None) -> tuple[ListRow, policy.Facts] | None:
     row = _FACTS.run(conn, {"address": address, "author": parsed.author_address or "",
                             "message_id": parsed.message_id}).first()
     if row is None:
         return None
-    headers: dict[str, list[str]] = {}
-    for name, value in parsed.headers:
-        headers.setdefault(name, []).append(value)
-    robot = robots.robot_reason(headers, envelope_sender=sender,
-                                our_list_ids=[address.replace("@", ".")],
-                                our_loop_value=address)
     facts = policy.Facts(
         list_address=address,
         author_is_member=bool(row.is_member),
@@ -212,9 +228,11 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
 
 
 def _store_post(
-    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime
+    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime,
+    new_text: str | None = None,
 ) -> int:
-    """Insert the post, open or touch its thread, and queue its one fan-out job; the id."""
+    """Insert the post, open or touch its thread, and queue its one fan-out job; the id.
+    `new_text` is the author's own words, when worked out already."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
     if candidates:
@@ -249,7 +267,7 @@ def _store_post(
         "date": parsed.date,
         "received_at": now,
         "body": parsed.text,
-        "new_text": replytext.new_text(parsed.text),
+        "new_text": replytext.new_text(parsed.text) if new_text is None else new_text,
         "raw": raw,
     }).scalar_one()
     _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
@@ -257,7 +275,7 @@ def _store_post(
 
 
 def _apply(
-    session: Session, routes: Sequence[Route], raw: bytes, parsed: Parsed, sender: str,
+    session: Session, routes: Sequence[Route], raw: bytes, prepared: Prepared, sender: str,
     now: datetime, on_held: OnHeld | None = None,
 ) -> Result:
     outcomes: list[Outcome] = []
@@ -266,8 +284,9 @@ def _apply(
     conn = session.connection()
     for route in routes:
         address = route.list_address or ""
-        list_raw, list_parsed = ensure_message_id(raw, parsed, address.rpartition("@")[2])
-        found = _list_and_facts(conn, address, list_parsed, sender)
+        list_raw, list_parsed = ensure_message_id(raw, prepared.parsed,
+                                                  address.rpartition("@")[2])
+        found = _list_and_facts(conn, address, list_parsed, prepared.robots[address])
         if found is None:  # deleted between RCPT and DATA
             outcomes.append(Outcome.TEMPORARY_FAILURE)
             continue
@@ -276,7 +295,8 @@ def _apply(
         outcomes.append(decision.outcome)
         details.append(f"{ml.address}: {decision.reason}")
         if decision.outcome is Outcome.ACCEPTED:
-            post_ids.append(_store_post(conn, ml, list_parsed, list_raw, route, now))
+            post_ids.append(_store_post(conn, ml, list_parsed, list_raw, route, now,
+                                        prepared.new_text))
         elif decision.outcome is Outcome.HELD:
             held = Held(
                 list_id=ml.id,
@@ -375,16 +395,19 @@ class GroupCommitter:
                     item.settle()
 
 
-def _parse(batch: list[_Item]) -> list[tuple[_Item, Parsed]]:
-    """Parse the messages of a batch; the malformed are answered at once."""
+def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
+    """Parse and prepare the messages of a batch; the malformed are answered at once."""
     ready = []
     for item in batch:
-        if item.parsed is None:
-            item.parsed = parse(item.raw, item.limits or LimitsConfig())
-        if isinstance(item.parsed, Malformed):
-            item.result = Result(Outcome.MALFORMED, item.parsed.reason)
-        else:
-            ready.append((item, item.parsed))
+        try:
+            if item.parsed is None:
+                item.parsed = parse(item.raw, item.limits or LimitsConfig())
+            if isinstance(item.parsed, Malformed):
+                item.result = Result(Outcome.MALFORMED, item.parsed.reason)
+            else:
+                ready.append((item, Prepared.of(item.parsed, item.sender, item.routes)))
+        except Exception as exc:  # a bug met by this message alone: the others go on
+            item.error = exc
     return ready
 
 
@@ -396,14 +419,14 @@ def _commit(db: Database, batch: list[_Item]) -> None:
     Message-ID committed meanwhile by another process is then seen as a duplicate). A
     failed commit fails every message of the group, and nothing of it is stored.
     """
-    ready = _parse(batch)
+    ready = _prepare(batch)
     if not ready:
         return
     try:
         try:
             with db.session() as session:
-                for item, parsed in ready:
-                    item.result = _apply(session, item.routes, item.raw, parsed, item.sender,
+                for item, prepared in ready:
+                    item.result = _apply(session, item.routes, item.raw, prepared, item.sender,
                                          item.now, item.on_held)
             return
         except IntegrityError:
@@ -413,8 +436,8 @@ def _commit(db: Database, batch: list[_Item]) -> None:
         except Exception:
             pass  # a bug met by one message: found below, message by message
         with db.session() as session:
-            for item, parsed in ready:
-                _apply_alone(session, item, parsed)
+            for item, prepared in ready:
+                _apply_alone(session, item, prepared)
     except Exception as exc:
         # SQLite may have rolled back the whole transaction (a full disk) before the
         # savepoint was: report the cause, not the failed ROLLBACK TO.
@@ -423,17 +446,17 @@ def _commit(db: Database, batch: list[_Item]) -> None:
             cause = cause.__context__
         if len(ready) > 1:
             log.error("group commit of %d messages failed: %s", len(ready), exc)
-        for item, _parsed in ready:
+        for item, _prepared in ready:
             item.result, item.error = None, cause or exc
 
 
-def _apply_alone(session: Session, item: _Item, parsed: Parsed) -> None:
+def _apply_alone(session: Session, item: _Item, prepared: Prepared) -> None:
     """Apply one message of a group in its savepoint, so that its failure is its own."""
     item.result = item.error = None
     for _attempt in range(2):
         try:
             with session.begin_nested():
-                item.result = _apply(session, item.routes, item.raw, parsed, item.sender,
+                item.result = _apply(session, item.routes, item.raw, prepared, item.sender,
                                      item.now, item.on_held)
             item.error = None
             return
