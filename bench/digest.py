@@ -1,29 +1,26 @@
 """Digest at scale: 10,000 digest readers, 500 posts in the day.
 
-Measures, on a real SQLite file in a temporary folder:
+Measures, on a scratch database (a SQLite file, or a PostgreSQL database made and dropped
+at LISTSERV_BENCH_PG_URL):
   1. opening the run: reading the posts, rendering the body ONCE, queueing 10,000 deliveries;
   2. composing all 10,000 readers' messages as the outbox does at send time;
 and prints the figures with the peak RSS of the process. With --send, it then delivers them
 through the outbox to Postfix's smtp-sink (Debian package `postfix`) and prints that too.
 
-    python bench/digest.py [--readers 10000] [--posts 500] [--send]
+    python bench/digest.py [--db sqlite|postgresql] [--readers 10000] [--posts 500] [--send]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+from common import fast_sink, free_port, scratch_database, scratch_dir, sink_name, wait_port
 from sqlalchemy import func, insert, select
 
 from listserv import digest, digests, ingest
@@ -74,25 +71,12 @@ def setup(db: Database, readers: int, posts: int, day: datetime) -> None:
         assert result.post_ids, result.detail
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def send_all(db: Database, config: Config, expected: int) -> None:
     """Deliver every queued digest through the outbox to smtp-sink; print the rate."""
-    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     port = free_port()
-    as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # smtp-sink refuses root
-    proc = subprocess.Popen([sink, *as_root, f"127.0.0.1:{port}", "256"])
+    sink = fast_sink(port)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(port)
         relay = SmtpRelay("127.0.0.1", port, config.delivery.connections, 60.0)
         outbox = Outbox(db, config, relay, environment(config.base_dir),
                         lambda: datetime.now(UTC) + timedelta(days=2))
@@ -110,22 +94,22 @@ def send_all(db: Database, config: Config, expected: int) -> None:
         with db.session() as s:
             sent = s.scalar(select(func.count()).select_from(Delivery)
                             .where(Delivery.status == "sent"))
-        print(f"send through the outbox to smtp-sink: {sent}/{expected} sent "
+        print(f"send through the outbox to {sink_name()}: {sent}/{expected} sent "
               f"({attempted} attempts) in {took:.1f} s ({sent / took:.0f} messages/s)")
     finally:
-        proc.terminate()
-        proc.wait()
+        sink.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--posts", type=int, default=500)
     parser.add_argument("--send", action="store_true", help="also deliver them to smtp-sink")
     args = parser.parse_args()
     day = datetime(2026, 11, 2, 7, 30, tzinfo=UTC)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = parse({"database": {"url": f"sqlite:///{tmp}/bench.db"}}, Path(tmp))
+    with scratch_dir() as tmp, scratch_database(args.db, Path(tmp)) as url:
+        config = parse({"database": {"url": url}}, Path(tmp))
         db = Database(config.database_url)
         db.create_schema()
         started = time.perf_counter()
