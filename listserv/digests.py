@@ -155,6 +155,7 @@ def schedule(db: Database, config: Config, templates: Environment,
                     if ml is None:
                         break
                     opened.append(open_run(session, config, templates, ml, per, now))
+                db.inserted(Delivery.__tablename__, opened[-1].recipients)
             except IntegrityError:
                 log.info("digest %s of list %d already opened elsewhere", per.label, list_id)
     return opened

@@ -168,6 +168,7 @@ class Outbox:
             if members:
                 job.cursor = members[-1][0]
             job.done = len(members) < EXPAND_BATCH
+        self.db.inserted(Delivery.__tablename__, len(rows))
         return True
 
     # -- claiming and recording ----------------------------------------------------------
