@@ -66,12 +66,10 @@ class SmtpRelay:
             smtp: aiosmtplib.SMTP | None = None
             try:
                 smtp = await self._connection()
-                refused, _ = await smtp.sendmail(sender, recipients, message)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                self._release(smtp)
-                return {
-                    err.recipient: SendResult(err.code, err.message) for err in exc.recipients
-                }
+                if sender.isascii() and all(rcpt.isascii() for rcpt in recipients):
+                    results = await _transaction(smtp, sender, recipients, message)
+                else:
+                    results = await _utf8_transaction(smtp, sender, recipients, message)
             except aiosmtplib.SMTPResponseException as exc:
                 self._discard(smtp)
                 return dict.fromkeys(recipients, SendResult(exc.code, exc.message))
@@ -80,9 +78,6 @@ class SmtpRelay:
                 text = f"relay {self.host}:{self.port}: {exc}"
                 return dict.fromkeys(recipients, SendResult(451, text))
             self._release(smtp)
-            results = dict.fromkeys(recipients, SendResult(250, "ok"))
-            for rcpt, response in refused.items():
-                results[rcpt] = SendResult(response.code, response.message)
             return results
 
     def _release(self, smtp: aiosmtplib.SMTP | None) -> None:
@@ -101,6 +96,49 @@ class SmtpRelay:
                     await smtp.quit()
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
                     smtp.close()
+
+
+_ACCEPTED = (250, 251)
+
+
+async def _transaction(smtp: aiosmtplib.SMTP, sender: str, recipients: list[str],
+                       message: bytes) -> dict[str, SendResult]:
+    """MAIL, RCPT and DATA with aiosmtplib's own commands, as its sendmail() runs them.
+
+    sendmail() parses every address twice with email.utils, a third of the dispatcher's
+    CPU (measured with py-spy); ours are plain ASCII addresses, checked when stored or built.
+    Refused recipients get their reply; when all are, the envelope is reset.
+    """
+    if smtp.is_ehlo_or_helo_needed:
+        await smtp.ehlo()
+    size = [b"SIZE=%d" % len(message)] if smtp.supports_extension("size") else []
+    reply = await smtp.execute_command(b"MAIL", b"FROM:<%s>" % sender.encode(), *size)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+    results = {}
+    for rcpt in recipients:
+        reply = await smtp.execute_command(b"RCPT", b"TO:<%s>" % rcpt.encode())
+        results[rcpt] = SendResult(reply.code, reply.message)
+    if not any(r.code in _ACCEPTED for r in results.values()):
+        await smtp.rset()
+        return results
+    await smtp.data(message)
+    return {rcpt: SendResult(250, "ok") if r.code in _ACCEPTED else r
+            for rcpt, r in results.items()}
+
+
+async def _utf8_transaction(smtp: aiosmtplib.SMTP, sender: str, recipients: list[str],
+                            message: bytes) -> dict[str, SendResult]:
+    """An internationalized address needs SMTPUTF8 (RFC 6531): aiosmtplib's sendmail() asks
+    for it, and fails when the relay lacks it (a 451 here: the mail is retried)."""
+    try:
+        refused, _ = await smtp.sendmail(sender, recipients, message, mail_options=["SMTPUTF8"])
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return {err.recipient: SendResult(err.code, err.message) for err in exc.recipients}
+    results = dict.fromkeys(recipients, SendResult(250, "ok"))
+    for rcpt, response in refused.items():
+        results[rcpt] = SendResult(response.code, response.message)
+    return results
 
 
 def maildir_name(address: str) -> str:

@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 from listserv.addresses import route
 from listserv.db import Database
 from listserv.models import Bounce, Delivery, Member, Post
+from listserv.transports import SmtpRelay
 from listserv.verp import decode, encode
 
-from .conftest import LIST, Clock, Sink, make_message
+from .conftest import LIST, Clock, LoopThread, Sink, make_message
 
 BOB = "bob@example.net"
 FRANK = "frank@example.org"
@@ -328,3 +329,29 @@ def test_verp_round_trips_through_routing(recipient: str) -> None:
     assert (target.kind, target.role) == ("list", "bounces")
     decoded = decode(target.detail)
     assert decoded is not None and decoded.lower() == recipient.lower()
+
+
+def test_the_relay_hears_each_recipient_and_its_own_answer(
+    sink: Sink, loop_thread: LoopThread
+) -> None:
+    relay = SmtpRelay("127.0.0.1", sink.port, 1, 10.0)
+    sink.rcpt_replies["gone@example.net"] = "550 5.1.1 no such user"
+    sink.rcpt_replies["full@example.net"] = "452 4.2.2 mailbox full"
+    message = make_message("alice@example.org", "Hello", "body").as_bytes()
+    results = loop_thread.run(relay.send(
+        "list-bounces@lists.example.org",
+        ["bob@example.net", "gone@example.net", "full@example.net"], message))
+    assert {r: res.code for r, res in results.items()} == {
+        "bob@example.net": 250, "gone@example.net": 550, "full@example.net": 452}
+    # Everyone refused: nothing is sent, and the connection serves the next message.
+    refused = loop_thread.run(relay.send("list-bounces@lists.example.org",
+                                         ["gone@example.net"], message))
+    assert refused["gone@example.net"].code == 550
+    assert loop_thread.run(relay.send("list-bounces@lists.example.org", ["bob@example.net"],
+                                      message))["bob@example.net"].code == 250
+    # An internationalized address goes out with SMTPUTF8 (RFC 6531).
+    assert loop_thread.run(relay.send("list-bounces@lists.example.org", ["jürgen@bücher.de"],
+                                      message))["jürgen@bücher.de"].code == 250
+    loop_thread.run(relay.close())
+    assert [r.rcpt_tos for r in sink.received] == [
+        ["bob@example.net"], ["bob@example.net"], ["jürgen@bücher.de"]]
