@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,8 +32,9 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-# Rows inserted into a table in bulk after which PostgreSQL gets fresh statistics.
-ANALYZE_AFTER = 5000
+# Rows inserted into a table in bulk after which PostgreSQL gets fresh statistics: at least
+# this many, and half as many as the table held when last analyzed.
+ANALYZE_AFTER = 1000
 
 # Execution option of Database.read(): on SQLite a plain BEGIN, which takes no write lock.
 READ_ONLY = "listserv_read_only"
@@ -68,12 +69,7 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    # psycopg prepares a statement run five times, and PostgreSQL then keeps a generic plan
-    # made from the statistics of that moment: the outbox's claim query, planned while
-    # deliveries was empty, took 40 s per claim once a fan-out had queued 20,000 rows
-    # (measured). Planned at each execution, it takes milliseconds.
-    args = {"prepare_threshold": None} if make_url(url).get_driver_name() == "psycopg" else {}
-    engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+    engine = create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "connect")
     def _pg_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -147,6 +143,7 @@ class Database:
         self.engine = make_engine(url, busy_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._inserted: dict[str, int] = {}
+        self._analyzed_rows: dict[str, int] = {}
         self._counts_lock = threading.Lock()
         self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                      expire_on_commit=False)
@@ -182,21 +179,31 @@ class Database:
             migrate.upgrade(self.engine)
 
     def inserted(self, table: str, rows: int) -> None:
-        """Note rows just committed in bulk (a fan-out, a digest run). On PostgreSQL, past
-        ANALYZE_AFTER rows the table is analyzed at once rather than when autovacuum comes
-        by, up to a minute later: the outbox's claim query took 520 ms at 100,000 queued
-        deliveries on statistics from before they were queued, 37 ms after ANALYZE
-        (measured). SQLite plans these queries well without statistics."""
+        """Note rows just committed in bulk (a fan-out, a digest run); on PostgreSQL, analyze
+        the table once they are many, rather than when autovacuum comes by a minute later.
+
+        psycopg prepares a statement run five times and PostgreSQL then keeps a generic plan
+        made from the statistics of that moment. Measured: the outbox's claim query, planned
+        while deliveries was empty, took 40 s per claim once a fan-out had queued 20,000 rows
+        (25 ms after ANALYZE, which also drops the stale plan). SQLite needs no statistics
+        for these queries.
+        """
         if self.engine.dialect.name != "postgresql":
             return
         with self._counts_lock:
-            self._inserted[table] = self._inserted.get(table, 0) + rows
-            if self._inserted[table] < ANALYZE_AFTER:
+            pending = self._inserted.get(table, 0) + rows
+            if pending < max(ANALYZE_AFTER, self._analyzed_rows.get(table, 0) // 2):
+                self._inserted[table] = pending
                 return
             self._inserted[table] = 0
+        name = self.engine.dialect.identifier_preparer.quote(table)
         with self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f"ANALYZE {self.engine.dialect.identifier_preparer.quote(table)}")
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f"ANALYZE {name}")
+            known = conn.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class WHERE oid = '{name}'::regclass").scalar()
+        with self._counts_lock:
+            self._analyzed_rows[table] = int(known or 0)
 
     def dispose(self) -> None:
         self.engine.dispose()
