@@ -252,6 +252,18 @@ def outbox(config: Config, clock: Clock, db: Database,
 
 
 @pytest.fixture
+def scheduler(config: Config, clock: Clock, loop_thread: LoopThread, db: Database) -> Any:
+    """Start a server with only the scheduler role (one check at start), then stop it."""
+
+    def start_and_stop() -> None:
+        server = Server(config, clock, roles=("scheduler",))
+        loop_thread.run(server.start())
+        loop_thread.run(server.stop())
+
+    return start_and_stop
+
+
+@pytest.fixture
 def drain(outbox: Outbox, loop_thread: LoopThread) -> Any:
     """Run the outbox until nothing is due; returns how many deliveries it attempted."""
 

@@ -21,14 +21,13 @@ import pytest
 from sqlalchemy import func, select, update
 
 from listserv import digest
-from listserv.config import Config, LimitsConfig
+from listserv.config import LimitsConfig
 from listserv.db import Database
 from listserv.message import Malformed, parse
 from listserv.models import Delivery, DigestRun, MailingList, Post, Thread
 from listserv.replytext import new_text
-from listserv.server import Server
 
-from .conftest import LIST, Clock, LoopThread, Sink, make_message
+from .conftest import LIST, Clock, Sink, make_message
 from .corpus import corpus_dir, corpus_files
 from .test_replytext import normalise
 from .test_serve import wait_for
@@ -106,18 +105,6 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
 def count(db: Database, model: type, *where: Any) -> int:
     with db.session() as s:
         return s.scalar(select(func.count()).select_from(model).where(*where))
-
-
-@pytest.fixture
-def scheduler(config: Config, clock: Clock, loop_thread: LoopThread, db: Database) -> Any:
-    """Start a server with only the scheduler role (one check at start), then stop it."""
-
-    def start_and_stop() -> None:
-        server = Server(config, clock, roles=("scheduler",))
-        loop_thread.run(server.start())
-        loop_thread.run(server.stop())
-
-    return start_and_stop
 
 
 def test_seed_digest_reaches_the_digest_reader_once(

@@ -12,28 +12,15 @@ import pytest
 from listserv import dailyreport
 from listserv.config import Config
 from listserv.db import Database
-from listserv.server import Server
 from listserv.stats import DayReport
 from listserv.templating import environment
 
-from .conftest import LIST, Clock, LoopThread, Sink, make_message
+from .conftest import LIST, Clock, Sink, make_message
 from .test_complaints import arf
 
 OWNER = "olga@example.org"
 BOUNCES = "living-with-als-bounces@lists.example.org"
 CAREGIVERS = "caregivers@lists.example.org"
-
-
-@pytest.fixture
-def scheduler(config: Config, clock: Clock, loop_thread: LoopThread, db: Database) -> Any:
-    """Start a server with only the scheduler role (one check at start), then stop it."""
-
-    def start_and_stop() -> None:
-        server = Server(config, clock, roles=("scheduler",))
-        loop_thread.run(server.start())
-        loop_thread.run(server.stop())
-
-    return start_and_stop
 
 
 @pytest.fixture
