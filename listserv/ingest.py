@@ -124,7 +124,7 @@ _INSERT_POST = _inserting(_posts, "list_id", "thread_id", "parent_id", "message_
 _INSERT_JOB = _inserting(_jobs, "post_id", "cursor", "done", "created_at")
 
 
-class _Prepared:
+class _FastStatement:
     """A statement of every post, compiled once per dialect and run with exec_driver_sql.
 
     SQLAlchemy's work per execution (cache key, result metadata, bind processing) was a
@@ -167,7 +167,7 @@ class _Compiled:
 
 
 _FACTS, _NEW_THREAD, _NEW_POST, _NEW_JOB, _TOUCH = map(
-    _Prepared, (_LIST_AND_FACTS, _INSERT_THREAD, _INSERT_POST, _INSERT_JOB, _TOUCH_THREAD))
+    _FastStatement, (_LIST_AND_FACTS, _INSERT_THREAD, _INSERT_POST, _INSERT_JOB, _TOUCH_THREAD))
 
 
 @dataclass(frozen=True)
@@ -309,8 +309,8 @@ def _apply(
                 raw=f"Return-Path: <{_clean(sender)}>\r\n".encode() + list_raw,
             )
             session.add(held)
+            session.flush()  # seen by the next message's facts query (Core, no autoflush)
             if on_held is not None:
-                session.flush()
                 on_held(session, session.get_one(MailingList, ml.id), held, list_parsed,
                         sender, now)
     return Result(combine(outcomes), "; ".join(details), tuple(post_ids))

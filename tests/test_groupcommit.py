@@ -19,7 +19,7 @@ from listserv import ingest
 from listserv.addresses import route
 from listserv.config import Config
 from listserv.db import Database
-from listserv.models import FanoutJob, Post, Thread
+from listserv.models import FanoutJob, Held, Post, Thread
 from listserv.replies import Outcome
 from listserv.server import Server
 
@@ -162,3 +162,37 @@ def test_eight_concurrent_clients_each_get_their_post_stored_once(
     with db.session() as s:
         assert sorted(s.scalars(select(Post.message_id))) == [f"{n}@x.org" for n in range(4)]
     assert count(db, Thread) == count(db, FanoutJob) == 4
+
+
+def test_two_copies_of_a_held_post_in_one_group_are_held_once(
+    als: str, db: Database, config: Config
+) -> None:
+    committer = ingest.GroupCommitter(db)
+    routes = [route(LIST, {"lists.example.org"}, {LIST})]
+    first = make_message("alice@example.org", "First", "x", message_id="first@x.org")
+    question = make_message("zed@example.org", "Can I ask?", "not a member yet",
+                            message_id="zed@x.org")
+    outcomes: dict[str, list[Outcome]] = {"alice": [], "zed": []}
+
+    def send(who: str, msg: EmailMessage) -> Callable[[], None]:
+        def run() -> None:
+            outcomes[who].append(ingest.receive(
+                db, routes, msg.as_bytes(), f"{who}@example.org", config.limits, NOW,
+                committer=committer).result().outcome)
+        return run
+
+    # A member's post is being written (and waits for a peer); meanwhile a non-member's
+    # question arrives twice (a retry on a second connection): both copies are decided
+    # in the next transaction, together.
+    with write_locked(config.database_url):
+        workers = [started(send("alice", first))]
+        assert wait_until(lambda: committer._busy and not committer._pending)
+        for n in (1, 2):
+            workers.append(started(send("zed", question)))
+            assert wait_until(lambda n=n: len(committer._pending) == n)
+    for worker in workers:
+        worker.join()
+    assert outcomes["alice"] == [Outcome.ACCEPTED]
+    assert sorted(o.value for o in outcomes["zed"]) == sorted(
+        [Outcome.HELD.value, Outcome.DUPLICATE.value])
+    assert count(db, Held) == 1
