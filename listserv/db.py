@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -57,10 +59,10 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine:
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            _enable_wal(cur, busy_timeout)
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -80,6 +82,22 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine:
         dbapi_conn.commit()
 
     return engine
+
+
+def _enable_wal(cursor: Any, busy_timeout: float) -> None:
+    """Switch a SQLite database to WAL. The switch needs the database to itself, and SQLite
+    refuses it at once, without its busy handler, while another connection is opening it
+    (seen when processes start together on a new database): so try again until
+    busy_timeout."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def sqlite_path(url: str) -> Path | None:
