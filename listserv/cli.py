@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
@@ -154,20 +155,20 @@ def _migrate(ctx: Context, revision: str = "head") -> tuple[str | None, str | No
 @main.command()
 @click.option("--role", "role", type=click.Choice(["all", "receiver", "dispatcher", "scheduler"]),
               default="all", show_default=True, help="Which part of listserv this process runs.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Receiver processes sharing the SMTP port, e.g. one per core "
+                   "(default: [receiver] workers, 1).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details too.")
 @pass_ctx
-def serve(ctx: Context, role: str, verbose: bool) -> None:
+def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
     """Receive posts by SMTP and deliver them (Ctrl-C stops cleanly)."""
-    from .server import ROLES, run
+    from .server import ROLES, configure_logging, run
     from .signing import SigningKeyError
 
     config = ctx.config
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if workers is not None:
+        config = replace(config, receiver=replace(config.receiver, workers=workers))
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         run(config, ROLES if role == "all" else (role,))
     except OSError as exc:

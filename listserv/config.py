@@ -39,6 +39,9 @@ class ReceiverConfig:
     reuse_port: bool = False
     # Concurrent SMTP sessions; beyond it the idlest session makes room, or 421 4.7.0.
     max_sessions: int = 200
+    # Receiver processes (one per core): above 1, the serving process accepts connections
+    # and hands them to these in turn.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,7 @@ def _validate(cfg: Config, source: str) -> None:
          "lists.domain", "must be a domain name such as lists.example.org"),
         (bool(cfg.database.url), "database.url", "must not be empty"),
         (cfg.receiver.max_sessions > 0, "receiver.max_sessions", "must be > 0"),
+        (0 < cfg.receiver.workers <= 64, "receiver.workers", "must be 1-64"),
         (cfg.delivery.max_age_hours > 0, "delivery.max_age_hours", "must be > 0"),
         (cfg.bounces.threshold > 0, "bounces.threshold", "must be > 0"),
         (cfg.bounces.decay_days >= 0, "bounces.decay_days", "must be >= 0"),

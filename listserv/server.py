@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from aiohttp.web import AppRunner
 from . import moderation, web
 from .config import Config
 from .db import Database
+from .handoff import Acceptor, Handed
 from .outbox import Outbox
 from .receiver import Handler, session_gate, smtp_factory
 from .replies import Outcome, reply
@@ -24,6 +26,13 @@ from .transports import MaildirDelivery, SmtpRelay, Transport
 log = logging.getLogger("listserv.server")
 
 SHUTDOWN_GRACE = 5.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
+def configure_logging(level: int) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def utcnow() -> datetime:
@@ -42,14 +51,20 @@ ROLES = ("receiver", "dispatcher", "scheduler")
 
 class Server:
     """The roles this process plays: receiver (SMTP in), dispatcher (outbox out), scheduler
-    (digests due), any or all of them."""
+    (digests due), any or all of them.
+
+    With `[receiver] workers` above 1, this process accepts the SMTP connections and hands
+    them to that many receiver processes, each a Server given its end of the `handoff`.
+    """
 
     def __init__(
-        self, config: Config, clock: Callable[[], datetime] = utcnow, roles: tuple[str, ...] = ROLES
+        self, config: Config, clock: Callable[[], datetime] = utcnow,
+        roles: tuple[str, ...] = ROLES, handoff: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.roles = roles
+        self.handoff = handoff
         self.db = Database(config.database_url, config.database.busy_timeout)
         self.transport = make_transport(config)
         templates = environment(config.base_dir)
@@ -58,6 +73,9 @@ class Server:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._smtp: asyncio.Server | None = None
+        self.acceptor: Acceptor | None = None  # with [receiver] workers above 1
+        self._handed: Handed | None = None
+        self._done = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._expirer: asyncio.Task[None] | None = None
         self._scheduling: asyncio.Task[None] | None = None
@@ -69,18 +87,8 @@ class Server:
     async def start(self) -> None:
         await asyncio.to_thread(self.db.create_schema)
         if "receiver" in self.roles:
-            handler = Handler(self.db, self.config, self.clock, on_post=self._wake.set)
-            loop = asyncio.get_running_loop()
-            self._smtp = await loop.create_server(
-                smtp_factory(handler, self.config, self.gate),
-                self.config.receiver.host,
-                self.config.receiver.port,
-                reuse_port=self.config.receiver.reuse_port or None,
-                backlog=1024,  # a burst of connections waits in the kernel, not in SYN retries
-            )
-            self.port = self._smtp.sockets[0].getsockname()[1]
-            log.info("receiving on %s:%d", self.config.receiver.host, self.port)
-            if self.config.web.base_url:
+            await self._start_receiving()
+            if self.config.web.base_url and self.handoff is None:
                 app = web.application(self.db, self.config, self.outbox.templates,
                                       self.clock)
                 self._web, self.web_port = await web.start(
@@ -98,14 +106,48 @@ class Server:
             await self.scheduler.run_safely()
             self._scheduling = asyncio.create_task(self.scheduler.run_forever(self._stop))
 
+    async def _start_receiving(self) -> None:
+        if self.config.receiver.workers > 1 and self.handoff is None:
+            self.acceptor = Acceptor(self.config, self.config.receiver.workers,
+                                      on_post=self._wake.set)
+            await self.acceptor.start()
+            self.port = self.acceptor.port
+            log.info("receiving on %s:%d with %d receiver processes",
+                     self.config.receiver.host, self.port, self.config.receiver.workers)
+            return
+        handler = Handler(self.db, self.config, self.clock, on_post=self._posted)
+        factory = smtp_factory(handler, self.config, self.gate)
+        if self.handoff is not None:
+            self._handed = Handed(self.handoff, factory, on_close=self._done.set)
+            self._handed.start()
+            return
+        self._smtp = await asyncio.get_running_loop().create_server(
+            factory,
+            self.config.receiver.host,
+            self.config.receiver.port,
+            reuse_port=self.config.receiver.reuse_port or None,
+            backlog=1024,  # a burst of connections waits in the kernel, not in SYN retries
+        )
+        self.port = self._smtp.sockets[0].getsockname()[1]
+        log.info("receiving on %s:%d", self.config.receiver.host, self.port)
+
+    def _posted(self) -> None:
+        self._wake.set()
+        if self._handed is not None:
+            self._handed.notify_post()
+
     def _wake_outbox(self) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
+        if self.acceptor is not None:
+            await self.acceptor.stop()
+        if self._handed is not None:
+            self._handed.stop()
         if self._smtp is not None:
             self._smtp.close()
-            self.gate.close_idle(reply(Outcome.SHUTTING_DOWN))
+        self.gate.close_idle(reply(Outcome.SHUTTING_DOWN))
         if self._web is not None:
             await self._web.cleanup()
         self._stop.set()
@@ -150,15 +192,19 @@ class Server:
     async def serve_until_signalled(self) -> None:
         # Signals are caught before start: a Ctrl-C while start is still working (the first
         # digest check) must stop cleanly, not abort with mail already being delivered.
-        done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, done.set)
+            loop.add_signal_handler(sig, self._done.set)
         await self.start()
-        await done.wait()
+        await self._done.wait()
         log.info("shutting down")
         await self.stop()
 
 
 def run(config: Config, roles: tuple[str, ...] = ROLES) -> None:
     asyncio.run(Server(config, roles=roles).serve_until_signalled())
+
+
+def run_handed(config: Config, channel: socket.socket) -> None:
+    """A receiver process serving the connections its acceptor hands over, until it ends."""
+    asyncio.run(Server(config, roles=("receiver",), handoff=channel).serve_until_signalled())
