@@ -188,6 +188,9 @@ def _check_structure(raw: bytes, limits: LimitsConfig) -> str | None:
     Each nesting level needs its own boundary (or an encapsulated message), so counting
     their declarations bounds the depth without parsing anything.
     """
+    lowered = raw.lower()
+    if b"boundary" not in lowered and b"message/" not in lowered:
+        return None  # a single part, as most posts are: no pattern search needed
     nested = len(_NESTING.findall(raw))
     if nested > limits.max_mime_depth:
         return f"MIME nested more than {limits.max_mime_depth} levels"

@@ -102,6 +102,12 @@ _SIGNATURE_MAX_LINES = 10  # more unquoted lines after "-- " than this is not a 
 _FOOTER_MAX_LINES = 20  # a quoted list footer is short; a longer tail may be the author's text
 
 
+# Every marker _cut_index looks for has one of these characters: an attribution ends in ":"
+# or "-", a separator has "--" or ":", a header block ":", a signature "--", a rule one of
+# the characters it is drawn with.
+_MAY_MARK = re.compile(r"[:\uff1a\-_=*~#+]")
+
+
 def _blank(line: str) -> bool:
     return not line.strip()
 
@@ -181,6 +187,9 @@ def _cut_index(lines: list[str]) -> int | None:
     last_quote = max((k for k, x in enumerate(lines) if QUOTE.match(x)), default=-1)
     for i, line in enumerate(lines):
         if _blank(line) or QUOTE.match(line):
+            continue
+        if not _MAY_MARK.search(line):  # ordinary text: no marker below can start here
+            text_before = True
             continue
         rest = lines[i + 1 :]
         # Without a ">" quote below, only a dated or addressed attribution may end the text.

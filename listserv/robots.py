@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -104,12 +105,22 @@ def _to_text(value: object) -> str | None:
     return text
 
 
+@functools.lru_cache(maxsize=1024)  # the same people write again and again
 def _address(value: str) -> str:
     """The bare address of a header or envelope value: "<>" and "" give ""."""
     try:
         return parseaddr(value)[1].strip()
     except Exception:
         return value.strip().strip("<>").strip()
+
+
+@functools.lru_cache(maxsize=1024)
+def _addresses(value: str) -> tuple[str, ...]:
+    """The addresses in a From value; none when it cannot be read."""
+    try:
+        return tuple(addr for _, addr in getaddresses([value]) if addr)
+    except Exception:
+        return ()
 
 
 def _local_part(address: str) -> str:
@@ -286,11 +297,7 @@ def _robot_from(ctx: _Context) -> str | None:
     # Bounces relayed with a rewritten envelope still come From: MAILER-DAEMON/postmaster, and
     # a no-reply sender cannot be answered, so no human posts from one.
     for value in ctx.headers.get_all("From"):
-        try:
-            addresses = [addr for _, addr in getaddresses([value]) if addr]
-        except Exception:
-            addresses = []
-        for addr in addresses:
+        for addr in _addresses(value):
             local = _local_part(addr)
             if _DAEMON_LOCAL.match(local) or _NOREPLY_LOCAL.match(local):
                 return f"From: {local} (robot sender)"
