@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def try_normalize(address: str) -> str | None:
 _ANGLE_ADDR_RE = re.compile(r"^(.*?)<([^<>]*)>\s*$", re.S)
 
 
+@functools.lru_cache(maxsize=1024)  # the same people write again and again
 def parse_mailbox(header_value: str) -> tuple[str, str | None]:
     """(display name, normalized address or None) from a From-like header value.
 
