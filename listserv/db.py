@@ -170,6 +170,11 @@ class Database:
             else nullcontext()
         )
 
+    def writing(self) -> AbstractContextManager[Any]:
+        """This process's turn at writing, held across transactions (SQLite: the writer
+        lock, re-entrant; PostgreSQL needs none)."""
+        return self._writer
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises."""

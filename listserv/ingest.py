@@ -393,7 +393,14 @@ class GroupCommitter:
                 batch, self._pending = self._pending, []
                 self._busy = True
             try:
-                _commit(self.db, batch)
+                ready = _prepare(batch)
+                with self.db.writing():
+                    # What arrived while this writer parsed or waited for its turn (another
+                    # process committing) joins this transaction instead of the next one.
+                    with self._cond:
+                        late, self._pending = self._pending, []
+                    batch += late
+                    _store(self.db, ready + _prepare(late))
             except BaseException as exc:  # never leave a sender waiting for an answer
                 for item in batch:
                     item.result, item.error = None, exc
@@ -421,14 +428,17 @@ def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
 
 
 def _commit(db: Database, batch: list[_Item]) -> None:
-    """Apply the messages of a batch in one transaction and commit it once.
+    _store(db, _prepare(batch))
+
+
+def _store(db: Database, ready: list[tuple[_Item, Prepared]]) -> None:
+    """Apply the prepared messages of a batch in one transaction and commit it once.
 
     First all together; if one of them fails, the batch is applied again with each message
     in its own SAVEPOINT, so a message that fails rolls back alone (a copy of the same
     Message-ID committed meanwhile by another process is then seen as a duplicate). A
     failed commit fails every message of the group, and nothing of it is stored.
     """
-    ready = _prepare(batch)
     if not ready:
         return
     try:

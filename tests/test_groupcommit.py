@@ -13,12 +13,12 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from listserv import ingest
 from listserv.addresses import route
 from listserv.config import Config
-from listserv.db import Database
+from listserv.db import Database, WriterLock, sqlite_path
 from listserv.models import FanoutJob, Held, Post, Thread
 from listserv.replies import Outcome
 from listserv.server import Server
@@ -85,6 +85,39 @@ def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
         assert thread.post_count == 2
     assert count(db, Thread) == 2
     assert count(db, FanoutJob) == 3
+
+
+def test_posts_arriving_while_the_writer_waits_for_its_turn_join_its_transaction(
+    als: str, db: Database, config: Config
+) -> None:
+    if not config.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL writers take no turns: there is no writer lock to wait for")
+    committer = ingest.GroupCommitter(db)
+    routes = [route(LIST, {"lists.example.org"}, {LIST})]
+    commits: list[object] = []
+    event.listen(db.engine, "commit", commits.append)
+    results: dict[str, Outcome] = {}
+
+    def send(name: str) -> Callable[[], None]:
+        msg = make_message("alice@example.org", name, "x", message_id=f"{name}@x.org")
+        return lambda: results.update({name: ingest.receive(
+            db, routes, msg.as_bytes(), "alice@example.org", config.limits, NOW,
+            committer=committer).result().outcome})
+
+    workers = []
+    # Another receiver process has its turn at writing: the first post waits for it, and
+    # the two that arrive meanwhile go into the same transaction, behind the same fsync.
+    with WriterLock(sqlite_path(config.database_url)):
+        workers.append(started(send("first")))
+        assert wait_until(lambda: committer._busy and not committer._pending)
+        for n, name in enumerate(["second", "third"], start=1):
+            workers.append(started(send(name)))
+            assert wait_until(lambda n=n: len(committer._pending) == n)
+    for worker in workers:
+        worker.join()
+    assert results == dict.fromkeys(["first", "second", "third"], Outcome.ACCEPTED)
+    assert len(commits) == 1
+    assert count(db, Post) == 3
 
 
 def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
