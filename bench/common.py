@@ -7,6 +7,7 @@ Linux only (peak RSS and CPU time come from /proc). Not part of the test suite.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,9 +46,21 @@ def machine() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range: a closed port from that range may
+    become the source port of another connection before our server binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    for port in random.sample(range(10000, ephemeral), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -133,17 +146,17 @@ class Proc:
     def pid(self) -> int:
         return self.popen.pid
 
+    def pids(self) -> list[int]:
+        """This process and its children (the receiver processes of `serve --workers`)."""
+        return [self.pid, *_children(self.pid)]
+
     def peak_rss_mb(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM")
+        """The highest peak RSS of this process and of each child."""
+        return max(_peak_rss_mb(pid) for pid in self.pids())
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """CPU time of this process and its children, while they run."""
+        return sum(_cpu_seconds(pid) for pid in self.pids())
 
     def stop(self) -> str:
         if self.popen.poll() is None:
@@ -159,8 +172,48 @@ class Proc:
         return out
 
 
-def listserv_server(config: Path, role: str) -> Proc:
-    return Proc([sys.executable, "-m", "listserv", "-c", str(config), "serve", "--role", role])
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                found += [int(entry), *_children(int(entry))]
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def listserv_server(config: Path, role: str, workers: int = 1) -> Proc:
+    return Proc([sys.executable, "-m", "listserv", "-c", str(config), "serve", "--role", role,
+                 "--workers", str(workers)])
+
+
+def smtp_source_binary() -> str | None:
+    """Postfix's load generator, a C program: its CPU does not crowd the servers measured."""
+    found = shutil.which("smtp-source")
+    if found is None and Path("/usr/sbin/smtp-source").exists():
+        found = "/usr/sbin/smtp-source"
+    return found
 
 
 def smtp_sink_binary() -> str | None:
