@@ -264,7 +264,9 @@ def test_a_huge_base64_attachment_is_stored_quickly(big_messages: None, als: str
                        subtype="octet-stream", filename="scan.bin")  # 10 MB, 13.8 MB base64
     start = time.monotonic()
     assert post(msg).code == 250
-    assert time.monotonic() - start < 3.0
+    # A guard against work that grows with the square of the size (minutes for 14 MB), not
+    # a speed figure: this takes 2.5-3.5 s on a busy two-core machine, mostly the transfer.
+    assert time.monotonic() - start < 15.0
     with db.session() as s:
         assert s.scalar(select(Post.body)).strip() == "The scan is attached."
 
