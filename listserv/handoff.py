@@ -17,8 +17,9 @@ import contextlib
 import logging
 import multiprocessing
 import socket
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -31,12 +32,15 @@ log = logging.getLogger("listserv.handoff")
 # many waiting connections at most before the next receiver gets them.
 _CHANNEL_BUFFER = 64 * 1024
 _STOP_GRACE = 15.0
+_SHORT_LIFE = 10.0  # seconds: a receiver that dies younger is restarted after a pause
+_RESPAWN_DELAY = 2.0
 
 
 @dataclass
 class _Worker:
     process: BaseProcess
     channel: socket.socket  # our end; the receiver process holds the other
+    started: float = field(default_factory=time.monotonic)
 
 
 def _receiver_main(config: Config, channel: socket.socket, log_level: int) -> None:
@@ -94,8 +98,14 @@ class Acceptor:
 
     def _posted(self, worker: _Worker) -> None:
         try:
-            worker.channel.recv(16)
+            data = worker.channel.recv(16)
+        except BlockingIOError:
+            return
         except OSError:
+            data = b""
+        if not data:  # the receiver process is ending; _ended cleans up after it
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(worker.channel)
             return
         self.on_post()
 
@@ -103,13 +113,21 @@ class Acceptor:
         """A receiver process exited: start another in its place, unless we are stopping."""
         loop = asyncio.get_running_loop()
         loop.remove_reader(worker.process.sentinel)
-        loop.remove_reader(worker.channel)
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(worker.channel)
         worker.channel.close()
         if self._stopping:
             return
-        log.error("receiver process %d exited with %s; starting another", worker.process.pid,
-                  worker.process.exitcode)
-        self._workers[self._workers.index(worker)] = self._spawn()
+        # One that could not even start (a broken install, no memory) is not restarted in
+        # a tight loop; meanwhile the others take its connections.
+        delay = _RESPAWN_DELAY if time.monotonic() - worker.started < _SHORT_LIFE else 0.0
+        log.error("receiver process %d exited with %s; starting another in %.0f s",
+                  worker.process.pid, worker.process.exitcode, delay)
+        loop.call_later(delay, self._replace, worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        if not self._stopping:
+            self._workers[self._workers.index(worker)] = self._spawn()
 
     async def _accept(self) -> None:
         assert self._listener is not None
