@@ -167,6 +167,8 @@ def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
 
     config = ctx.config
     if workers is not None:
+        if role not in ("all", "receiver"):
+            fail(f"--workers runs receiver processes; --role {role} has none")
         config = replace(config, receiver=replace(config.receiver, workers=workers))
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:

@@ -127,3 +127,9 @@ def test_serve_takes_the_number_of_workers_and_refuses_a_bad_one(config_file: Pa
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--workers" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "listserv", "-c", str(config_file), "serve", "--role",
+         "dispatcher", "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: --workers runs receiver processes; --role dispatcher has none"]
