@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import TypeVar
 
 # Suffixes of a list's local part and the role each address plays.
 ROLES = ("request", "owner", "join", "leave", "bounces", "confirm", "fbl")
@@ -46,10 +47,24 @@ def try_normalize(address: str) -> str | None:
         return None
 
 
+_REMEMBERED_LENGTH = 320  # a display name and an address of the longest path RFC 5321 allows
+T = TypeVar("T")
 _ANGLE_ADDR_RE = re.compile(r"^(.*?)<([^<>]*)>\s*$", re.S)
 
 
-@functools.lru_cache(maxsize=1024)  # the same people write again and again
+def remembered(function: Callable[[str], T]) -> Callable[[str], T]:
+    """Cache a pure function of a header value: the same people write again and again. Only
+    values of a usual length are kept, so hostile 64 KB headers cannot fill memory."""
+    cached = functools.lru_cache(maxsize=1024)(function)
+
+    @functools.wraps(function)
+    def call(value: str) -> T:
+        return cached(value) if len(value) <= _REMEMBERED_LENGTH else function(value)
+
+    return call
+
+
+@remembered
 def parse_mailbox(header_value: str) -> tuple[str, str | None]:
     """(display name, normalized address or None) from a From-like header value.
 

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import email.message
-import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parseaddr
+
+from .addresses import remembered
 
 __all__ = ["robot_reason"]
 
@@ -105,7 +106,7 @@ def _to_text(value: object) -> str | None:
     return text
 
 
-@functools.lru_cache(maxsize=1024)  # the same people write again and again
+@remembered
 def _address(value: str) -> str:
     """The bare address of a header or envelope value: "<>" and "" give ""."""
     try:
@@ -114,7 +115,7 @@ def _address(value: str) -> str:
         return value.strip().strip("<>").strip()
 
 
-@functools.lru_cache(maxsize=1024)
+@remembered
 def _addresses(value: str) -> tuple[str, ...]:
     """The addresses in a From value; none when it cannot be read."""
     try:

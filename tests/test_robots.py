@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from listserv.addresses import remembered
 from listserv.robots import RULES, robot_reason
 from tests.corpus import corpus_dir, corpus_files
 
@@ -301,3 +302,19 @@ def test_corpus_replies_are_human(eml: Path) -> None:
     corpus_dir("replies")
     msg, envelope = load(eml)
     assert robot_reason(msg, envelope_sender=envelope) is None
+
+
+def test_addresses_read_before_are_remembered_but_hostile_long_values_never_are() -> None:
+    # Robots and the From parser remember what they read (the same people write again and
+    # again); a 64 KB header must not be kept, or a few thousand posts would fill memory.
+    calls: list[str] = []
+
+    @remembered
+    def read(value: str) -> int:
+        calls.append(value)
+        return len(value)
+
+    long = "x" * 10_000 + " <a@example.org>"
+    for value in ("Alice <alice@example.org>", "Alice <alice@example.org>", long, long):
+        assert read(value) == len(value)
+    assert calls == ["Alice <alice@example.org>", long, long]
