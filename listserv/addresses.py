@@ -104,6 +104,11 @@ class Route:
     detail: str | None = None
 
 
+def list_id(list_addr: str) -> str:
+    """The RFC 2919 list identifier: the address with its '@' turned into a dot."""
+    return list_addr.replace("@", ".")
+
+
 def route(recipient: str, local_domains: Collection[str], lists: Collection[str]) -> Route:
     """Route one RCPT TO address.
 

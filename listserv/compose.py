@@ -18,7 +18,7 @@ from email.policy import compat32
 from email.utils import formataddr
 from io import BytesIO
 
-from .addresses import role_address
+from .addresses import list_id, role_address
 from .message import decode_bytes, decode_header_value, one_line
 from .threads import strip_prefix
 
@@ -49,7 +49,7 @@ class ListInfo:
 
     @property
     def list_id(self) -> str:
-        return self.address.replace("@", ".")
+        return list_id(self.address)
 
 
 def header_text(text: str) -> str:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import policy, replytext, robots, threads
-from .addresses import Route
+from .addresses import Route, list_id
 from .config import LimitsConfig
 from .db import Database, is_disk_full
 from .message import Malformed, Parsed, parse
@@ -212,7 +212,7 @@ class Prepared:
         addresses = {r.list_address or "" for r in routes}
         return cls(parsed, replytext.new_text(parsed.text), {
             address: robots.robot_reason(headers, envelope_sender=sender,
-                                         our_list_ids=[address.replace("@", ".")],
+                                         our_list_ids=[list_id(address)],
                                          our_loop_value=address)
             for address in addresses})
 
@@ -223,7 +223,7 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
                             "message_id": parsed.message_id}).fetchone()
     if row is None:
         return None
-    list_id, list_address, prefix, is_member, stored, posting, moderated, announcer = row
+    list_pk, list_address, prefix, is_member, stored, posting, moderated, announcer = row
     facts = policy.Facts(
         list_address=address,
         author_is_member=bool(is_member),
@@ -233,7 +233,7 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
         author_is_moderated=bool(moderated),
         author_may_announce=bool(announcer),
     )
-    return ListRow(list_id, list_address, prefix), facts
+    return ListRow(list_pk, list_address, prefix), facts
 
 
 def _store_post(

@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from . import addresses
+
 MODES = ("each", "digest", "nomail")
 
 
@@ -66,8 +68,7 @@ class MailingList(Base):
 
     @property
     def list_id(self) -> str:
-        """The RFC 2919 list identifier: the address with its '@' turned into a dot."""
-        return self.address.replace("@", ".")
+        return addresses.list_id(self.address)
 
 
 class Member(Base):
