@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner, Result
+from sqlalchemy import func, select
 
 from listserv import keys, signing
 from listserv.cli import main
@@ -314,6 +315,12 @@ def smtp_send(port: int, sender: str, recipients: list[str], content: bytes) -> 
                     .encode("utf-8", "surrogateescape") + b"\r\n.\r\n")
         code, text = client.getreply()
         return SmtpReply(rcpt, (code, text.decode()))
+
+
+def count(db: Database, model: type[Any], *where: Any) -> int:
+    """How many rows of `model` are stored (matching `where`)."""
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def make_message(

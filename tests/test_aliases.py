@@ -9,12 +9,11 @@ from typing import Any
 
 import dkim
 import pytest
-from sqlalchemy import func, select
 
 from listserv.db import Database
 from listserv.models import Post
 
-from .conftest import Sink, make_message
+from .conftest import Sink, count, make_message
 
 FORUM = "open-forum@lists.example.org"
 
@@ -33,11 +32,6 @@ def forum(cli: Any) -> str:
 def alias_of_author(sink: Sink, reader: str) -> tuple[str, str]:
     (msg,) = sink.to(reader)
     return parseaddr(str(msg["From"]))
-
-
-def posts(db: Database) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(Post))
 
 
 def test_post_comes_from_the_authors_alias_and_hides_the_address(
@@ -82,7 +76,7 @@ def test_private_reply_reaches_only_the_author_and_comes_back(
     reply = post(private, to=[alice_alias], sender="bob@example.net")
     assert reply.code == 250
     drain()
-    assert posts(db) == 1  # not posted to the list
+    assert count(db, Post) == 1  # not posted to the list
     assert [r.rcpt_tos for r in sink.received] == [["alice@example.org"]]
     received = sink.received[0]
     relayed = received.message
@@ -126,7 +120,7 @@ def test_strangers_and_unknown_aliases_are_refused(
     assert unknown.code == 550 and unknown.text.startswith("5.1.1")
     drain()
     assert sink.received == []
-    assert posts(db) == 1
+    assert count(db, Post) == 1
 
 
 def test_reply_all_is_a_post_not_also_a_private_copy(
@@ -141,6 +135,6 @@ def test_reply_all_is_a_post_not_also_a_private_copy(
                         message_id="r1@example.net", in_reply_to="a1@example.org")
     assert post(both, to=[alice_alias, FORUM], sender="bob@example.net").code == 250
     drain()
-    assert posts(db) == 2
+    assert count(db, Post) == 2
     assert len(sink.to("alice@example.org")) == 1
     assert len(sink.to("dave@example.org")) == 1

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from listserv.admin import add_member, find_member, require_list
 from listserv.db import Database
 from listserv.models import Bounce, Post
 from listserv.server import Server
 
-from .conftest import LIST, smtp_send
+from .conftest import LIST, count, smtp_send
 from .corpus import corpus_dir, corpus_files
 
 BOUNCES = corpus_files("bounces", "*.eml")
@@ -25,11 +25,6 @@ PLAIN_BOUNCES = "living-with-als-bounces@lists.example.org"
 
 def expected(path: Path) -> dict[str, Any]:
     return json.loads(path.with_suffix(".expected.json").read_text(encoding="utf-8"))
-
-
-def count(db: Database, model: type) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model))
 
 
 @pytest.mark.parametrize("path", BOUNCES, ids=lambda p: p.stem)

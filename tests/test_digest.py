@@ -18,7 +18,7 @@ from typing import Any
 
 import dkim
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from listserv import digest
 from listserv.config import LimitsConfig
@@ -27,7 +27,7 @@ from listserv.message import Malformed, parse
 from listserv.models import Delivery, DigestRun, MailingList, Post, Thread
 from listserv.replytext import new_text
 
-from .conftest import LIST, Clock, Sink, make_message
+from .conftest import LIST, Clock, Sink, count, make_message
 from .corpus import corpus_dir, corpus_files
 from .test_replytext import normalise
 from .test_serve import wait_for
@@ -100,11 +100,6 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
     # On the wire lines end in CRLF, which the parser keeps in decoded content.
     return (text.get_content().replace("\r\n", "\n"),
             html.get_content().replace("\r\n", "\n"))
-
-
-def count(db: Database, model: type, *where: Any) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def test_seed_digest_reaches_the_digest_reader_once(

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from listserv import ingest
 from listserv.addresses import route
@@ -23,16 +23,11 @@ from listserv.models import FanoutJob, Held, Post, Thread
 from listserv.replies import Outcome
 from listserv.server import Server
 
-from .conftest import LIST, make_message
+from .conftest import LIST, count, make_message
 from .pg import write_locked
 from .test_hostile import wait_until
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-
-def count(db: Database, model: type[Any]) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model))
 
 
 def started(target: Callable[[], None]) -> threading.Thread:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from listserv.db import Database
 from listserv.gate import SessionGate
@@ -19,12 +19,7 @@ from listserv.models import Post
 from listserv.receiver import Handler, ListservSMTP
 from listserv.server import Server
 
-from .conftest import LIST, Sink, make_message, smtp_send
-
-
-def posts(db: Database) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(Post))
+from .conftest import LIST, Sink, count, make_message, smtp_send
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
@@ -60,7 +55,7 @@ def test_a_thousand_idle_connections_cannot_keep_a_post_out(
             sock.close()
     assert reply.code == 250
     assert elapsed < 1.0
-    assert posts(db) == 1
+    assert count(db, Post) == 1
     assert wait_until(lambda: len(receiver.gate) == 0)  # nothing kept for closed sessions
 
 
@@ -136,7 +131,7 @@ def test_undeclared_8bit_data_is_refused(als: str, receiver: Server, db: Databas
         client.rcpt(LIST)
         code, text = client.data(raw)
     assert (code, text[:5]) == (554, b"5.6.3")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
     # Declared, the same bytes are stored and read back correctly.
     assert smtp_send(receiver.port, "alice@example.org", [LIST], raw).code == 250
     with db.session() as s:
@@ -169,7 +164,7 @@ def test_crafted_headers_are_refused_within_a_second(als: str, post: Any, db: Da
     reply = post(raw, sender="alice@example.org")
     assert time.monotonic() - start < 1.0, name
     assert (reply.code, reply.text[:5]) == (554, "5.6.0"), name
-    assert posts(db) == 0
+    assert count(db, Post) == 0
 
 
 def test_an_overlong_line_is_refused_and_the_server_goes_on(als: str, post: Any,
@@ -178,7 +173,7 @@ def test_an_overlong_line_is_refused_and_the_server_goes_on(als: str, post: Any,
            b"Message-ID: <l@x>\r\n\r\n" + b"x" * 20_000 + b"\r\n")
     reply = post(raw, sender="alice@example.org")
     assert (reply.code, reply.text[:5]) == (500, "5.5.2")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
     ok = make_message("alice@example.org", "Short", "fine", message_id="s@x")
     assert post(ok).code == 250
 
@@ -231,12 +226,12 @@ def test_disk_full_during_data_answers_452_and_stores_nothing(
     big = make_message("alice@example.org", "Big", "words " * 20_000, message_id="full@x")
     reply = smtp_send(receiver.port, "alice@example.org", [LIST], big.as_bytes())
     assert (reply.code, reply.text[:5]) == (452, "4.3.1")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
     # Space comes back: the client's retry is stored once, the server kept serving.
     event.remove(engine, "connect", full_disk)
     engine.dispose()
     assert smtp_send(receiver.port, "alice@example.org", [LIST], big.as_bytes()).code == 250
-    assert posts(db) == 1
+    assert count(db, Post) == 1
 
 
 def test_shutdown_closes_idle_sessions_with_421(als: str, receiver: Server,
@@ -289,9 +284,9 @@ def test_database_unreachable_during_data_answers_451_then_serves_again(
             path.rmdir()
             path.with_suffix(".away").rename(path)
     assert (code, text[:5]) == (451, b"4.3.0")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
     assert smtp_send(receiver.port, "alice@example.org", [LIST], msg.as_bytes()).code == 250
-    assert posts(db) == 1
+    assert count(db, Post) == 1
 
 
 @pytest.mark.parametrize("arg", [

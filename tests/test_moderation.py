@@ -8,7 +8,7 @@ from email.utils import parseaddr
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from listserv import moderation
 from listserv.config import Config
@@ -16,16 +16,11 @@ from listserv.db import Database
 from listserv.models import Held, Post
 from listserv.templating import environment
 
-from .conftest import LIST, Clock, Sink, make_message
+from .conftest import LIST, Clock, Sink, count, make_message
 from .test_membership import last, send, text
 
 STRANGER = "sam@example.com"
 MOD = "maria@example.org"
-
-
-def count(db: Database, model: type) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model))
 
 
 @pytest.fixture

@@ -10,14 +10,9 @@ from sqlalchemy import func, select
 from listserv.db import Database
 from listserv.models import FanoutJob, Held, Post, Thread
 
-from .conftest import LIST, Sink, make_message
+from .conftest import LIST, Sink, count, make_message
 
 QUESTION = ("Does massage therapy help to maintain overall function and muscle strength?")
-
-
-def count(db: Database, model: type) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model))
 
 
 def test_seed_thread_question_and_reply_reach_each_member(

@@ -13,13 +13,8 @@ from listserv.db import Database
 from listserv.models import FanoutJob, Post, Thread
 from listserv.server import Server
 
-from .conftest import LIST, make_message
+from .conftest import LIST, count, make_message
 from .pg import write_locked
-
-
-def posts(db: Database) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(Post))
 
 
 def test_unknown_list_is_refused_at_rcpt(als: str, post: Any) -> None:
@@ -51,7 +46,7 @@ def test_oversized_message_is_refused_with_552(small_limit: None, als: str, post
                                                db: Database) -> None:
     reply = post(make_message("alice@example.org", "big", "x" * 5000, message_id="b@x.org"))
     assert (reply.code, reply.text[:5]) == (552, "5.3.4")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
 
 
 def test_size_declared_at_mail_from_is_refused_early(small_limit: None, als: str,
@@ -79,7 +74,7 @@ def test_message_without_from_is_refused(als: str, post: Any, db: Database) -> N
     raw = b"To: " + LIST.encode() + b"\r\nSubject: who?\r\nMessage-ID: <n@x>\r\n\r\nhi\r\n"
     reply = post(raw, sender="alice@example.org")
     assert (reply.code, reply.text[:5]) == (550, "5.6.0")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
 
 
 def test_crafted_mime_nesting_is_refused_quickly(als: str, post: Any, db: Database) -> None:
@@ -91,7 +86,7 @@ def test_crafted_mime_nesting_is_refused_quickly(als: str, post: Any, db: Databa
     )
     reply = post(head + body + b"\r\nhi\r\n", sender="alice@example.org")
     assert (reply.code, reply.text[:5]) == (554, "5.6.0")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
 
 
 def test_database_failure_during_data_answers_451_and_stores_nothing(
@@ -106,14 +101,14 @@ def test_database_failure_during_data_answers_451_and_stores_nothing(
         with write_locked(config.database_url):
             code, text = client.data(msg.as_bytes())
     assert (code, text[:5]) == (451, b"4.3.0")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Thread)) == 0
         assert s.scalar(select(func.count()).select_from(FanoutJob)) == 0
     # The client retries later, as SMTP clients do: stored once, and the server still serves.
     with smtplib.SMTP("127.0.0.1", receiver.port) as client:
         assert client.sendmail("alice@example.org", [LIST], msg.as_bytes()) == {}
-    assert posts(db) == 1
+    assert count(db, Post) == 1
 
 
 def test_missing_table_is_a_database_error_451_nothing_half_stored(
@@ -128,7 +123,7 @@ def test_missing_table_is_a_database_error_451_nothing_half_stored(
         client.rcpt(LIST)
         code, text = client.data(msg.as_bytes())
     assert (code, text[:5]) == (451, b"4.3.0")
-    assert posts(db) == 0
+    assert count(db, Post) == 0
 
 
 def test_a_bug_while_storing_keeps_an_emergency_copy_and_answers_451(

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from listserv.config import Config
 from listserv.db import Database
 from listserv.models import Post
 from listserv.server import Server, utcnow
 
-from .conftest import LIST, Clock, LoopThread, Sink, make_message
+from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 from .test_serve import free_port, port_open, wait_for
 
 
@@ -53,11 +52,6 @@ def post_on(client: smtplib.SMTP, n: int) -> None:
     client.sendmail("alice@example.org", [LIST], msg.as_bytes())
 
 
-def posts(db: Database) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(Post)) or 0
-
-
 def test_connections_are_dealt_to_the_receiver_processes_in_turn(
     als: str, config_data: dict[str, Any], config_file: Path, db: Database
 ) -> None:
@@ -78,7 +72,7 @@ def test_connections_are_dealt_to_the_receiver_processes_in_turn(
         server.send_signal(signal.SIGINT)
         log = server.communicate(timeout=60)[0]
     assert server.returncode == 0, log
-    assert posts(db) == 4
+    assert count(db, Post) == 4
     # Each receiver process logs the posts it stored under its own process id.
     started = re.findall(r"receiver process (\d+) started", log)
     served = Counter(re.findall(r"listserv\.receiver\[(\d+)\]: accepted", log))
@@ -105,7 +99,7 @@ def test_a_receiver_process_that_dies_is_replaced(als: str, workers: Server,
     for n in range(4):  # whichever process each connection goes to, every post is stored
         with smtplib.SMTP("127.0.0.1", workers.port, timeout=30) as client:
             post_on(client, n)
-    assert posts(db) == 4
+    assert count(db, Post) == 4
 
 
 def test_stopping_stops_every_receiver_process(
