@@ -58,7 +58,7 @@ def test_corpus_message_is_stored_or_refused_precisely(
                 add_member(s, ml, sender, "", "each", ml.created_at)
     start = time.monotonic()
     reply = smtp_send(receiver.port, sender, [LIST], raw)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10.0  # a guard against pathological parsing, not a speed
     assert reply.code != 451, f"unexpected error: {reply.text}"
     if expected.get("reject") == "no_sender_address":
         assert (reply.code, reply.text[:5]) == (550, "5.6.0")
