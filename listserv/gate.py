@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 
 class GatedSession(Protocol):
@@ -63,6 +63,11 @@ class SessionGate:
         self.leave(session)
         transport = session.transport
         if transport is not None and not transport.is_closing():
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.write(reply.encode() + b"\r\n")
-            transport.close()
+            say_and_close(transport, reply)
+
+
+def say_and_close(transport: asyncio.BaseTransport, reply: str) -> None:
+    """Send a last reply line and close. A TCP session's transport always writes; uvloop's
+    do not derive from asyncio.WriteTransport, so no isinstance check can tell."""
+    cast(asyncio.WriteTransport, transport).write(reply.encode() + b"\r\n")
+    transport.close()

@@ -23,7 +23,7 @@ from .addresses import Route, route
 from .aliases import is_alias
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
-from .gate import SessionGate
+from .gate import SessionGate, say_and_close
 from .message import Parsed
 from .models import Held, MailingList
 from .replies import Outcome, combine, reply, translate
@@ -49,9 +49,7 @@ class ListservSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.session is None and not self.gate.admit(self):
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.write(reply(Outcome.TOO_MANY_SESSIONS).encode() + b"\r\n")
-            transport.close()
+            say_and_close(transport, reply(Outcome.TOO_MANY_SESSIONS))
             return
         super().connection_made(transport)
 

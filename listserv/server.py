@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import uvloop
 from aiohttp.web import AppRunner
 
 from . import moderation, web
@@ -60,11 +61,13 @@ class Server:
     def __init__(
         self, config: Config, clock: Callable[[], datetime] = utcnow,
         roles: tuple[str, ...] = ROLES, handoff: socket.socket | None = None,
+        report_posts: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock
         self.roles = roles
         self.handoff = handoff
+        self.report_posts = report_posts  # to the acceptor at the other end of `handoff`
         self.db = Database(config.database_url, config.database.busy_timeout)
         self.transport = make_transport(config)
         templates = environment(config.base_dir)
@@ -108,8 +111,9 @@ class Server:
 
     async def _start_receiving(self) -> None:
         if self.config.receiver.workers > 1 and self.handoff is None:
+            dispatching = "dispatcher" in self.roles
             self.acceptor = Acceptor(self.config, self.config.receiver.workers,
-                                      on_post=self._wake.set)
+                                      on_post=self._wake.set if dispatching else None)
             await self.acceptor.start()
             self.port = self.acceptor.port
             log.info("receiving on %s:%d with %d receiver processes",
@@ -118,7 +122,8 @@ class Server:
         handler = Handler(self.db, self.config, self.clock, on_post=self._posted)
         factory = smtp_factory(handler, self.config, self.gate)
         if self.handoff is not None:
-            self._handed = Handed(self.handoff, factory, on_close=self._done.set)
+            self._handed = Handed(self.handoff, factory, on_close=self._done.set,
+                                  report_posts=self.report_posts)
             self._handed.start()
             return
         self._smtp = await asyncio.get_running_loop().create_server(
@@ -202,9 +207,10 @@ class Server:
 
 
 def run(config: Config, roles: tuple[str, ...] = ROLES) -> None:
-    asyncio.run(Server(config, roles=roles).serve_until_signalled())
+    uvloop.run(Server(config, roles=roles).serve_until_signalled())
 
 
-def run_handed(config: Config, channel: socket.socket) -> None:
+def run_handed(config: Config, channel: socket.socket, report_posts: bool) -> None:
     """A receiver process serving the connections its acceptor hands over, until it ends."""
-    asyncio.run(Server(config, roles=("receiver",), handoff=channel).serve_until_signalled())
+    uvloop.run(Server(config, roles=("receiver",), handoff=channel,
+                      report_posts=report_posts).serve_until_signalled())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
@@ -53,10 +54,11 @@ class Clock:
 
 
 class LoopThread:
-    """An asyncio loop in a background thread, so servers run while the test talks to them."""
+    """The event loop `serve` runs (uvloop), in a background thread, so servers run while
+    the test talks to them."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
