@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -180,6 +180,13 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with self._writer, self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction on a Core connection, for a hot path that needs no ORM session:
+        committed when the block ends, rolled back if it raises."""
+        with self.engine.connect() as conn, self._writer, conn.begin():
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Session]:
