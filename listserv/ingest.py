@@ -519,6 +519,8 @@ def _apply_alone(session: Session, item: _Item, prepared: Prepared) -> None:
         except Exception as exc:  # a bug met by this message alone: the others go on
             item.error = exc
             return
+
+
 def receive(
     db: Database,
     routes: Sequence[Route],
