@@ -25,9 +25,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    import os
-    if os.environ.get("XUVB"):
-        import uvloop
-        uvloop.run(main(int(sys.argv[1])))
-    else:
-        uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(main(int(sys.argv[1])))
