@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from listserv.addresses import route
 from listserv.db import Database
@@ -17,7 +17,7 @@ from listserv.models import Bounce, Delivery, Member, Post
 from listserv.transports import SmtpRelay
 from listserv.verp import decode, encode
 
-from .conftest import LIST, Clock, LoopThread, Sink, make_message
+from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 
 BOB = "bob@example.net"
 FRANK = "frank@example.org"
@@ -208,8 +208,7 @@ def test_verp_bounces_disable_a_member_who_is_told_once_and_can_be_enabled(
         assert member(db, BOB).bounce_score == day + 1
         clock.advance(days=1)
     assert member(db, BOB).disabled_at is not None
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 0  # never posted
+    assert count(db, Post) == 0  # never posted
     drain()
     (told,) = sink.to(BOB)
     assert told["Subject"] == "Your messages from Living with ALS are paused"
@@ -249,9 +248,8 @@ def test_dsn_at_plain_bounce_address_scores_the_member_it_names(
     assert post(dsn("dave@example.org", "4.2.2", "delayed"), to=[plain], sender="").code == 250
     assert member(db, "dave@example.org").bounce_score == 1.0  # same day
     assert post(dsn("stranger@example.org"), to=[plain], sender="").code == 250
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Bounce)) == 2
-        assert s.scalar(select(func.count()).select_from(Post)) == 0
+    assert count(db, Bounce) == 2
+    assert count(db, Post) == 0
 
 
 def test_policy_rejections_are_recorded_but_not_counted(als: str, post: Any,
@@ -266,9 +264,8 @@ def test_not_a_report_at_plain_bounce_address_is_ignored(als: str, post: Any,
                                                          db: Database) -> None:
     hello = make_message("alice@example.org", "hello", "just saying hi", message_id="hi@x")
     assert post(hello, to=["living-with-als-bounces@lists.example.org"]).code == 250
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
-        assert s.scalar(select(func.count()).select_from(Post)) == 0
+    assert count(db, Bounce) == 0
+    assert count(db, Post) == 0
 
 
 def test_display_name_that_looks_like_an_address_does_not_spoof_the_author(
@@ -276,8 +273,7 @@ def test_display_name_that_looks_like_an_address_does_not_spoof_the_author(
     raw = (b"From: alice@example.org <mallory@example.com>\r\nTo: " + LIST.encode()
            + b"\r\nSubject: me\r\nMessage-ID: <spoof@x>\r\n\r\nhi\r\n")
     assert post(raw, sender="mallory@example.com").code == 250
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 0  # held: not a member
+    assert count(db, Post) == 0  # held: not a member
 
 
 @pytest.fixture
@@ -302,8 +298,7 @@ def test_temporary_relay_faults_at_every_stage_are_retried(
     clock.advance(minutes=2)
     drain()
     assert set(statuses(db).values()) == {"sent"}
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
+    assert count(db, Bounce) == 0
 
 
 def test_vacation_reply_to_a_verp_address_is_not_a_bounce(als: str, post: Any,
@@ -311,9 +306,8 @@ def test_vacation_reply_to_a_verp_address_is_not_a_bounce(als: str, post: Any,
     away = make_message(BOB, "Out of office: To all", "I am away until Monday.",
                         message_id="away@x", headers={"Auto-Submitted": "auto-replied"})
     assert post(away, to=[BOB_VERP], sender="").code == 250
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Bounce)) == 0
-        assert s.scalar(select(func.count()).select_from(Post)) == 0
+    assert count(db, Bounce) == 0
+    assert count(db, Post) == 0
     # A non-standard bounce at the same address (no DSN, no auto-reply marks) still counts.
     gone = make_message("MAILER-DAEMON@mx.example.net", "failure notice",
                         "Sorry, I couldn't deliver your message.", message_id="gone@x")

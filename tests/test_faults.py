@@ -21,7 +21,7 @@ from listserv.db import Database
 from listserv.models import Delivery, Post
 from listserv.outbox import CLAIM_AT_LEAST
 
-from .conftest import LIST, Sink, make_message, smtp_send
+from .conftest import LIST, Sink, count, make_message, smtp_send
 from .test_serve import free_port, port_open, wait_for
 
 MEMBERS = 2000
@@ -132,10 +132,7 @@ def test_sigterm_stops_within_seconds_and_releases_claimed_deliveries(
     assert code == 0, output
     assert seconds < 5
     assert "Traceback" not in output
-    with db.session() as s:
-        leased = s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.status != "sent", Delivery.lease_owner.is_not(None)))
-    assert leased == 0
+    assert count(db, Delivery, Delivery.status != "sent", Delivery.lease_owner.is_not(None)) == 0
 
 
 def test_kill9_of_receiver_mid_data_stores_nothing_and_the_retry_once(
@@ -170,16 +167,14 @@ def test_kill9_of_receiver_mid_data_stores_nothing_and_the_retry_once(
         except OSError:
             answer = b""
     assert not answer.startswith(b"250")
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 0
+    assert count(db, Post) == 0
 
     second = Process(config_file, "receiver")
     processes.append(second)
     wait_for(lambda: port_open(port), "the restarted receiver")
     assert smtp_send(port, "alice@example.org", [LIST], raw).code == 250
     assert smtp_send(port, "alice@example.org", [LIST], raw).code == 250  # a second retry
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 1
+    assert count(db, Post) == 1
     code, output, seconds = second.terminate()
     assert code == 0, output
     assert seconds < 5

@@ -9,12 +9,12 @@ from email.utils import parseaddr
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from listserv.db import Database
 from listserv.models import Member, Post
 
-from .conftest import LIST, Clock, Sink, make_message
+from .conftest import LIST, Clock, Sink, count, make_message
 
 DOMAIN = "lists.example.org"
 JOIN = f"living-with-als-join@{DOMAIN}"
@@ -253,8 +253,7 @@ def test_out_of_office_reply_to_a_post_is_not_posted_and_not_answered(
         assert post(oof, to=[target], sender="bob@example.net").code == 250
     drain()
     assert len(sink.received) == before
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 1
+    assert count(db, Post) == 1
 
 
 def test_loop_with_an_unmarked_auto_responder_terminates(

@@ -6,7 +6,7 @@ import smtplib
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from listserv.config import Config
 from listserv.db import Database
@@ -102,9 +102,8 @@ def test_database_failure_during_data_answers_451_and_stores_nothing(
             code, text = client.data(msg.as_bytes())
     assert (code, text[:5]) == (451, b"4.3.0")
     assert count(db, Post) == 0
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Thread)) == 0
-        assert s.scalar(select(func.count()).select_from(FanoutJob)) == 0
+    assert count(db, Thread) == 0
+    assert count(db, FanoutJob) == 0
     # The client retries later, as SMTP clients do: stored once, and the server still serves.
     with smtplib.SMTP("127.0.0.1", receiver.port) as client:
         assert client.sendmail("alice@example.org", [LIST], msg.as_bytes()) == {}

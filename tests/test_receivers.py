@@ -7,14 +7,13 @@ import sys
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from listserv.config import Config, parse
 from listserv.db import Database
 from listserv.models import Post
 from listserv.server import Server
 
-from .conftest import LIST, Clock, LoopThread, make_message, smtp_send
+from .conftest import LIST, Clock, LoopThread, count, make_message, smtp_send
 from .test_serve import free_port
 
 
@@ -42,8 +41,7 @@ def test_two_receivers_share_one_port_and_one_database(
     finally:
         for server in servers:
             loop_thread.run(server.stop())
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 6
+    assert count(db, Post) == 6
 
 
 def test_without_reuse_port_a_second_receiver_cannot_take_the_port(
@@ -79,8 +77,7 @@ def test_a_writer_in_another_process_makes_a_post_wait_not_fail(
         assert smtp_send(receiver.port, "alice@example.org", [LIST], msg.as_bytes()).code == 250
     finally:
         assert holder.wait(timeout=30) == 0
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Post)) == 1
+    assert count(db, Post) == 1
 
 
 HOLD_THE_WRITER = """
