@@ -254,8 +254,7 @@ class Handler:
             log.info("rcpt refused (unknown) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.UNKNOWN_RECIPIENT)
         if target.role == "post" and is_alias(target.detail):
-            outcome = await asyncio.to_thread(
-                relay.check_rcpt, self.db, self.config, target, envelope.mail_from or "")
+            outcome = await asyncio.to_thread(relay.check_rcpt, self.db, self.config, target)
             if outcome is not Outcome.RECIPIENT_OK:
                 log.info("rcpt refused (%s) from=%s to=%s", outcome.value, envelope.mail_from,
                          address)

@@ -63,8 +63,9 @@ REPLIES: dict[Outcome, str] = {
     Outcome.REJECTED: "550 5.7.2 This list accepts posts only from its owners and approved"
                       " posters",
     Outcome.COMMAND: "250 2.0.0 Request received; the answer comes by email",
-    # Author aliases relay members' private replies; they are no way in for strangers.
-    Outcome.ALIAS_REFUSED: "550 5.7.1 Only members of this list may write to its members",
+    # Author aliases relay members' private replies; they are no way in for strangers, whose
+    # mail is dropped with the answer a member gets: any other answer tells who is a member.
+    Outcome.ALIAS_REFUSED: "250 2.0.0 Message accepted for delivery",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.
