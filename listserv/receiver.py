@@ -25,6 +25,7 @@ from .addresses import Route, route
 from .aliases import is_alias
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
+from .dmarclookup import Policies, dns_txt
 from .gate import SessionGate, client_ip, say_and_close
 from .message import Parsed
 from .models import Held, MailingList
@@ -219,6 +220,12 @@ class Handler:
         self.templates = environment(config.base_dir)
         self.committer = ingest.GroupCommitter(db)
         self.lists = KnownLists(db, config.lists.domain)
+        # Posts whose From our front MTA found forged are held (its Authentication-Results,
+        # under the authserv-id ARC records too); DMARC records are looked up only with
+        # [dmarc] lookup.
+        self.dmarc: Policies | None = (
+            Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds)
+            if config.dmarc.lookup else None)
         # The routes found at RCPT, kept for DATA instead of routing every recipient again
         # (a list deleted in between is caught by ingest, which looks the list up anyway).
         self._accepted: weakref.WeakKeyDictionary[Envelope, list[Route]] = (
@@ -314,7 +321,7 @@ class Handler:
             if posts:
                 result = await asyncio.wrap_future(ingest.receive(
                     self.db, posts, raw, envelope.mail_from or "", self.config.limits,
-                    self.clock(), self._on_held, self.committer,
+                    self.clock(), self._on_held, self.committer, self._authenticity(),
                 ))
                 outcomes.append(result.outcome)
                 log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,
@@ -325,6 +332,11 @@ class Handler:
         except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
             return await self._failure(exc, raw, envelope)
         return reply(combine(outcomes))
+
+    def _authenticity(self) -> ingest.Authenticity:
+        return ingest.Authenticity(
+            self.config.dkim.arc_authserv_id or self.config.lists.domain,
+            self.dmarc.policy if self.dmarc is not None else None)
 
     async def _failure(self, exc: Exception, raw: bytes, envelope: Envelope) -> str:
         if is_disk_full(exc):

@@ -78,6 +78,7 @@ class Server:
         self._smtp: asyncio.Server | None = None
         self.acceptor: Acceptor | None = None  # with [receiver] workers above 1
         self._handed: Handed | None = None
+        self.handler: Handler | None = None  # the receiver's, once started in this process
         self._done = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._expirer: asyncio.Task[None] | None = None
@@ -119,7 +120,8 @@ class Server:
             log.info("receiving on %s:%d with %d receiver processes",
                      self.config.receiver.host, self.port, self.config.receiver.workers)
             return
-        handler = Handler(self.db, self.config, self.clock, on_post=self._posted)
+        handler = self.handler = Handler(self.db, self.config, self.clock,
+                                         on_post=self._posted)
         factory = smtp_factory(handler, self.config, self.gate)
         if self.handoff is not None:
             self._handed = Handed(self.handoff, factory, on_close=self._done.set,
