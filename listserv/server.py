@@ -17,6 +17,7 @@ from . import moderation, web
 from .config import Config
 from .db import Database
 from .handoff import Acceptor, Handed
+from .logsafe import EscapingFormatter
 from .outbox import Outbox
 from .receiver import Handler, session_gate, smtp_factory
 from .replies import Outcome, reply
@@ -31,7 +32,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 def configure_logging(level: int) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
