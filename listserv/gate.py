@@ -9,7 +9,8 @@ by the receiver's transaction time cap instead.
 
 One client address holds at most `per_ip` sessions (421 4.7.0 beyond), so one source cannot
 take every slot; the trusted relays (a front MTA sends all its mail from one address) are
-exempt.
+exempt. An IPv6 client is counted by its /64, the least a site is given: one host can
+have its own 2**64 addresses.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def client_ip(peername: object) -> str:
     return str(mapped or address)
 
 
+def _share(ip: str) -> str:
+    """What one client's share is counted by: its address, or for IPv6 its /64."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ip_network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
+
+
 class SessionGate:
     def __init__(self, limit: int, evicted_reply: str,
                  clock: Callable[[], float] = time.monotonic, per_ip: int | None = None,
@@ -68,7 +79,7 @@ class SessionGate:
 
     def crowded(self, ip: str) -> bool:
         """The address already holds its share of sessions (never a trusted relay)."""
-        return self._per_ip_count[ip] >= self.per_ip and not self.is_trusted(ip)
+        return self._per_ip_count[_share(ip)] >= self.per_ip and not self.is_trusted(ip)
 
     def admit(self, session: GatedSession, ip: str = "") -> bool:
         """Take a slot for a new session, closing the idlest one if need be."""
@@ -78,8 +89,8 @@ class SessionGate:
                 return False
             self._close(min(idle, key=lambda item: item[:2])[2], self.evicted_reply)
         self._last_active[session] = self.clock()
-        self._ip[session] = ip
-        self._per_ip_count[ip] += 1
+        self._ip[session] = _share(ip)
+        self._per_ip_count[_share(ip)] += 1
         return True
 
     def touch(self, session: GatedSession) -> None:

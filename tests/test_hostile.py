@@ -392,3 +392,23 @@ def test_commands_without_progress_are_capped(als: str, receiver: Server,
         code, text = client.noop()
         assert (code, text[:5]) == (421, b"4.7.0")
     assert count(db, Post) == 1
+
+
+class Quiet:
+    """A session as the gate sees it: no transport, no open transaction."""
+
+    transport = None
+    in_transaction = False
+
+
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    """One IPv6 host has 2**64 addresses of its own: its share is counted by the /64."""
+    gate = SessionGate(100, "421", per_ip=2, trusted=["::1", "10.0.0.0/8"])
+    for address in ("2001:db8::1", "2001:db8::ffff:2"):
+        assert not gate.crowded(address)
+        assert gate.admit(Quiet(), address)
+    assert gate.crowded("2001:db8::abcd")
+    assert not gate.crowded("2001:db8:0:1::1")  # the next /64: another site
+    for _ in range(3):  # trusted relays, a network among them, are never crowded
+        assert gate.admit(Quiet(), "::1") and gate.admit(Quiet(), "10.1.2.3")
+    assert not gate.crowded("::1") and not gate.crowded("10.1.2.3")
