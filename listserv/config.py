@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +40,15 @@ class ReceiverConfig:
     reuse_port: bool = False
     # Concurrent SMTP sessions; beyond it the idlest session makes room, or 421 4.7.0.
     max_sessions: int = 200
+    # Concurrent sessions from one client address, so that one source cannot take every
+    # slot; the trusted relays (a front MTA sends everything from one address) are exempt.
+    max_sessions_per_ip: int = 20
+    trusted_relays: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Seconds from MAIL FROM to the DATA command: no client keeps a transaction open longer.
+    max_transaction_seconds: float = 120.0
+    # Commands that make no progress (NOOP, RSET, HELP, VRFY, EXPN, a repeated HELO) a
+    # session may send between two stored messages before it is closed.
+    max_junk_commands: int = 20
     # Receiver processes (one per core): above 1, the serving process accepts connections
     # and hands them to these in turn.
     workers: int = 1
@@ -218,11 +228,23 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
         value = float(value) if ok else value
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        expected = "list of strings" if isinstance(default, tuple) else type(default).__name__
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
     return value
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -241,6 +263,12 @@ def _validate(cfg: Config, source: str) -> None:
          "lists.domain", "must be a domain name such as lists.example.org"),
         (bool(cfg.database.url), "database.url", "must not be empty"),
         (cfg.receiver.max_sessions > 0, "receiver.max_sessions", "must be > 0"),
+        (cfg.receiver.max_sessions_per_ip > 0, "receiver.max_sessions_per_ip", "must be > 0"),
+        (all(_is_network(a) for a in cfg.receiver.trusted_relays), "receiver.trusted_relays",
+         "must list IP addresses or networks (such as 127.0.0.1 or 10.0.0.0/24)"),
+        (cfg.receiver.max_transaction_seconds > 0, "receiver.max_transaction_seconds",
+         "must be > 0"),
+        (cfg.receiver.max_junk_commands >= 0, "receiver.max_junk_commands", "must be >= 0"),
         (0 < cfg.receiver.workers <= 64, "receiver.workers", "must be 1-64"),
         (cfg.delivery.max_age_hours > 0, "delivery.max_age_hours", "must be > 0"),
         (cfg.bounces.threshold > 0, "bounces.threshold", "must be > 0"),

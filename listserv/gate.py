@@ -5,14 +5,21 @@ slots are taken, the session that has been quiet longest without an open transac
 closed to make room (as Postfix shortens its timeouts under stress), so a thousand idle
 or trickling connections cannot keep a real post from its 250. Only when every slot holds
 an open transaction does a newcomer get 421 4.7.0. Sessions in a transaction are bounded
-by the per-command timeout instead.
+by the receiver's transaction time cap instead.
+
+One client address holds at most `per_ip` sessions (421 4.7.0 beyond), so one source cannot
+take every slot; the trusted relays (a front MTA sends all its mail from one address) are
+exempt. An IPv6 client is counted by its /64, the least a site is given: one host can
+have its own 2**64 addresses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Protocol, cast
 
 
@@ -23,18 +30,58 @@ class GatedSession(Protocol):
     def in_transaction(self) -> bool: ...
 
 
+def client_ip(peername: object) -> str:
+    """The client's address from a transport's peername ('' when there is none, as for a
+    Unix socket); an IPv4 address mapped into IPv6 counts as itself."""
+    if not isinstance(peername, tuple) or not peername:
+        return ""
+    try:
+        address = ip_address(peername[0])
+    except ValueError:
+        return str(peername[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def _share(ip: str) -> str:
+    """What one client's share is counted by: its address, or for IPv6 its /64."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ip_network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
+
+
 class SessionGate:
     def __init__(self, limit: int, evicted_reply: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, per_ip: int | None = None,
+                 trusted: Iterable[str] = ()) -> None:
         self.limit = limit
         self.evicted_reply = evicted_reply
         self.clock = clock
+        self.per_ip = per_ip or limit
+        self.trusted: list[IPv4Network | IPv6Network] = [
+            ip_network(t, strict=False) for t in trusted]
         self._last_active: dict[GatedSession, float] = {}
+        self._ip: dict[GatedSession, str] = {}
+        self._per_ip_count: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._last_active)
 
-    def admit(self, session: GatedSession) -> bool:
+    def is_trusted(self, ip: str) -> bool:
+        try:
+            address = ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    def crowded(self, ip: str) -> bool:
+        """The address already holds its share of sessions (never a trusted relay)."""
+        return self._per_ip_count[_share(ip)] >= self.per_ip and not self.is_trusted(ip)
+
+    def admit(self, session: GatedSession, ip: str = "") -> bool:
         """Take a slot for a new session, closing the idlest one if need be."""
         if len(self._last_active) >= self.limit:
             idle = [(t, id(s), s) for s, t in self._last_active.items() if not s.in_transaction]
@@ -42,6 +89,8 @@ class SessionGate:
                 return False
             self._close(min(idle, key=lambda item: item[:2])[2], self.evicted_reply)
         self._last_active[session] = self.clock()
+        self._ip[session] = _share(ip)
+        self._per_ip_count[_share(ip)] += 1
         return True
 
     def touch(self, session: GatedSession) -> None:
@@ -51,6 +100,11 @@ class SessionGate:
 
     def leave(self, session: GatedSession) -> None:
         self._last_active.pop(session, None)
+        ip = self._ip.pop(session, None)
+        if ip is not None:
+            self._per_ip_count[ip] -= 1
+            if not self._per_ip_count[ip]:
+                del self._per_ip_count[ip]
 
     def close_idle(self, reply: str) -> int:
         """Close every session without an open transaction (shutdown); how many."""

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import policy, replytext, robots, threads
+from . import dmarc, policy, replytext, robots, threads
 from .addresses import Route, list_id
 from .config import LimitsConfig
 from .db import Database, is_disk_full
@@ -49,6 +49,30 @@ _THREAD_TAG_RE = re.compile(r"^t(\d{1,18})$")
 # Called in the storing transaction when a message is held: (session, list, held row,
 # parsed message, envelope sender, now); moderation.on_held notifies poster and moderators.
 OnHeld = Callable[[Session, MailingList, Held, Parsed, str, datetime], None]
+
+
+@dataclass(frozen=True)
+class Authenticity:
+    """How a forged From is told: the authserv-id of the front MTA whose
+    Authentication-Results we trust, and how to learn whether a domain publishes DMARC
+    (a cached DNS lookup; None: no lookups, only an explicit dmarc=fail counts)."""
+
+    authserv_id: str
+    policy_of: Callable[[str], str | None] | None = None
+
+    def forged(self, parsed: Parsed) -> str | None:
+        """Why the From may be forged, or None (also when the front MTA recorded nothing)."""
+        if parsed.author_address is None:
+            return None
+        domain = parsed.author_address.rpartition("@")[2]
+        found = dmarc.checked([v for k, v in parsed.headers
+                               if k.lower() == "authentication-results"],
+                              self.authserv_id, domain)
+        published = None
+        if (found is not None and found.dmarc is None and not found.aligned_pass
+                and self.policy_of is not None):
+            published = self.policy_of(domain)
+        return dmarc.forged_reason(found, domain, published)
 
 
 @dataclass(frozen=True)
@@ -203,9 +227,11 @@ class Prepared:
     parsed: Parsed
     new_text: str
     robots: dict[str, str | None]  # why it is a machine's mail, per list address
+    forged: str | None = None  # why the From may not be its author (Authenticity.forged)
 
     @classmethod
-    def of(cls, parsed: Parsed, sender: str, routes: Sequence[Route]) -> Prepared:
+    def of(cls, parsed: Parsed, sender: str, routes: Sequence[Route],
+           authenticity: Authenticity | None = None) -> Prepared:
         headers: dict[str, list[str]] = {}
         for name, value in parsed.headers:
             headers.setdefault(name, []).append(value)
@@ -214,11 +240,11 @@ class Prepared:
             address: robots.robot_reason(headers, envelope_sender=sender,
                                          our_list_ids=[list_id(address)],
                                          our_loop_value=address)
-            for address in addresses})
+            for address in addresses}, authenticity.forged(parsed) if authenticity else None)
 
 
-def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
-                    robot: str | None) -> tuple[ListRow, policy.Facts] | None:
+def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str | None,
+                    forged: str | None = None) -> tuple[ListRow, policy.Facts] | None:
     row = _FACTS.run(conn, {"address": address, "author": parsed.author_address or "",
                             "message_id": parsed.message_id}).fetchone()
     if row is None:
@@ -229,6 +255,7 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed,
         author_is_member=bool(is_member),
         already_stored=bool(stored),
         robot=robot,
+        author_forged=forged,
         posting_policy=posting or "members",
         author_is_moderated=bool(moderated),
         author_may_announce=bool(announcer),
@@ -320,7 +347,8 @@ def _apply(
         address = route.list_address or ""
         list_raw, list_parsed = ensure_message_id(raw, prepared.parsed,
                                                   address.rpartition("@")[2])
-        found = _list_and_facts(conn, address, list_parsed, prepared.robots[address])
+        found = _list_and_facts(conn, address, list_parsed, prepared.robots[address],
+                                prepared.forged)
         if found is None:  # deleted between RCPT and DATA
             outcomes.append(Outcome.TEMPORARY_FAILURE)
             continue
@@ -366,6 +394,7 @@ class _Item:
     now: datetime
     on_held: OnHeld | None
     limits: LimitsConfig | None = None
+    authenticity: Authenticity | None = None
     result: Result | None = None
     error: BaseException | None = None
     future: Future[Result] = field(default_factory=Future)
@@ -447,7 +476,8 @@ def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
             if isinstance(item.parsed, Malformed):
                 item.result = Result(Outcome.MALFORMED, item.parsed.reason)
             else:
-                ready.append((item, Prepared.of(item.parsed, item.sender, item.routes)))
+                ready.append((item, Prepared.of(item.parsed, item.sender, item.routes,
+                                                item.authenticity)))
         except Exception as exc:  # a bug met by this message alone: the others go on
             item.error = exc
     return ready
@@ -530,6 +560,7 @@ def receive(
     now: datetime,
     on_held: OnHeld | None = None,
     committer: GroupCommitter | None = None,
+    authenticity: Authenticity | None = None,
 ) -> Future[Result]:
     """Parse, decide and store one message for its list recipients, all or nothing.
 
@@ -540,7 +571,7 @@ def receive(
     unique-constraint conflict; the message is then applied once more and seen as a
     duplicate.
     """
-    item = _Item(routes, raw, None, sender, now, on_held, limits)
+    item = _Item(routes, raw, None, sender, now, on_held, limits, authenticity)
     if committer is not None:
         return committer.submit(item)
     _commit(db, [item])

@@ -22,6 +22,8 @@ class Facts:
     already_stored: bool
     # Why robots.robot_reason takes it for a machine (loops included), or None.
     robot: str | None = None
+    # Why the From may not be its author (our front MTA's DMARC verdict), or None.
+    author_forged: str | None = None
     # open | members | moderated | announce (models.POLICIES).
     posting_policy: str = "members"
     # The author's posts are held one by one (a member marked moderated).
@@ -54,6 +56,12 @@ def robot(parsed: Parsed, facts: Facts) -> Decision | None:
 def duplicate(parsed: Parsed, facts: Facts) -> Decision | None:
     if facts.already_stored:
         return Decision(Outcome.DUPLICATE, f"Message-ID <{parsed.message_id}> already stored")
+    return None
+
+
+def forged_author(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.author_forged:
+        return Decision(Outcome.HELD, facts.author_forged)
     return None
 
 
@@ -93,6 +101,7 @@ RULES: tuple[Rule, ...] = (
     no_sender,   # nobody to credit or answer: refuse at SMTP time, the sender's MTA tells them
     robot,       # our own mail coming back, vacation notices, DSNs: never posted or answered
     duplicate,   # the same Message-ID again (a retry after a lost 250): accept, store once
+    forged_author,  # a From failing its domain's DMARC may be anyone: a moderator decides
     announce,    # announce lists: owners and approved posters only, others refused at SMTP
     moderated_list,    # moderated lists: every post waits for a moderator
     moderated_member,  # members marked moderated wait for a moderator

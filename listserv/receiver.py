@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import mailbox
 import math
 import time
 import weakref
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from pathlib import Path
@@ -23,7 +25,8 @@ from .addresses import Route, route
 from .aliases import is_alias
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
-from .gate import SessionGate, say_and_close
+from .dmarclookup import Policies, dns_txt
+from .gate import SessionGate, client_ip, say_and_close
 from .message import Parsed
 from .models import Held, MailingList
 from .replies import Outcome, combine, reply, translate
@@ -35,22 +38,62 @@ log = logging.getLogger("listserv.receiver")
 ACCEPTED_ROLES = ("post", "bounces", "fbl", *membership.ROLES)
 
 
+# Commands that move no message forward (Postfix calls them junk commands): a session
+# may send `[receiver] max_junk_commands` of them between two stored messages.
+NO_PROGRESS = frozenset({"NOOP", "RSET", "HELP", "VRFY", "EXPN"})
+
+SmtpCommand = Callable[[str | None], Awaitable[None]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long one transaction may stay open, and how many commands without progress a
+    session may send, timed by `clock` (the server's clock, which tests move)."""
+
+    max_transaction: timedelta = timedelta(seconds=120)
+    max_junk: int = 20
+    clock: Callable[[], datetime] = _utcnow
+
+
 class ListservSMTP(SMTP):
     """aiosmtpd's protocol with its built-in replies given enhanced status codes, admitted
-    through a session gate (a cap on concurrent sessions)."""
+    through a session gate (caps on concurrent sessions, overall and per client address),
+    with a cap on the time of one transaction and on commands that make no progress:
+    aiosmtpd restarts its timeout at every command, so NOOP alone kept a session forever.
+    """
 
-    def __init__(self, handler: Handler, gate: SessionGate, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, gate: SessionGate,
+                 limits: SessionLimits = SessionLimits(), **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.gate = gate
+        self.limits = limits
+        self._junk = 0
+        self._quiet = False  # answering a command without progress: not activity
+        self._last_reply = ""
+        self._transaction: tuple[Envelope, datetime] | None = None
+        # aiosmtpd dispatches every command through this table: each one is checked first.
+        self._smtp_methods = {name: self._guarded(name, command)
+                              for name, command in self._smtp_methods.items()}
 
     @property
     def in_transaction(self) -> bool:
         return self.envelope is not None and self.envelope.mail_from is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.session is None and not self.gate.admit(self):
-            say_and_close(transport, reply(Outcome.TOO_MANY_SESSIONS))
-            return
+        if self.session is None:
+            ip = client_ip(transport.get_extra_info("peername"))
+            if self.gate.crowded(ip):
+                log.info("session from %s refused: %d sessions from that address", ip,
+                         self.gate.per_ip)
+                say_and_close(transport, reply(Outcome.TOO_MANY_FROM_ADDRESS))
+                return
+            if not self.gate.admit(self, ip):
+                say_and_close(transport, reply(Outcome.TOO_MANY_SESSIONS))
+                return
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -59,8 +102,58 @@ class ListservSMTP(SMTP):
             super().connection_lost(error)
 
     async def push(self, status: str) -> None:
-        self.gate.touch(self)
+        if not self._quiet:
+            self.gate.touch(self)
+        self._last_reply = status
         await super().push(translate(status))
+
+    def _guarded(self, name: str, command: SmtpCommand) -> SmtpCommand:
+        """The command, run only while the session stays within its caps."""
+
+        @functools.wraps(command)
+        async def run(arg: str | None) -> None:
+            refusal = None if name == "QUIT" else self._over_caps(name)
+            if refusal is not None:
+                await self.push(reply(refusal))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self._quiet = self._makes_no_progress(name)
+            try:
+                await command(arg)
+            finally:
+                self._quiet = False
+            if name == "DATA" and self._last_reply.startswith("250"):
+                self._junk = 0  # a message stored: progress
+            if self.in_transaction and (self._transaction is None
+                                        or self._transaction[0] is not self.envelope):
+                self._transaction = (self.envelope, self.limits.clock())
+
+        return run
+
+    def _makes_no_progress(self, name: str) -> bool:
+        """NOOP and its kind, and a greeting after the first (it only resets the state)."""
+        greeted = self.session is not None and self.session.host_name is not None
+        return name in NO_PROGRESS or (name in ("HELO", "EHLO") and greeted)
+
+    def _over_caps(self, name: str) -> Outcome | None:
+        """Why this session must end before `name` runs, or None."""
+        if self.in_transaction and self._transaction is not None \
+                and self._transaction[0] is self.envelope \
+                and self.limits.clock() - self._transaction[1] > self.limits.max_transaction:
+            log.info("session from %s closed: transaction open over %s", self._peer(),
+                     self.limits.max_transaction)
+            return Outcome.TRANSACTION_TOO_LONG
+        if self._makes_no_progress(name):
+            self._junk += 1
+            if self._junk > self.limits.max_junk:
+                log.info("session from %s closed: %d commands without progress",
+                         self._peer(), self.limits.max_junk)
+                return Outcome.NO_PROGRESS
+        return None
+
+    def _peer(self) -> str:
+        return client_ip(self.session.peer if self.session is not None else None)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's own address parsing, with the same parser and answers, minus the
@@ -127,6 +220,12 @@ class Handler:
         self.templates = environment(config.base_dir)
         self.committer = ingest.GroupCommitter(db)
         self.lists = KnownLists(db, config.lists.domain)
+        # Posts whose From our front MTA found forged are held (its Authentication-Results,
+        # under the authserv-id ARC records too); DMARC records are looked up only with
+        # [dmarc] lookup.
+        self.dmarc: Policies | None = (
+            Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds)
+            if config.dmarc.lookup else None)
         # The routes found at RCPT, kept for DATA instead of routing every recipient again
         # (a list deleted in between is caught by ingest, which looks the list up anyway).
         self._accepted: weakref.WeakKeyDictionary[Envelope, list[Route]] = (
@@ -162,8 +261,7 @@ class Handler:
             log.info("rcpt refused (unknown) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.UNKNOWN_RECIPIENT)
         if target.role == "post" and is_alias(target.detail):
-            outcome = await asyncio.to_thread(
-                relay.check_rcpt, self.db, self.config, target, envelope.mail_from or "")
+            outcome = await asyncio.to_thread(relay.check_rcpt, self.db, self.config, target)
             if outcome is not Outcome.RECIPIENT_OK:
                 log.info("rcpt refused (%s) from=%s to=%s", outcome.value, envelope.mail_from,
                          address)
@@ -223,7 +321,7 @@ class Handler:
             if posts:
                 result = await asyncio.wrap_future(ingest.receive(
                     self.db, posts, raw, envelope.mail_from or "", self.config.limits,
-                    self.clock(), self._on_held, self.committer,
+                    self.clock(), self._on_held, self.committer, self._authenticity(),
                 ))
                 outcomes.append(result.outcome)
                 log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,
@@ -234,6 +332,11 @@ class Handler:
         except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
             return await self._failure(exc, raw, envelope)
         return reply(combine(outcomes))
+
+    def _authenticity(self) -> ingest.Authenticity:
+        return ingest.Authenticity(
+            self.config.dkim.arc_authserv_id or self.config.lists.domain,
+            self.dmarc.policy if self.dmarc is not None else None)
 
     async def _failure(self, exc: Exception, raw: bytes, envelope: Envelope) -> str:
         if is_disk_full(exc):
@@ -265,7 +368,9 @@ class Handler:
 
 
 def session_gate(config: Config) -> SessionGate:
-    return SessionGate(config.receiver.max_sessions, reply(Outcome.EVICTED_IDLE))
+    return SessionGate(config.receiver.max_sessions, reply(Outcome.EVICTED_IDLE),
+                       per_ip=config.receiver.max_sessions_per_ip,
+                       trusted=config.receiver.trusted_relays)
 
 
 def smtp_factory(handler: Handler, config: Config, gate: SessionGate) -> Callable[[], Any]:
@@ -273,6 +378,8 @@ def smtp_factory(handler: Handler, config: Config, gate: SessionGate) -> Callabl
         return ListservSMTP(
             handler,
             gate,
+            SessionLimits(timedelta(seconds=config.receiver.max_transaction_seconds),
+                          config.receiver.max_junk_commands, handler.clock),
             data_size_limit=config.receiver.max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -1,7 +1,9 @@
 """Private replies through author aliases: mail to `LIST+aXXXX@` reaches that author.
 
-Only members of the list may write to its members' aliases (others get 550 5.7.1), so an
-alias cannot be used to spam members. The relayed message comes From the writer's own
+Only members of the list may write to its members' aliases, so an alias cannot be used to
+spam members. Mail from anyone else is dropped after DATA with the very answer a member's
+mail gets: a different answer, at RCPT or after DATA, would tell anyone who asks whether
+an address is on the list. The relayed message comes From the writer's own
 alias, so the answer comes back the same way and neither address is ever exposed; it is
 queued like a notice, in the same transaction as the checks, before the 250.
 """
@@ -42,14 +44,12 @@ def _target(session: Session, config: Config, route: Route) -> tuple[MailingList
     return (ml, members, secret, author) if author else None
 
 
-def check_rcpt(db: Database, config: Config, route: Route, sender: str) -> Outcome:
-    """At RCPT time: the alias must exist and the envelope sender must be a member."""
+def check_rcpt(db: Database, config: Config, route: Route) -> Outcome:
+    """At RCPT time only whether the alias exists (its owner is a member); who writes is
+    looked at after DATA, where the answer does not depend on it."""
     with db.session() as session:
         found = _target(session, config, route)
-        if found is None:
-            return Outcome.UNKNOWN_RECIPIENT
-        members = found[1]
-    return Outcome.RECIPIENT_OK if try_normalize(sender) in members else Outcome.ALIAS_REFUSED
+    return Outcome.UNKNOWN_RECIPIENT if found is None else Outcome.RECIPIENT_OK
 
 
 def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
@@ -63,6 +63,8 @@ def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
         return Outcome.MALFORMED
     writer = parsed.author_address
     if writer is None or writer not in members or try_normalize(sender) not in members:
+        log.info("alias mail to %s dropped: %s or %s is not a member", route.detail, writer,
+                 sender)
         return Outcome.ALIAS_REFUSED
     headers: dict[str, list[str]] = {}
     for name, value in parsed.headers:

@@ -21,6 +21,9 @@ class Outcome(Enum):
     TEMPORARY_FAILURE = "temporary_failure"
     DISK_FULL = "disk_full"
     TOO_MANY_SESSIONS = "too_many_sessions"
+    TOO_MANY_FROM_ADDRESS = "too_many_from_address"
+    TRANSACTION_TOO_LONG = "transaction_too_long"
+    NO_PROGRESS = "no_progress"
     EVICTED_IDLE = "evicted_idle"
     SHUTTING_DOWN = "shutting_down"
     SENDER_OK = "sender_ok"
@@ -48,6 +51,10 @@ REPLIES: dict[Outcome, str] = {
     Outcome.TEMPORARY_FAILURE: "451 4.3.0 Temporary failure, please try again later",
     Outcome.DISK_FULL: "452 4.3.1 Insufficient system storage, please try again later",
     Outcome.TOO_MANY_SESSIONS: "421 4.7.0 Too many connections, please try again later",
+    Outcome.TOO_MANY_FROM_ADDRESS: "421 4.7.0 Too many connections from your address, please"
+                                   " try again later",
+    Outcome.TRANSACTION_TOO_LONG: "421 4.4.2 Transaction open too long, closing",
+    Outcome.NO_PROGRESS: "421 4.7.0 Too many commands without a message, closing",
     Outcome.EVICTED_IDLE: "421 4.4.2 Idle too long while the server is busy, closing",
     Outcome.SHUTTING_DOWN: "421 4.3.2 Server shutting down, please try again later",
     Outcome.SENDER_OK: "250 2.1.0 Sender ok",
@@ -56,8 +63,9 @@ REPLIES: dict[Outcome, str] = {
     Outcome.REJECTED: "550 5.7.2 This list accepts posts only from its owners and approved"
                       " posters",
     Outcome.COMMAND: "250 2.0.0 Request received; the answer comes by email",
-    # Author aliases relay members' private replies; they are no way in for strangers.
-    Outcome.ALIAS_REFUSED: "550 5.7.1 Only members of this list may write to its members",
+    # Author aliases relay members' private replies; they are no way in for strangers, whose
+    # mail is dropped with the answer a member gets: any other answer tells who is a member.
+    Outcome.ALIAS_REFUSED: "250 2.0.0 Message accepted for delivery",
 }
 
 # Replies aiosmtpd writes by itself, translated to ours so they carry enhanced status codes.

@@ -17,6 +17,7 @@ from . import moderation, web
 from .config import Config
 from .db import Database
 from .handoff import Acceptor, Handed
+from .logsafe import EscapingFormatter
 from .outbox import Outbox
 from .receiver import Handler, session_gate, smtp_factory
 from .replies import Outcome, reply
@@ -31,7 +32,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 def configure_logging(level: int) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -78,6 +81,7 @@ class Server:
         self._smtp: asyncio.Server | None = None
         self.acceptor: Acceptor | None = None  # with [receiver] workers above 1
         self._handed: Handed | None = None
+        self.handler: Handler | None = None  # the receiver's, once started in this process
         self._done = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._expirer: asyncio.Task[None] | None = None
@@ -119,7 +123,8 @@ class Server:
             log.info("receiving on %s:%d with %d receiver processes",
                      self.config.receiver.host, self.port, self.config.receiver.workers)
             return
-        handler = Handler(self.db, self.config, self.clock, on_post=self._posted)
+        handler = self.handler = Handler(self.db, self.config, self.clock,
+                                         on_post=self._posted)
         factory = smtp_factory(handler, self.config, self.gate)
         if self.handoff is not None:
             self._handed = Handed(self.handoff, factory, on_close=self._done.set,

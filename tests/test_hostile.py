@@ -301,3 +301,114 @@ def test_mail_and_rcpt_addresses_are_read_as_aiosmtpd_reads_them(arg: str) -> No
     for limit in (0, 64):
         ours.local_part_limit = theirs.local_part_limit = limit
         assert ours._getaddr(arg) == theirs._getaddr(arg)
+
+
+def client_from(address: str, port: int) -> smtplib.SMTP:
+    """An SMTP client connecting from one of the loopback addresses (all of 127/8 is ours)."""
+    return smtplib.SMTP("127.0.0.1", port, source_address=(address, 0), timeout=30)
+
+
+@pytest.fixture
+def thirty_sessions(config_data: dict[str, Any]) -> None:
+    config_data["receiver"]["max_sessions"] = 30
+
+
+def test_one_address_cannot_hold_every_session(thirty_sessions: None, als: str,
+                                               receiver: Server, db: Database) -> None:
+    """A prober at 127.0.0.2 opens transactions and keeps them alive with NOOP; it gets
+    its share (20 sessions), and Alice, writing from 127.0.0.3, still gets her 250."""
+    held: list[smtplib.SMTP] = []
+    refused = []
+    try:
+        for _ in range(30):
+            try:
+                client = client_from("127.0.0.2", receiver.port)
+            except smtplib.SMTPConnectError as exc:
+                refused.append((exc.smtp_code, exc.smtp_error[:5]))
+                continue
+            client.ehlo("prober.example")
+            assert client.mail("prober@example.net")[0] == 250
+            assert client.noop()[0] == 250
+            held.append(client)
+        assert len(held) == 20
+        assert refused == [(421, b"4.7.0")] * 10
+        msg = make_message("alice@example.org", "Still open?", "x", message_id="share@x")
+        with client_from("127.0.0.3", receiver.port) as alice:
+            alice.ehlo("mx.example.org")
+            alice.sendmail("alice@example.org", [LIST], msg.as_bytes())
+    finally:
+        for client in held:
+            client.close()
+    assert count(db, Post) == 1
+
+
+@pytest.fixture
+def two_per_address(config_data: dict[str, Any]) -> None:
+    config_data["receiver"]["max_sessions_per_ip"] = 2
+
+
+def test_a_trusted_front_mta_is_not_held_to_the_per_address_cap(
+        two_per_address: None, als: str, receiver: Server) -> None:
+    """Postfix in front of us sends everything from 127.0.0.1 (a default trusted relay)."""
+    clients = [client_from("127.0.0.1", receiver.port) for _ in range(3)]
+    try:
+        assert all(c.ehlo()[0] == 250 for c in clients)
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            [client_from("127.0.0.2", receiver.port) for _ in range(3)]
+        assert refused.value.smtp_code == 421
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_transaction_cannot_be_kept_open_with_noop(als: str, receiver: Server,
+                                                     clock: Any) -> None:
+    """Each NOOP used to restart the clock; now a transaction has two minutes in all."""
+    with client_from("127.0.0.2", receiver.port) as client:
+        client.ehlo("prober.example")
+        assert client.mail("prober@example.net")[0] == 250
+        for _ in range(4):
+            clock.advance(seconds=25)
+            assert client.noop()[0] == 250
+        clock.advance(seconds=25)  # 125 s since MAIL FROM
+        code, text = client.noop()
+        assert (code, text[:5]) == (421, b"4.4.2")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+
+
+def test_commands_without_progress_are_capped(als: str, receiver: Server,
+                                              db: Database) -> None:
+    """NOOP, RSET and HELP make no progress: 20 of them without a message stored, then 421.
+    A message stored starts the count again, so a relay reusing its connection goes on."""
+    with client_from("127.0.0.2", receiver.port) as client:
+        client.ehlo("prober.example")
+        for i in range(20):
+            assert client.docmd(("NOOP", "RSET", "HELP")[i % 3])[0] in (250, 214)
+        msg = make_message("alice@example.org", "Progress", "x", message_id="progress@x")
+        client.sendmail("alice@example.org", [LIST], msg.as_bytes())
+        for _ in range(20):
+            assert client.noop()[0] == 250
+        code, text = client.noop()
+        assert (code, text[:5]) == (421, b"4.7.0")
+    assert count(db, Post) == 1
+
+
+class Quiet:
+    """A session as the gate sees it: no transport, no open transaction."""
+
+    transport = None
+    in_transaction = False
+
+
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    """One IPv6 host has 2**64 addresses of its own: its share is counted by the /64."""
+    gate = SessionGate(100, "421", per_ip=2, trusted=["::1", "10.0.0.0/8"])
+    for address in ("2001:db8::1", "2001:db8::ffff:2"):
+        assert not gate.crowded(address)
+        assert gate.admit(Quiet(), address)
+    assert gate.crowded("2001:db8::abcd")
+    assert not gate.crowded("2001:db8:0:1::1")  # the next /64: another site
+    for _ in range(3):  # trusted relays, a network among them, are never crowded
+        assert gate.admit(Quiet(), "::1") and gate.admit(Quiet(), "10.1.2.3")
+    assert not gate.crowded("::1") and not gate.crowded("10.1.2.3")

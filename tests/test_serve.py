@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import smtplib
 import socket
@@ -95,3 +96,43 @@ def test_shipped_config_delivers_into_maildirs_and_stops_cleanly(tmp_path: Path)
     assert server.returncode == 0, output
     assert "accepted from=alice@example.org" in output
     assert "Traceback" not in output
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+\[\d+\]: ")
+
+
+@pytest.mark.slow
+def test_client_input_cannot_forge_a_log_line(tmp_path: Path) -> None:
+    """A prober puts a carriage return, a Unicode line separator and a terminal escape into
+    the addresses and commands it sends: the operator's log keeps one line per record."""
+    port = free_port()
+    shipped = (ROOT / "config.toml").read_text()
+    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}"))
+    assert listserv(tmp_path, "db", "init").returncode == 0
+    forged = "2026-11-29 09:00:00,000 INFO listserv.receiver[1]: accepted from=ceo@example.org"
+    server = subprocess.Popen([sys.executable, "-m", "listserv", "serve"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(lambda: port_open(port), "the receiver to listen")
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.ehlo("prober.example")
+            client.send(f'MAIL FROM:<"x\r{forged}"@example.org>\r\n'.encode())
+            assert client.getreply()[0] == 250
+            assert client.rcpt("nobody@lists.example.org")[0] == 550  # logged: from=, to=
+            client.rset()
+            client.send('MAIL FROM:<"x\u2028INFO forged\x1b[2J"@example.org> SMTPUTF8\r\n'
+                        .encode())
+            assert client.getreply()[0] == 250
+            assert client.rcpt("someone@elsewhere.example")[0] == 550
+            client.send(f"NOOP\r{forged}\r\n".encode())  # aiosmtpd warns: unrecognised
+            assert client.getreply()[0] == 500
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=15)
+    assert server.returncode == 0, output
+    text = output.decode("utf-8")
+    lines = text.splitlines()  # at CR, LF, U+2028 and every other line boundary
+    assert lines and all(LOG_LINE.match(line) for line in lines), lines
+    assert f'from="x\\r{forged}"@example.org' in text
+    assert 'from="x\\u2028INFO forged\\x1b[2J"@example.org' in text
