@@ -8,9 +8,12 @@ Detection runs in three layers, most trustworthy first:
    recipient keeps its Action and Status (flufl.bounce only reports addresses).
 2. flufl.bounce's detectors, for the many MTAs that send prose instead of a DSN.
 3. A last, conservative scan of the notification text for an address next to an
-   SMTP reply with an enhanced status code ("550 5.1.1"), only in mail that
-   already looks like it came from an MTA; flufl.bounce knows no detector for
-   several current providers (Office 365, OpenSMTPD, Yahoo's plain text).
+   SMTP reply with an enhanced status code ("550 5.1.1"); flufl.bounce knows no
+   detector for several current providers (Office 365, OpenSMTPD, Yahoo's plain text).
+
+Layers 2 and 3 read prose, and prose can be a person's: a reply quoting a bounce
+("> To: bob@example.net") matches flufl.bounce's patterns as well as the bounce did.
+So they run only on mail that looks machine-made (see `_looks_like_mta_report`).
 
 The address reported for a DSN recipient is its Original-Recipient when present,
 otherwise its Final-Recipient: the original is the address the list sent to
@@ -69,11 +72,15 @@ class BounceReport:
     recipients: tuple[BouncedRecipient, ...]
 
 
-def parse_bounce(msg: email.message.Message) -> BounceReport | None:
+def parse_bounce(
+    msg: email.message.Message, envelope_sender: str | None = None
+) -> BounceReport | None:
     """The recipients a delivery failure reports, or None for any other message.
 
-    Accepts messages parsed with ``email.policy.compat32`` or ``email.policy.default``.
-    Never raises on malformed input; at worst it returns fewer recipients.
+    ``envelope_sender`` is the SMTP MAIL FROM when known ("" for the null sender that
+    MTAs use for bounces). Accepts messages parsed with ``email.policy.compat32`` or
+    ``email.policy.default``. Never raises on malformed input; at worst it returns fewer
+    recipients.
     """
     compat = _as_compat32(msg)
     if compat is None:
@@ -85,8 +92,9 @@ def parse_bounce(msg: email.message.Message) -> BounceReport | None:
         # A positive DSN ("delivered", "relayed", "expanded") is not a bounce, and
         # the prose detectors below could misread its text.
         return None
-    from_mta = _looks_like_mta_report(compat)
-    text_statuses = _statuses_in_text(compat) if from_mta else {}
+    if not _looks_like_mta_report(compat, envelope_sender):
+        return None
+    text_statuses = _statuses_in_text(compat)
     temporary, permanent = _flufl_failures(compat)
     if temporary or permanent:
         found = [
@@ -295,11 +303,17 @@ def _merge(old: BouncedRecipient | None, new: BouncedRecipient) -> BouncedRecipi
     return old
 
 
-def _looks_like_mta_report(msg: email.message.Message) -> bool:
-    """Whether the message was written by a mail system rather than a person or responder."""
+def _looks_like_mta_report(msg: email.message.Message, envelope_sender: str | None) -> bool:
+    """Whether the message was written by a mail system rather than a person or responder:
+    a report or delivery-status part, the null or a mailer-daemon sender, RFC 3834's
+    `auto-generated`, or Exim's own X-Failed-Recipients."""
+    if envelope_sender == "" or _header(msg, "return-path").strip() == "<>":
+        return True
     if msg.get_content_type() == "multipart/report" or msg.get("x-failed-recipients"):
         return True
-    if _header(msg, "return-path").strip() == "<>":
+    if _header(msg, "auto-submitted").strip().lower().startswith("auto-generated"):
+        return True
+    if any(part.get_content_type() == "message/delivery-status" for part in _parts(msg)):
         return True
     for name, address in getaddresses([_header(msg, "from")]):
         local = address.partition("@")[0].lower()

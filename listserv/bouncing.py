@@ -9,7 +9,6 @@ telling them (which may well bounce too) cannot count against them.
 from __future__ import annotations
 
 import email
-import email.message
 import logging
 import uuid
 from collections.abc import Sequence
@@ -21,27 +20,18 @@ from jinja2 import Environment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import listroles, notices, outbox, robots, verp
-from .addresses import Route, role_address, try_normalize
+from . import listroles, notices, outbox, verp
+from .addresses import Route, role_address, tagged, try_normalize
 from .bounces import BounceReport, BounceScore, add_bounce, parse_bounce, should_disable
 from .config import Config
 from .db import Database, get_list
 from .message import Malformed, parse
 from .models import Bounce, MailingList, Member
+from .settings import token_secret
 
 log = logging.getLogger("listserv.bouncing")
 
 POLICY_STATUSES = ("5.7.", "4.7.")
-# robots.robot_reason reasons that mean "a responder answered", not "delivery failed".
-AUTO_REPLY_REASONS = ("Auto-Submitted: auto-replied", "Precedence: auto_reply", " header",
-                      "vacation program", "out-of-office", "X-Auto-Response-Suppress")
-
-
-def is_auto_reply(msg: email.message.Message) -> bool:
-    """A vacation or other auto-reply: RFC 3834 responders answer the envelope sender, so
-    they arrive at our VERP addresses and must not count as bounces."""
-    reason = robots.robot_reason(msg, envelope_sender="responder@invalid")
-    return reason is not None and any(sign in reason for sign in AUTO_REPLY_REASONS)
 
 
 def owners(session: Session, ml: MailingList, config: Config) -> list[str]:
@@ -132,44 +122,75 @@ def _summary(report: BounceReport | None) -> str:
 
 def receive(
     db: Database, routes: Sequence[Route], raw: bytes, config: Config,
-    templates: Environment, now: datetime,
+    templates: Environment, now: datetime, envelope_sender: str | None = None,
 ) -> Received:
     """Record what mail to -bounces addresses tells us, in one transaction.
 
-    A VERP address names the member: any report there counts (permanent unless the report
-    says only "delayed"), as in Mailman, except an auto-reply: RFC 3834 responders answer
-    the envelope sender, so vacation notices arrive here too. At the plain address only a
-    parsed report counts. Nothing that arrives here is ever posted.
+    Only a delivery report counts (`parse_bounce`), and only for a member it is proven to
+    be about: at a VERP address whose HMAC we made, a report that names the member or
+    carries that address (a returned copy's Return-Path); at the plain address, a report
+    whose returned copy carries the member's VERP address. Anyone can write a report
+    naming bob@example.net; only bob's provider has seen his copy's envelope sender.
+    Everything else is dropped and logged. Nothing that arrives here is ever posted.
     """
     if isinstance(parse(raw, config.limits), Malformed):
         return Received(0, "malformed, ignored")
-    msg = email.message_from_bytes(raw, policy=compat32)
-    report = parse_bounce(msg)
-    auto_reply = report is None and is_auto_reply(msg)
-    summary = "auto-reply, not counted" if auto_reply else _summary(report)
+    report = parse_bounce(email.message_from_bytes(raw, policy=compat32), envelope_sender)
+    summary = _summary(report)
+    if report is None:
+        return Received(0, summary)
+    lowered = raw.lower()
     recorded = 0
     with db.session() as session:
+        secret = token_secret(session, config)
         for target in routes:
             ml = get_list(session, target.list_address or "")
             if ml is None:
                 continue
-            member_address = verp.decode(target.detail)
-            if member_address is not None and not auto_reply:
-                found = report.recipients if report else ()
-                permanent = not found or any(r.permanent for r in found)
-                statuses = [r.status for r in found if r.status]
-                register(session, ml, find_member(session, ml, member_address), member_address,
-                         permanent=permanent, status=statuses[0] if statuses else None,
-                         source="verp", detail=summary, now=now, config=config,
-                         templates=templates)
-                recorded += 1
+            sender = role_address(ml.address, "bounces")
+            if target.detail is None:
+                recorded += _plain(session, ml, report, lowered, secret, summary, now, config,
+                                   templates)
                 continue
-            for rcpt in report.recipients if report else ():
-                member = find_member(session, ml, rcpt.address)
-                if member is None:
-                    continue
-                register(session, ml, member, rcpt.address, permanent=rcpt.permanent,
-                         status=rcpt.status, source="dsn", detail=summary, now=now,
-                         config=config, templates=templates)
-                recorded += 1
+            member_address = verp.decode(sender, target.detail, secret)
+            if member_address is None:
+                log.warning("report at %s dropped: not a VERP address we signed",
+                            tagged(sender, target.detail))
+                continue
+            named = [r for r in report.recipients if r.address.lower() == member_address.lower()]
+            if not named and target.detail.encode() not in lowered:
+                log.warning("report at %s dropped: it names %s, not the member",
+                            tagged(sender, target.detail),
+                            ",".join(r.address for r in report.recipients) or "nobody")
+                continue
+            found = named or list(report.recipients)
+            statuses = [r.status for r in found if r.status]
+            register(session, ml, find_member(session, ml, member_address), member_address,
+                     permanent=not found or any(r.permanent for r in found),
+                     status=statuses[0] if statuses else None, source="verp",
+                     detail=summary, now=now, config=config, templates=templates)
+            recorded += 1
     return Received(recorded, summary)
+
+
+def _plain(
+    session: Session, ml: MailingList, report: BounceReport, lowered: bytes, secret: bytes,
+    summary: str, now: datetime, config: Config, templates: Environment,
+) -> int:
+    """Count a report at the plain -bounces address for each member it names whose VERP
+    address it also carries; how many were counted."""
+    sender = role_address(ml.address, "bounces")
+    recorded = 0
+    for rcpt in report.recipients:
+        member = find_member(session, ml, rcpt.address)
+        if member is None:
+            continue
+        if verp.encode(sender, member.address, secret).lower().encode() not in lowered:
+            log.warning("report at %s about member %s dropped: it carries no copy we sent",
+                        sender, member.address)
+            continue
+        register(session, ml, member, rcpt.address, permanent=rcpt.permanent,
+                 status=rcpt.status, source="dsn", detail=summary, now=now, config=config,
+                 templates=templates)
+        recorded += 1
+    return recorded

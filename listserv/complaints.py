@@ -2,10 +2,11 @@
 
 A report is `multipart/report; report-type=feedback-report` with a human part, a
 `message/feedback-report` part (Feedback-Type, Original-Rcpt-To...) and the reported
-message or its headers. Who complained is best known from the member's own unsubscribe
-token in the reported message (it cannot be forged); providers that keep the recipient
-say it in Original-Rcpt-To. Pure; the message is only read after the size and nesting
-limits passed.
+message or its headers. Anyone can write such a report, with the list's public List-Id and
+any Original-Rcpt-To they like: only what we signed into one member's copy proves whose
+copy was reported, that is the personal token of List-Unsubscribe (URL or mailto) or the
+signed VERP envelope sender in its Return-Path. Original-Rcpt-To is kept for the log only.
+Pure; the message is only read after the size and nesting limits passed.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ from .message import Malformed, parse
 # The membership token as it appears in our List-Unsubscribe URL and -leave address.
 _TOKEN_RE = re.compile(r"(?:/u/|-leave\+)(u-\d{1,18}-[0-9a-z]{1,13}-[a-z2-7]{16})", re.I)
 _LIST_ID_RE = re.compile(r"<([^<>\s]+)>\s*$")
+# A VERP envelope sender as the reported copy's Return-Path shows it: list, then detail.
+_VERP_RE = re.compile(r"<?([a-z0-9._-]+)-bounces\+([^@\s<>]+)@([a-z0-9.-]+)>?", re.I)
 
 
 @dataclass(frozen=True)
 class Complaint:
     feedback_type: str  # abuse, fraud, virus, not-spam, other (lower-case)
-    recipients: tuple[str, ...]  # Original-Rcpt-To, normalized
+    recipients: tuple[str, ...]  # Original-Rcpt-To, normalized: claimed, proves nothing
     tokens: tuple[str, ...]  # membership tokens found in the reported message
     list_ids: tuple[str, ...]  # List-Id of the reported message
+    # (list address, VERP detail) of the reported copy's Return-Path, still to be verified
+    verp: tuple[tuple[str, str], ...]
 
     @property
     def is_spam_complaint(self) -> bool:
@@ -83,9 +88,14 @@ def parse_arf(raw: bytes, limits: LimitsConfig) -> Complaint | None:
         "=\r\n", "")
     list_ids = tuple(m[1].lower() for v in original.get_all("List-Id", [])
                      if (m := _LIST_ID_RE.search(str(v))))
+    verp = tuple(dict.fromkeys(
+        (f"{m[1]}@{m[3]}".lower(), m[2].lower())
+        for v in original.get_all("Return-Path", []) if (m := _VERP_RE.search(str(v)))
+    ))
     return Complaint(
         feedback_type=str(fields.get("Feedback-Type", "")).strip().lower(),
         recipients=recipients,
         tokens=tuple(dict.fromkeys(t.lower() for t in _TOKEN_RE.findall(evidence))),
         list_ids=list_ids,
+        verp=verp,
     )

@@ -344,7 +344,9 @@ class OwnerReport(Base):
 
 class MemberEvent(Base):
     """A membership ended by the member's mail provider or one click: kept after the member
-    row is gone, for the owners' report and so a repeated one-click POST stays a success."""
+    row is gone, for the owners' report and so a repeated one-click POST stays a success.
+    A spam complaint that proved no member's copy is kept too (member 0, no address), so
+    the owners see it counted."""
 
     __tablename__ = "member_events"
     __table_args__ = (Index("ix_member_events_list_at", "list_id", "at"),)
@@ -353,7 +355,8 @@ class MemberEvent(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(Integer)
     address: Mapped[str] = mapped_column(String(320))
-    # unsubscribe (one click) | complaint (ARF report from the member's provider)
+    # unsubscribe (one click) | complaint (ARF report from the member's provider) |
+    # complaint-none (an ARF report tied to no copy we sent; nobody removed)
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 

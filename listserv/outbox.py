@@ -25,7 +25,7 @@ from . import bouncing, digests, reports, verp
 from .addresses import role_address
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, insert_ignore
-from .finishing import Batch, Finisher
+from .finishing import Finisher
 from .keys import load_signer
 from .models import Delivery, DigestRun, FanoutJob, MailingList, Member, Notice, Post
 from .transports import SendResult, Transport
@@ -302,24 +302,26 @@ class Outbox:
             self._composed[post_id] = (sender, message)
         return self._composed[post_id]
 
-    def final(self, claims: list[Claim]) -> tuple[str, list[Batch]]:
-        """The envelope sender and the finished (personal, signed) messages for a batch."""
+    def final(self, claims: list[Claim]) -> list[tuple[str, list[str], bytes]]:
+        """(envelope sender, recipients, finished message) of each SMTP transaction of a
+        batch. Posts and digests go to each member in a transaction of their own, with a
+        signed VERP envelope sender that names the member in any bounce."""
         key = claims[0].message_key
         sender, message = self.composed(key)
         members = {c.recipient: c.member_id for c in claims}
-        return sender, self.finisher.finish(key, message, members)
+        batches = self.finisher.finish(key, message, members)
+        if key[0] == "notice":
+            return [(sender, rcpts, data) for rcpts, data in batches]
+        secret = self.finisher.secret()
+        return [(verp.encode(sender, rcpts[0], secret), rcpts, data) for rcpts, data in batches]
 
     async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
         # Composed messages wait here for a connection; bounding them bounds memory when
         # each one is large and distinct (a digest per reader), not only the sockets.
         async with self._in_flight:
-            sender, batches = await asyncio.to_thread(self.final, claims)
-            # Posts and digests go to each member in a transaction of their own, with a
-            # VERP envelope sender that names the member in any bounce.
-            personal = claims[0].post_id is not None or claims[0].digest_id is not None
+            transactions = await asyncio.to_thread(self.final, claims)
             results: dict[str, SendResult] = {}
-            for rcpts, data in batches:
-                envelope = verp.encode(sender, rcpts[0]) if personal else sender
+            for envelope, rcpts, data in transactions:
                 results |= await self.transport.send(envelope, rcpts, data)
             return results
 

@@ -306,7 +306,8 @@ class Handler:
                              "; ".join(removed) or "nobody")
                 elif bounces:
                     found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
-                                                    self.config, self.templates, self.clock())
+                                                    self.config, self.templates, self.clock(),
+                                                    envelope.mail_from)
                     log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
                              ",".join(envelope.rcpt_tos), found.recorded, found.detail)
             requests = [r for r in routes if r.kind == "list" and r.role in membership.ROLES]

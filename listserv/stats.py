@@ -36,6 +36,8 @@ KIND_COLUMN = {
     "post": "posts", "delivery": "deliveries", "deferral": "deferrals",
     "hard": "hard_bounces", "soft": "soft_bounces", "policy": "policy_bounces",
     "complaint": "complaints", "unsubscribe": "unsubscribes",
+    # A complaint that proved no member's copy: counted, though nobody was removed.
+    "complaint-none": "complaints",
 }
 
 

@@ -95,6 +95,8 @@ def test_auto_replies_are_not_bounces(path: Path | None) -> None:
     assert path is not None
     for policy_name in POLICIES:
         assert parse_bounce(_load(path, policy_name)) is None
+        # RFC 3834 responders use the null sender, as bounces do.
+        assert parse_bounce(_load(path, policy_name), "") is None
 
 
 # --- synthetic messages -------------------------------------------------------------------
@@ -234,6 +236,44 @@ def test_plain_text_fallback_pairs_each_address_with_its_error() -> None:
 )
 def test_non_bounces_and_broken_input_return_none(data: bytes, policy_name: str) -> None:
     assert _parse(data, policy_name) is None
+
+
+QUOTED_BOUNCE = (
+    b"From: Carol Cole <carol@example.com>\nTo: living-with-als@lists.example.org\n"
+    b"Subject: Re: my post bounced?\n\nYahoo sent me this, does anyone know why?\n\n"
+    b"> Sorry, we wasn't able to deliver the following message.\n"
+    b"> To: bob@example.net\n"
+    b"> ---Below this line is a copy of the message.\n"
+)
+
+
+@pytest.mark.parametrize("policy_name", POLICIES)
+def test_a_person_quoting_a_bounce_is_not_a_bounce(policy_name: str) -> None:
+    """flufl.bounce's detectors match quoted prose too: only machine-made mail reaches them."""
+    assert _parse(QUOTED_BOUNCE, policy_name) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "envelope_sender"),
+    [
+        pytest.param(
+            (b"Carol Cole <carol@", b"MAILER-DAEMON <mailer-daemon@"), None, id="mailer-daemon"
+        ),
+        pytest.param(
+            (b"Subject:", b"Auto-Submitted: auto-generated\nSubject:"), None, id="auto-generated"
+        ),
+        pytest.param((b"Subject:", b"Return-Path: <>\nSubject:"), None, id="return-path"),
+        pytest.param((b"", b""), "", id="null-envelope-sender"),
+    ],
+)
+def test_the_same_words_from_a_mail_system_are_a_bounce(
+    change: tuple[bytes, bytes], envelope_sender: str | None
+) -> None:
+    data = QUOTED_BOUNCE.replace(b"> ", b"").replace(*change)
+    message = email.message_from_bytes(data, policy=policy.compat32)
+    report = parse_bounce(message, envelope_sender)
+    assert report is not None
+    assert [r.address for r in report.recipients] == ["bob@example.net"]
 
 
 @pytest.mark.parametrize("policy_name", POLICIES)

@@ -1,8 +1,10 @@
 """Spam complaints (ARF, RFC 5965): the member who complained leaves the list, and nobody
-else can be unsubscribed with a made-up report."""
+else can be unsubscribed with a made-up report: only a token we signed into one member's
+copy names the complainer, and one report removes one member at most."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,18 +15,18 @@ from listserv.config import LimitsConfig
 from listserv.db import Database
 from listserv.models import Member, MemberEvent
 
-from .conftest import Sink, make_message
+from .conftest import LIST, Sink, make_message
 
 FBL = "living-with-als-fbl@lists.example.org"
 BOUNCES = "living-with-als-bounces@lists.example.org"
 
 
 def arf(original: bytes, *, feedback_type: str = "abuse", rcpt: str | None = None,
-        headers_only: bool = False) -> bytes:
+        headers_only: bool = False, more_rcpts: tuple[str, ...] = ()) -> bytes:
     """A feedback report as providers send it (RFC 5965 section 5, example 2)."""
     fields = f"Feedback-Type: {feedback_type}\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"
-    if rcpt:
-        fields += f"Original-Rcpt-To: {rcpt}\r\n"
+    for address in (rcpt, *more_rcpts) if rcpt else more_rcpts:
+        fields += f"Original-Rcpt-To: {address}\r\n"
     if headers_only:
         kind, content = "text/rfc822-headers", original.split(b"\r\n\r\n", 1)[0] + b"\r\n"
     else:
@@ -51,11 +53,12 @@ def events(db: Database) -> list[tuple[str, str]]:
 
 
 def delivered_to(post: Any, drain: Any, sink: Sink, address: str) -> bytes:
+    """Bob's copy as his mailbox keeps it: the receiving MTA added Return-Path."""
     msg = make_message("alice@example.org", "Hello", "Hello all.", message_id="h@example.org")
     assert post(msg).code == 250
     drain()
-    (content,) = [r.content for r in sink.received if address in r.rcpt_tos]
-    return content
+    (copy,) = [r for r in sink.received if address in r.rcpt_tos]
+    return f"Return-Path: <{copy.mail_from}>\r\n".encode() + copy.content
 
 
 @pytest.fixture
@@ -74,16 +77,60 @@ def test_complaint_with_the_members_token_unsubscribes_them(
     assert "bob@example.net" not in members(db)
     assert events(db) == [("bob@example.net", "complaint")]
     assert len(members(db)) == 4
+    # Providers expect silence: bob is not written to about it.
+    sink.received.clear()
+    drain()
+    assert sink.to("bob@example.net") == []
 
 
-def test_complaint_at_the_bounce_address_with_original_rcpt_to(
-    als: str, post: Any, drain: Any, sink: Sink, db: Database
+@pytest.fixture
+def generic_unsubscribe(config_data: dict[str, Any]) -> None:
+    config_data["security"] = {"personal_unsubscribe": False}
+
+
+def test_complaint_with_the_copys_signed_verp_return_path_unsubscribes_its_member(
+    generic_unsubscribe: None, als: str, post: Any, drain: Any, sink: Sink, db: Database
 ) -> None:
+    """Without personal links, the signed VERP envelope sender still names the copy."""
     original = delivered_to(post, drain, sink, "dave@example.org")
-    report = arf(original, rcpt="dave@example.org", headers_only=True)
+    assert b"-leave+" not in original
+    report = arf(original.replace(b"dave@example.org", b"x@provider.example"),
+                 headers_only=True)
     assert post(report, to=[BOUNCES], sender="").code == 250
-    assert "dave@example.org" not in members(db)
     assert events(db) == [("dave@example.org", "complaint")]
+
+
+def test_forged_complaint_naming_every_member_unsubscribes_nobody(
+    als: str, post: Any, drain: Any, sink: Sink, db: Database, cli: Any, clock: Any
+) -> None:
+    """The probe: the list's public List-Id and any number of Original-Rcpt-To lines."""
+    before = members(db)
+    forged = (f"From: {LIST}\r\nTo: victim@example.org\r\nSubject: spam\r\n"
+              "List-Id: Living with ALS <living-with-als.lists.example.org>\r\n"
+              "List-Unsubscribe: <mailto:living-with-als-leave@lists.example.org>\r\n"
+              "Return-Path: <living-with-als-bounces+bob=example.net@lists.example.org>\r\n"
+              "\r\nx\r\n").encode()
+    report = arf(forged, rcpt=before[0], more_rcpts=tuple(before[1:]), headers_only=True)
+    assert post(report, to=[FBL], sender="").code == 250
+    assert post(report, to=[BOUNCES], sender="").code == 250
+    assert members(db) == before
+    # Counted for the owners, though nobody was removed.
+    result = cli("report", LIST, "--since", clock().date().isoformat(), "--json")
+    assert json.loads(result.output)[0]["complaints"] == 2
+    assert events(db) == [("", "complaint-none"), ("", "complaint-none")]
+
+
+def test_one_complaint_carrying_two_members_copies_unsubscribes_nobody(
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    bob = delivered_to(post, drain, sink, "bob@example.net")
+    (dave,) = [r.content for r in sink.received if "dave@example.org" in r.rcpt_tos]
+    before = members(db)
+    # Someone who holds two copies (or two colluding members) cannot remove both.
+    dave_links = [line for line in dave.split(b"\r\n") if line.startswith(b"List-Unsub")]
+    stuffed = bob.replace(b"List-Unsubscribe:", dave_links[0] + b"\r\nX-Was:", 1)
+    assert post(arf(stuffed), to=[FBL], sender="").code == 250
+    assert members(db) == before
 
 
 def test_made_up_reports_unsubscribe_nobody(
@@ -94,10 +141,10 @@ def test_made_up_reports_unsubscribe_nobody(
     # Not about our list's mail: the bare Original-Rcpt-To is not believed.
     stranger = make_message("x@spam.example", "Hi", "x", to="dave@example.org").as_bytes()
     assert post(arf(stranger, rcpt="dave@example.org"), to=[FBL], sender="").code == 250
-    # A forged token.
+    # A forged token (and no Return-Path to go by).
     start = original.index(b"/u/u-") + 3
     token = original[start:original.index(b">", start)]
-    forged = original.replace(token, token[:-4] + b"aaaa")
+    forged = original.replace(token, token[:-4] + b"aaaa").split(b"\r\n", 1)[1]
     assert post(arf(forged), to=[FBL], sender="").code == 250
     # "This is not spam" is no reason to leave.
     assert post(arf(original, feedback_type="not-spam"), to=[FBL], sender="").code == 250
@@ -105,7 +152,7 @@ def test_made_up_reports_unsubscribe_nobody(
     plain = make_message("x@spam.example", "hello", "not a report", to=FBL)
     assert post(plain, to=[FBL], sender="x@spam.example").code == 250
     assert members(db) == before
-    assert events(db) == []
+    assert events(db) == [("", "complaint-none")] * 2
 
 
 @pytest.mark.parametrize("headers_only", [False, True])

@@ -1,5 +1,7 @@
-"""The shared bounce and auto-reply corpus through the real receiver: a DSN at the list's
-bounce address scores only the members it names; no DSN or auto-reply is ever posted."""
+"""The shared bounce and auto-reply corpus through the real receiver: a DSN at a member's
+signed VERP address scores that member; at the plain bounce address, which anyone can
+write to, a report that returns no copy we sent scores nobody; no DSN or auto-reply is
+ever posted."""
 
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from listserv import verp
 from listserv.admin import add_member, find_member, require_list
 from listserv.db import Database
 from listserv.models import Bounce, Post
 from listserv.server import Server
+from listserv.settings import token_secret
 
 from .conftest import LIST, count, smtp_send
 from .corpus import corpus_dir, corpus_files
+from .test_bounces import KNOWN_MISSES
 
 BOUNCES = corpus_files("bounces", "*.eml")
 AUTO = corpus_files("auto", "*.eml")
@@ -27,25 +32,43 @@ def expected(path: Path) -> dict[str, Any]:
     return json.loads(path.with_suffix(".expected.json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", BOUNCES, ids=lambda p: p.stem)
-def test_bounce_at_the_bounce_address_scores_only_named_members(
-        path: Path, als: str, receiver: Server, db: Database, config: Any) -> None:
-    corpus_dir("bounces")
-    want = expected(path)
-    named = {r["address"].lower() for r in want["recipients"]}
+def add_named(db: Database, config: Any, named: set[str]) -> bytes:
+    """Make every address the report names a member; the token secret."""
     with db.session() as s:
         ml = require_list(s, LIST, config.lists.domain)
         for address in named:
             if find_member(s, ml, address) is None:
                 add_member(s, ml, address, "", "each", ml.created_at)
-    reply = smtp_send(receiver.port, "", [PLAIN_BOUNCES], path.read_bytes())
+        return token_secret(s, config)
+
+
+@pytest.mark.parametrize("path", BOUNCES, ids=lambda p: p.stem)
+def test_bounce_at_the_members_verp_addresses_scores_them(
+        path: Path, als: str, receiver: Server, db: Database, config: Any) -> None:
+    corpus_dir("bounces")
+    want = expected(path)
+    named = {r["address"].lower() for r in want["recipients"]}
+    secret = add_named(db, config, named)
+    verps = [verp.encode(PLAIN_BOUNCES, address, secret) for address in sorted(named)]
+    reply = smtp_send(receiver.port, "", verps or [PLAIN_BOUNCES], path.read_bytes())
     assert reply.code == 250, reply.text
     assert count(db, Post) == 0
     with db.session() as s:
         scored = {a.lower() for a in s.scalars(select(Bounce.address))}
+    if want["is_bounce"] and path.stem not in KNOWN_MISSES:
+        assert scored == named
     assert scored <= named  # never a member the report does not name
-    if not want["is_bounce"]:
-        assert scored == set()
+
+
+@pytest.mark.parametrize("path", BOUNCES, ids=lambda p: p.stem)
+def test_bounce_at_the_plain_bounce_address_without_our_copy_scores_nobody(
+        path: Path, als: str, receiver: Server, db: Database, config: Any) -> None:
+    corpus_dir("bounces")
+    add_named(db, config, {r["address"].lower() for r in expected(path)["recipients"]})
+    reply = smtp_send(receiver.port, "", [PLAIN_BOUNCES], path.read_bytes())
+    assert reply.code == 250, reply.text
+    assert count(db, Post) == 0
+    assert count(db, Bounce) == 0
 
 
 @pytest.mark.parametrize("path", BOUNCES + AUTO, ids=lambda p: p.stem)

@@ -6,6 +6,7 @@ The relay is the scripted sink; time moves by the injected clock, never by sleep
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from listserv.addresses import route
 from listserv.db import Database
 from listserv.models import Bounce, Delivery, Member, Post
+from listserv.settings import token_secret
 from listserv.transports import SmtpRelay
 from listserv.verp import decode, encode
 
@@ -21,7 +23,9 @@ from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 
 BOB = "bob@example.net"
 FRANK = "frank@example.org"
-BOB_VERP = "living-with-als-bounces+bob=example.net@lists.example.org"
+PLAIN = "living-with-als-bounces@lists.example.org"
+# The VERP form anyone can type, without the HMAC our copies carry.
+BOB_UNSIGNED = "living-with-als-bounces+bob=example.net@lists.example.org"
 
 
 def statuses(db: Database) -> dict[str, str]:
@@ -36,9 +40,15 @@ def member(db: Database, address: str) -> Member:
         return found
 
 
-def dsn(recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
-    """A minimal RFC 3464 report, as an MTA sends it to the envelope sender."""
+def dsn(recipient: str, status: str = "5.1.1", action: str = "failed",
+        returned: str = "") -> bytes:
+    """A minimal RFC 3464 report, as an MTA sends it to the envelope sender; `returned` is
+    the envelope sender of the copy it returns the headers of (Return-Path)."""
     r, s, a = recipient, status, action
+    headers = (
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Return-Path: <{returned}>\r\nFrom: {LIST}\r\nTo: {r}\r\nSubject: Hi\r\n\r\n"
+    ) if returned else ""
     return (
         "From: MAILER-DAEMON@mx.example.net\r\nTo: list-bounces@lists.example.org\r\n"
         f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{r}-{s}@mx>\r\n"
@@ -47,8 +57,20 @@ def dsn(recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
         "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
         "Reporting-MTA: dns; mx.example.net\r\n\r\n"
-        f"Final-Recipient: rfc822; {r}\r\nAction: {a}\r\nStatus: {s}\r\n\r\n--B--\r\n"
+        f"Final-Recipient: rfc822; {r}\r\nAction: {a}\r\nStatus: {s}\r\n\r\n"
+        f"{headers}--B--\r\n"
     ).encode()
+
+
+def verp_of(post: Any, drain: Any, sink: Sink, address: str) -> str:
+    """The envelope sender of the copy of a new post the relay got for `address` (what a
+    bounce of it comes back to); the sink is left empty."""
+    msg = make_message("alice@example.org", "Hi", "hello", message_id=f"{uuid.uuid4()}@x")
+    assert post(msg).code == 250
+    drain()
+    (sender,) = [r.mail_from for r in sink.received if address in r.rcpt_tos]
+    sink.received.clear()
+    return sender
 
 
 def test_relay_451_then_250_is_delivered_on_retry(als: str, post: Any, drain: Any, sink: Sink,
@@ -78,14 +100,18 @@ def test_550_for_one_recipient_bounces_only_that_member(als: str, post: Any, dra
             BOB, "relay", "5.1.1", True)
 
 
-def test_every_post_copy_has_its_members_verp_sender(als: str, post: Any, drain: Any,
-                                                     sink: Sink) -> None:
+def test_every_post_copy_has_its_members_signed_verp_sender(
+        als: str, post: Any, drain: Any, sink: Sink, db: Database, config: Any) -> None:
     assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
     drain()
+    with db.session() as s:
+        secret = token_secret(s, config)
     assert sorted((r.rcpt_tos[0], r.mail_from) for r in sink.received) == [
-        (BOB, BOB_VERP),
-        ("dave@example.org", "living-with-als-bounces+dave=example.org@lists.example.org"),
-    ]
+        (BOB, encode(PLAIN, BOB, secret)), ("dave@example.org", encode(PLAIN, "dave@example.org",
+                                                                      secret))]
+    bob_verp = encode(PLAIN, BOB, secret)
+    assert bob_verp.startswith("living-with-als-bounces+bob=example.net=")
+    assert len(bob_verp.partition("@")[0]) <= 64  # RFC 5321's limit for a local part
 
 
 def test_temporary_failures_become_a_bounce_after_the_maximum_age(
@@ -200,15 +226,16 @@ def owner_notified(config_data: dict[str, Any]) -> None:
 def test_verp_bounces_disable_a_member_who_is_told_once_and_can_be_enabled(
         owner_notified: None, als: str, post: Any, drain: Any, sink: Sink, clock: Clock,
         cli: Any, db: Database) -> None:
+    bob_verp = verp_of(post, drain, sink, BOB)
     for day in range(3):
-        reply = post(dsn(BOB), to=[BOB_VERP], sender="")
+        reply = post(dsn(BOB), to=[bob_verp], sender="")
         assert reply.code == 250
-        again = post(dsn(BOB, "5.2.1"), to=[BOB_VERP], sender="")  # same day: counts once
+        again = post(dsn(BOB, "5.2.1"), to=[bob_verp], sender="")  # same day: counts once
         assert again.code == 250
         assert member(db, BOB).bounce_score == day + 1
         clock.advance(days=1)
     assert member(db, BOB).disabled_at is not None
-    assert count(db, Post) == 0  # never posted
+    assert count(db, Post) == 1  # the post of bob's copy; no bounce is ever posted
     drain()
     (told,) = sink.to(BOB)
     assert told["Subject"] == "Your messages from Living with ALS are paused"
@@ -217,7 +244,7 @@ def test_verp_bounces_disable_a_member_who_is_told_once_and_can_be_enabled(
     assert "bob@example.net" in owner["Subject"]
 
     # The notice bounces too: recorded, not counted, nobody is told again.
-    assert post(dsn(BOB), to=[BOB_VERP], sender="").code == 250
+    assert post(dsn(BOB), to=[bob_verp], sender="").code == 250
     clock.advance(days=1)
     assert post(dsn(BOB), to=["living-with-als-bounces@lists.example.org"], sender="").code == 250
     drain()
@@ -240,21 +267,59 @@ def test_verp_bounces_disable_a_member_who_is_told_once_and_can_be_enabled(
     assert sorted(sink.recipients()) == [BOB, "dave@example.org", "dave@example.org"]
 
 
-def test_dsn_at_plain_bounce_address_scores_the_member_it_names(
-        als: str, post: Any, db: Database) -> None:
-    plain = "living-with-als-bounces@lists.example.org"
-    assert post(dsn("Dave@example.org"), to=[plain], sender="").code == 250
+def test_dsn_at_plain_bounce_address_scores_a_member_only_with_their_returned_copy(
+        als: str, post: Any, drain: Any, sink: Sink, clock: Clock, db: Database) -> None:
+    dave_verp = verp_of(post, drain, sink, "dave@example.org")
+    # A report that names dave proves nothing by itself: anyone can write one.
+    for _ in range(5):
+        assert post(dsn("dave@example.org"), to=[PLAIN], sender="").code == 250
+        clock.advance(days=1)
+    assert member(db, "dave@example.org").bounce_score == 0
+    # One that returns the headers of dave's copy, with its signed VERP Return-Path, counts.
+    real = dsn("Dave@example.org", returned=dave_verp)
+    assert post(real, to=[PLAIN], sender="").code == 250
     assert member(db, "dave@example.org").bounce_score == 1.0
-    assert post(dsn("dave@example.org", "4.2.2", "delayed"), to=[plain], sender="").code == 250
+    again = dsn("dave@example.org", "4.2.2", "delayed", returned=dave_verp)
+    assert post(again, to=[PLAIN], sender="").code == 250
     assert member(db, "dave@example.org").bounce_score == 1.0  # same day
-    assert post(dsn("stranger@example.org"), to=[plain], sender="").code == 250
+    assert post(dsn("stranger@example.org", returned=dave_verp), to=[PLAIN],
+                sender="").code == 250
     assert count(db, Bounce) == 2
-    assert count(db, Post) == 0
+    assert count(db, Post) == 1  # the post of dave's copy only
 
 
-def test_policy_rejections_are_recorded_but_not_counted(als: str, post: Any,
-                                                        db: Database) -> None:
-    assert post(dsn(BOB, "5.7.1"), to=[BOB_VERP], sender="").code == 250
+def test_forged_verp_bounces_score_nobody(als: str, post: Any, drain: Any, sink: Sink,
+                                          clock: Clock, db: Database) -> None:
+    """Five emails over five days used to disable anyone: the VERP address can be typed."""
+    bob_verp = verp_of(post, drain, sink, BOB)
+    dave_verp = verp_of(post, drain, sink, "dave@example.org")
+    local, _, domain = bob_verp.partition("@")
+    made_up = f"{local[:-8]}{'a' * 8}@{domain}"  # bob's VERP with a guessed HMAC
+    for _ in range(5):
+        # A report naming bob, at the VERP address without (or with a wrong) HMAC.
+        assert post(dsn(BOB), to=[BOB_UNSIGNED, made_up], sender="").code == 250
+        # Any text at bob's real VERP address: not a delivery report.
+        words = make_message("mallory@example.com", "hi", "bob's mail bounces, honest",
+                             message_id=f"m{clock().day}@x")
+        assert post(words, to=[bob_verp], sender="").code == 250
+        # A report about someone else, at bob's address.
+        assert post(dsn("dave@example.org"), to=[bob_verp], sender="").code == 250
+        # A report naming bob, at dave's address.
+        assert post(dsn(BOB), to=[dave_verp], sender="").code == 250
+        clock.advance(days=1)
+    assert member(db, BOB).bounce_score == 0 and member(db, BOB).disabled_at is None
+    assert member(db, "dave@example.org").bounce_score == 0
+    assert count(db, Bounce) == 0
+    assert count(db, Post) == 2  # the posts of bob's and dave's copies only
+    # A real report at bob's address counts, as before.
+    assert post(dsn(BOB), to=[bob_verp], sender="").code == 250
+    assert member(db, BOB).bounce_score == 1.0
+
+
+def test_policy_rejections_are_recorded_but_not_counted(als: str, post: Any, drain: Any,
+                                                        sink: Sink, db: Database) -> None:
+    bob_verp = verp_of(post, drain, sink, BOB)
+    assert post(dsn(BOB, "5.7.1"), to=[bob_verp], sender="").code == 250
     assert member(db, BOB).bounce_score == 0
     with db.session() as s:
         assert s.scalar(select(Bounce.counted)) is False
@@ -301,28 +366,67 @@ def test_temporary_relay_faults_at_every_stage_are_retried(
     assert count(db, Bounce) == 0
 
 
-def test_vacation_reply_to_a_verp_address_is_not_a_bounce(als: str, post: Any,
-                                                          db: Database) -> None:
+def test_vacation_reply_to_a_verp_address_is_not_a_bounce(als: str, post: Any, drain: Any,
+                                                          sink: Sink, db: Database) -> None:
+    bob_verp = verp_of(post, drain, sink, BOB)
     away = make_message(BOB, "Out of office: To all", "I am away until Monday.",
                         message_id="away@x", headers={"Auto-Submitted": "auto-replied"})
-    assert post(away, to=[BOB_VERP], sender="").code == 250
+    assert post(away, to=[bob_verp], sender="").code == 250
     assert count(db, Bounce) == 0
-    assert count(db, Post) == 0
-    # A non-standard bounce at the same address (no DSN, no auto-reply marks) still counts.
-    gone = make_message("MAILER-DAEMON@mx.example.net", "failure notice",
-                        "Sorry, I couldn't deliver your message.", message_id="gone@x")
-    assert post(gone, to=[BOB_VERP], sender="").code == 250
+    assert count(db, Post) == 1
+    # A non-standard bounce at the same address (qmail's prose, no DSN) still counts.
+    gone = make_message(
+        "MAILER-DAEMON@mx.example.net", "failure notice",
+        "Hi. This is the qmail-send program at mx.example.net.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        f"<{BOB}>:\nSorry, no mailbox here by that name. (#5.1.1)\n",
+        message_id="gone@x")
+    assert post(gone, to=[bob_verp], sender="").code == 250
+    assert member(db, BOB).bounce_score == 1.0
+
+
+def test_a_reply_quoting_a_bounce_is_not_a_bounce(als: str, post: Any, drain: Any,
+                                                   sink: Sink, db: Database) -> None:
+    """flufl.bounce reads "To: bob@..." in a quoted bounce as a failed recipient: only mail
+    that looks machine-made is given to its detectors."""
+    bob_verp = verp_of(post, drain, sink, BOB)
+    # Bob's mail program answers the envelope sender, and he quotes what his provider said.
+    reply = make_message(
+        BOB, "Re: failure notice",
+        "Did my mail to the list get through? My provider said:\n\n"
+        "> Sorry, we wasn't able to deliver the following message.\n"
+        f"> Return-Path: <{bob_verp}>\n"
+        f"> To: {BOB}\n"
+        "> ---Below this line is a copy of the message.\n",
+        message_id="quoted@x")
+    assert post(reply, to=[bob_verp, PLAIN], sender=BOB).code == 250
+    assert member(db, BOB).bounce_score == 0
+    assert count(db, Bounce) == 0
+    assert count(db, Post) == 1
+    # The same words from a mail system are a bounce.
+    bounce = make_message("MAILER-DAEMON@mx.example.net", "failure notice",
+                          reply.get_content().replace("> ", ""), message_id="real@x")
+    assert post(bounce, to=[bob_verp], sender="").code == 250
     assert member(db, BOB).bounce_score == 1.0
 
 
 @pytest.mark.parametrize("recipient", ["bob@example.net", "Bob.Baker+lists@Example.NET",
                                        "a=b@example.org"])
 def test_verp_round_trips_through_routing(recipient: str) -> None:
-    sender = encode("living-with-als-bounces@lists.example.org", recipient)
+    secret = b"s" * 32
+    sender = encode(PLAIN, recipient, secret)
     target = route(sender, {"lists.example.org"}, {LIST})
     assert (target.kind, target.role) == ("list", "bounces")
-    decoded = decode(target.detail)
+    decoded = decode(PLAIN, target.detail, secret)
     assert decoded is not None and decoded.lower() == recipient.lower()
+    # Another secret, another list, another member or no HMAC: nobody.
+    assert decode(PLAIN, target.detail, b"t" * 32) is None
+    assert decode("caregivers-bounces@lists.example.org", target.detail, secret) is None
+    other = encode(PLAIN, "x" + recipient, secret).partition("+")[2].rpartition("=")[2]
+    assert decode(PLAIN, target.detail.rpartition("=")[0] + "=" + other.partition("@")[0],
+                  secret) is None
+    assert decode(PLAIN, target.detail.rpartition("=")[0], secret) is None
 
 
 def test_the_relay_hears_each_recipient_and_its_own_answer(

@@ -138,3 +138,26 @@ def test_a_day_is_quiet_only_without_any_figure_or_address() -> None:
     assert DayReport(date(2026, 11, 27), zero, (), ()).quiet
     assert not DayReport(date(2026, 11, 27), {**zero, "posts": 1}, (), ()).quiet
     assert not DayReport(date(2026, 11, 27), zero, (), ("frank@example.org",)).quiet
+
+
+def test_a_complaint_tied_to_no_copy_is_counted_for_the_owner_and_removes_nobody(
+        als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock,
+        scheduler: Any) -> None:
+    assert cli("lists", "set", LIST, "--owner", OWNER).exit_code == 0
+    clock.now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    made_up = make_message(LIST, "spam", "x", headers={
+        "List-Id": "Living with ALS <living-with-als.lists.example.org>"}).as_bytes()
+    report = arf(made_up, rcpt="dave@example.org", more_rcpts=("bob@example.net",),
+                 headers_only=True)
+    assert post(report, to=[BOUNCES], sender="").code == 250
+    clock.now = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+    scheduler()
+    drain()
+    (sent,) = reports_to(sink, OWNER)
+    text = body(sent)
+    assert "  complaints               1\n" in text
+    assert "Unsubscribed because" not in text
+    assert ("1 spam complaint(s) carried no member's own copy of our mail (made up, or the\n"
+            "provider removed our links): nobody was unsubscribed for them.\n") in text
+    members = cli("members", "list", LIST).output
+    assert "dave@example.org" in members and "bob@example.net" in members
