@@ -8,6 +8,7 @@ from email.message import Message
 from email.utils import parseaddr
 from typing import Any
 
+import dkim
 import pytest
 from sqlalchemy import select
 
@@ -237,6 +238,34 @@ def test_owner_address_reaches_the_owners(
     (forwarded,) = sink.to("olga@example.org")
     assert forwarded["Message-ID"] == "<q@example.net>"
     assert sink.to(NEW) == []
+
+
+def test_owner_mail_from_a_gmail_author_is_forwarded_from_the_list_and_passes_dmarc(
+    signed: Any, als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
+    """Gmail publishes p=reject: forwarded with her own From, Grace's question would be
+    refused by the owners' provider. It arrives From the list's owner address, signed by
+    the list's domain, with Grace in Reply-To and her Greek name exactly as she wrote it."""
+    assert cli("lists", "set", LIST, "--owner", "olga@example.org").exit_code == 0
+    grace = "grace.hopper@gmail.com"
+    question = make_message(f"Γρηγόρης Παπαδόπουλος <{grace}>", "Μια ερώτηση",
+                            "Who runs this list?", to=OWNER, message_id="q@gmail.com",
+                            headers={"DKIM-Signature": "v=1; a=rsa-sha256; d=gmail.com; "
+                                                       "s=20230601; h=from; bh=x; b=y"})
+    assert post(question, to=[OWNER], sender=grace).code == 250
+    drain()
+    (received,) = [r for r in sink.received if "olga@example.org" in r.rcpt_tos]
+    forwarded = received.message
+    assert parseaddr(str(forwarded["From"]))[1] == OWNER
+    assert str(forwarded["From"]).startswith("Γρηγόρης Παπαδόπουλος via Living with ALS")
+    assert parseaddr(str(forwarded["Reply-To"]))[1] == grace
+    assert str(forwarded["Reply-To"]).startswith("Γρηγόρης Παπαδόπουλος")
+    assert forwarded["Subject"] == "Μια ερώτηση"
+    assert forwarded["Message-ID"] == "<q@gmail.com>"
+    # One signature, ours, aligned with the From domain (what DMARC checks).
+    (signature,) = forwarded.get_all("DKIM-Signature")
+    assert "d=lists.example.org" in signature.replace(" ", "")
+    assert dkim.verify(received.content, dnsfunc=signed)
 
 
 def test_out_of_office_reply_to_a_post_is_not_posted_and_not_answered(
