@@ -169,7 +169,7 @@ class Outbox:
         self.rng = rng
         self.worker = incarnation()
         self._composed: dict[int, tuple[str, bytes]] = {}
-        self._digests = digests.Composer(config, templates)
+        self._digests = digests.Composer(config, templates, clock)
         self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
         self.finisher = Finisher(db, config, templates, load_signer(config), clock)
 
