@@ -128,7 +128,7 @@ def main() -> None:
         print(f"open run (render once, queue {opened.recipients} deliveries, "
               f"{opened.posts} posts): {open_s:.2f} s")
 
-        composer = digests.Composer(config, templates)
+        composer = digests.Composer(config, templates, lambda: day)
         with db.session() as s:
             ids = s.scalars(select(Delivery.id).where(Delivery.digest_id == opened.run_id)
                             .order_by(Delivery.id)).all()

@@ -15,6 +15,8 @@ from typing import TypeVar
 
 # Suffixes of a list's local part and the role each address plays.
 ROLES = ("request", "owner", "join", "leave", "bounces", "confirm", "fbl")
+# Every domain we receive for accepts it, in any case (RFC 5321 section 4.5.1).
+POSTMASTER = "postmaster"
 
 _LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _DOMAIN_RE = re.compile(
@@ -89,6 +91,8 @@ def list_address(name: str, domain: str) -> str:
         raise AddressError(
             f"{local!r} is not a valid list name (use a-z, 0-9, '.', '_' and '-')"
         )
+    if local == POSTMASTER:
+        raise AddressError(f"{local!r} is reserved: mail to it goes to the owners (RFC 5321)")
     if local.endswith(tuple(f"-{role}" for role in ROLES)):
         raise AddressError(f"{local!r} ends with a reserved suffix ({', '.join(ROLES)})")
     return normalize(f"{local}@{dom}")
@@ -96,7 +100,8 @@ def list_address(name: str, domain: str) -> str:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a recipient goes: kind is 'list', 'unknown' (550 5.1.1) or 'relay' (550 5.7.1)."""
+    """Where a recipient goes: kind is 'list', 'postmaster' (its domain in `detail`),
+    'unknown' (550 5.1.1) or 'relay' (550 5.7.1)."""
 
     kind: str
     list_address: str | None = None
@@ -115,6 +120,8 @@ def route(recipient: str, local_domains: Collection[str], lists: Collection[str]
     `lists` holds the normalized posting addresses of existing lists; `local_domains` the
     lower-case domains we receive for. Anything else is a relay attempt, which we never serve.
     """
+    if recipient.strip().strip("<>").strip().lower() == POSTMASTER:
+        return Route("postmaster")  # RFC 5321 4.5.1: without a domain, too
     address = try_normalize(recipient)
     if address is None:
         return Route("unknown")
@@ -122,6 +129,8 @@ def route(recipient: str, local_domains: Collection[str], lists: Collection[str]
     if domain not in local_domains:
         return Route("relay")
     local = local.lower()
+    if local == POSTMASTER:
+        return Route("postmaster", detail=domain)
     base, plus, detail = local.partition("+")
     candidates = [(base, "post")]
     for role in ROLES:

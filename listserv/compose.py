@@ -183,3 +183,26 @@ def render_relay(raw: bytes, from_name: str, from_address: str) -> bytes:
         del msg[name]
     msg["From"] = mailbox(from_name, from_address)
     return to_bytes(msg)
+
+
+# Headers of mail forwarded to people who run the lists that would fail or mislead there.
+FORWARD_STRIP = ("From", "Reply-To", "Sender", "Return-Path", "X-Original-From",
+                 "DKIM-Signature", *ARC_HEADERS)
+
+
+def render_forward(raw: bytes, author_name: str, author_address: str, shown_as: str,
+                   from_address: str, loop: str) -> bytes:
+    """Mail to an owner or postmaster address as the owners get it: From our own address
+    (`from_address`, named "<author> via <shown_as>") and Reply-To the author, as posts are.
+    The author's own From would fail DMARC at the owners' provider when their domain (Gmail,
+    Yahoo) publishes p=reject; a plain reply still reaches the author. `loop` is stamped in
+    X-Loop, so the forward never comes back in."""
+    msg = email.message_from_bytes(raw, policy=compat32)
+    for name in FORWARD_STRIP:
+        del msg[name]
+    shown = author_name or author_address.replace("@", " at ")
+    msg["From"] = mailbox(f"{shown} via {shown_as}", from_address)
+    msg["Reply-To"] = mailbox(author_name, author_address)
+    msg["X-Original-From"] = mailbox(author_name, author_address)
+    msg["X-Loop"] = loop
+    return to_bytes(msg)

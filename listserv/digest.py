@@ -250,12 +250,17 @@ def _header_line(name: str, value: str) -> bytes:
 
 def message(
     info: ListInfo, shared: Shared, recipient: str, message_id: str,
-    text_footer: str, html_footer: str,
+    text_footer: str, html_footer: str, unsubscribe: str = "",
 ) -> bytes:
     """One reader's digest: multipart/alternative, shared body, this reader's footer.
 
     From is the list's -request address, so a plain reply to the digest never becomes a post.
+    `unsubscribe` is the reader's own List-Unsubscribe value, as a post copy carries it; with
+    an HTTPS link first, List-Unsubscribe-Post makes it one-click (RFC 8058): a digest is
+    bulk mail, and Gmail and Yahoo require one-click of bulk senders.
     """
+    one_click = ([("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+                 if unsubscribe.startswith("<http") else [])
     boundary = f"=_digest_{shared.run_id}"  # "=_" never occurs in quoted-printable text
     headers = [
         ("From", mailbox(info.title, role_address(info.address, "request"))),
@@ -266,7 +271,9 @@ def message(
         ("Auto-Submitted", "auto-generated"),
         # No List-Post: a "reply to list" would post "Re: ... daily digest" as a new thread;
         # each thread's section carries its own reply address instead.
-        *((name, value) for name, value in list_headers(info) if name != "List-Post"),
+        *((name, unsubscribe if name == "List-Unsubscribe" and unsubscribe else value)
+          for name, value in list_headers(info) if name != "List-Post"),
+        *one_click,
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]

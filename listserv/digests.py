@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,12 +19,13 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import digest
+from . import digest, oneclick
 from .addresses import role_address
 from .compose import ListInfo
 from .config import Config
 from .db import Database
 from .models import Delivery, DigestRun, MailingList, Member, Post, Thread
+from .settings import token_secret
 
 log = logging.getLogger("listserv.digests")
 
@@ -62,16 +64,19 @@ def render_html(templates: Environment, c: digest.Content) -> str:
     return templates.get_template("digest.html").render(c=c, plural=digest.plural)
 
 
-def _footer_values(ml: MailingList, recipient: str, archive_url: str) -> dict[str, str]:
+def _footer_values(ml: MailingList, recipient: str, archive_url: str,
+                   unsubscribe_url: str) -> dict[str, str]:
     return {"title": ml.title, "list_address": ml.address, "recipient": recipient,
             "request_address": role_address(ml.address, "request"),
-            "leave_address": role_address(ml.address, "leave"), "archive_url": archive_url}
+            "leave_address": role_address(ml.address, "leave"), "archive_url": archive_url,
+            "unsubscribe_url": unsubscribe_url}
 
 
 def footers(templates: Environment, ml: MailingList, recipient: str,
-            archive_url: str) -> tuple[str, str]:
-    """The per-reader parts: (plain footer wrapped to 80 columns, HTML footer)."""
-    values = _footer_values(ml, recipient, archive_url)
+            archive_url: str, unsubscribe_url: str = "") -> tuple[str, str]:
+    """The per-reader parts: (plain footer wrapped to 80 columns, HTML footer), with the
+    reader's one-click link when the web endpoint is on."""
+    values = _footer_values(ml, recipient, archive_url, unsubscribe_url)
     text = templates.get_template("digest-footer.txt").render(**values)
     text = "\n".join(line if line == "-- " else digest.wrap(line) for line in text.splitlines())
     return text, templates.get_template("digest-footer.html").render(**values)
@@ -187,11 +192,19 @@ def history(session: Session, ml: MailingList, limit: int) -> list[dict[str, obj
 
 
 class Composer:
-    """Builds one reader's digest at send time; keeps the last runs' shared bytes."""
+    """Builds one reader's digest at send time; keeps the last runs' shared bytes.
 
-    def __init__(self, config: Config, templates: Environment) -> None:
+    Each reader's copy carries their own unsubscribe links, as a post copy does (with the
+    web endpoint: one-click URL and leave address; else, with [security]
+    personal_unsubscribe, the leave address), their tokens issued at `clock`'s time.
+    """
+
+    def __init__(self, config: Config, templates: Environment,
+                 clock: Callable[[], datetime]) -> None:
         self.config = config
         self.templates = templates
+        self.clock = clock
+        self._secret: bytes | None = None  # read once: 10,000 readers, one query
         self._shared: dict[int, tuple[digest.Shared, MailingList]] = {}
         self._lock = threading.Lock()  # the outbox composes in several threads at once
 
@@ -214,8 +227,22 @@ class Composer:
                 self._shared[run_id] = cached
         shared, ml = cached
         archive = self.config.lists.archive_url
-        text_footer, html_footer = footers(self.templates, ml, delivery.recipient, archive)
+        links = self.links(session, ml, delivery)
+        text_footer, html_footer = footers(self.templates, ml, delivery.recipient, archive,
+                                           links.url if links else "")
         message = digest.message(list_info(ml, archive), shared, delivery.recipient,
                                  f"digest.{run_id}.{delivery.id}@{ml.domain}",
-                                 text_footer, html_footer)
+                                 text_footer, html_footer, links.header() if links else "")
         return role_address(ml.address, "bounces"), message
+
+    def links(self, session: Session, ml: MailingList,
+              delivery: Delivery) -> oneclick.Links | None:
+        """The reader's own unsubscribe links, or None for the list-wide leave address."""
+        base_url = self.config.web.base_url
+        if delivery.member_id is None or not (
+                base_url or self.config.security.personal_unsubscribe):
+            return None
+        if self._secret is None:
+            self._secret = token_secret(session, self.config)
+        return oneclick.links(self._secret, base_url, ml.address, delivery.member_id,
+                              delivery.recipient, self.clock())

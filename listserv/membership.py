@@ -17,7 +17,7 @@ from jinja2 import Environment
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import commands, moderation, robots, tokens
+from . import commands, compose, moderation, robots, tokens
 from .addresses import Route, role_address, tagged, try_normalize
 from .config import Config
 from .db import Database, get_list
@@ -202,13 +202,19 @@ class ListDesk:
 
     # -- the -owner address --------------------------------------------------------------------
     def forward_to_owners(self, msg: Incoming) -> None:
+        """Forward mail to `-owner` From that address with the author in Reply-To, so it
+        passes DMARC at the owners' provider whatever the author's domain publishes."""
         owners = self.session.scalars(
             select(ListRole.address).where(ListRole.list_id == self.ml.id,
                                            ListRole.role == "owner")
         ).all()
         if not owners:
             log.warning("mail to %s dropped: the list has no owner", self.ml.address)
-        payload = f"X-Loop: {self.ml.address}\r\n".encode() + msg.raw
+        author = msg.parsed.author_address or msg.sender
+        name = msg.parsed.author_name if msg.parsed.author_address else msg.name
+        payload = compose.render_forward(msg.raw, name, author, f"{self.ml.title} owners",
+                                         role_address(self.ml.address, "owner"),
+                                         loop=self.ml.address)
         bounces = role_address(self.ml.address, "bounces")
         for owner in owners:
             queue_notice(self.session, kind="owner", sender=bounces, recipient=owner,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,41 @@ def backoff(attempts: int, jitter: float) -> timedelta:
     """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
     base = min(60 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=base * (0.8 + 0.4 * jitter))
+
+
+def incarnation() -> str:
+    """This dispatcher's lease owner: host, process id and a nonce of this start.
+
+    A restart can then tell its own dead incarnation from a live neighbour (see
+    `provably_dead`) and resume at once instead of waiting out the leases.
+    """
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 delivers nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def provably_dead(owner: str, me: str, alive: Callable[[int], bool]) -> bool:
+    """Whether the lease owner `owner` can no longer deliver, seen from dispatcher `me`.
+
+    Only an owner on our own host can be proven dead: either its process is gone, or it had
+    our process id with another nonce (a restart that got the same pid, as pid 1 in a
+    container). One dispatcher runs per process, so that earlier one has ended. Owners on
+    other hosts, or in a live process, keep their leases until these run out.
+    """
+    host, pid, nonce = [*owner.split(":"), "", ""][:3]
+    my_host, my_pid, _ = me.split(":")
+    if host != my_host or not pid.isdigit() or not nonce or owner == me:
+        return False
+    return pid == my_pid or (int(pid) > 0 and not alive(int(pid)))
 
 
 def max_age(list_hours: float | None, default_hours: float) -> timedelta:
@@ -130,9 +167,9 @@ class Outbox:
         self.templates = templates
         self.clock = clock
         self.rng = rng
-        self.worker = uuid.uuid4().hex[:16]
+        self.worker = incarnation()
         self._composed: dict[int, tuple[str, bytes]] = {}
-        self._digests = digests.Composer(config, templates)
+        self._digests = digests.Composer(config, templates, clock)
         self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
         self.finisher = Finisher(db, config, templates, load_signer(config), clock)
 
@@ -270,6 +307,30 @@ class Outbox:
             templates=self.templates,
         )
 
+    def reclaim(self) -> int:
+        """At start, take back the leases of our own host's dead dispatchers, so a restart
+        after a crash resumes at once instead of after `lease_seconds`. What the dead one
+        sent but never recorded goes again: duplicates stay bounded by one claimed round."""
+        now = self.clock()
+        with self.db.session() as session:
+            owners = session.scalars(
+                select(Delivery.lease_owner).distinct()
+                .where(Delivery.status.in_(("queued", "deferred")),
+                       Delivery.lease_owner.is_not(None), Delivery.lease_until >= now)
+            ).all()
+            dead = [o for o in owners if o and provably_dead(o, self.worker, pid_alive)]
+            if not dead:
+                return 0
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.lease_owner.in_(dead), Delivery.status != "sent")
+                .values(lease_until=None, lease_owner=None)
+            )
+        reclaimed = int(result.rowcount)  # type: ignore[attr-defined]
+        log.warning("reclaimed %d deliveries leased by %s, which ended without releasing them",
+                    reclaimed, ", ".join(dead))
+        return reclaimed
+
     def release(self) -> None:
         """Give back this worker's leases, so a clean shutdown leaves nothing waiting."""
         with self.db.session() as session:
@@ -376,6 +437,10 @@ class Outbox:
     async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work until `stop`; `wake` is set by the receiver after each stored post."""
         poll = self.config.delivery.poll_seconds
+        try:
+            await asyncio.to_thread(self.reclaim)
+        except TEMPORARY_ERRORS:
+            log.warning("database busy; leases of a crashed dispatcher come back when they end")
         while not stop.is_set():
             wake.clear()
             try:

@@ -20,7 +20,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.orm import Session as OrmSession
 
-from . import bouncing, feedback, ingest, membership, moderation, relay
+from . import bouncing, feedback, ingest, membership, moderation, postmaster, relay
 from .addresses import Route, route
 from .aliases import is_alias
 from .config import Config
@@ -192,7 +192,7 @@ class KnownLists:
         if time.monotonic() - self._read_at > self.ttl:
             return None
         target = route(rcpt, self._domains, self._lists)
-        return target if target.kind == "list" else None
+        return target if target.kind in ("list", "postmaster") else None
 
     def read(self, rcpt: str) -> Route:
         """Read the list addresses again and route the recipient (a query: run in a thread)."""
@@ -257,6 +257,10 @@ class Handler:
         if target.kind == "relay":
             log.info("rcpt refused (relay) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.RELAY_DENIED)
+        if target.kind == "postmaster":
+            envelope.rcpt_tos.append(address)
+            self._accepted.setdefault(envelope, []).append(target)
+            return reply(Outcome.RECIPIENT_OK)
         if target.kind != "list" or target.role not in ACCEPTED_ROLES:
             log.info("rcpt refused (unknown) from=%s to=%s", envelope.mail_from, address)
             return reply(Outcome.UNKNOWN_RECIPIENT)
@@ -294,6 +298,14 @@ class Handler:
                          ",".join(envelope.rcpt_tos), outcome.value)
                 return reply(outcome)
             outcomes = []
+            domains = [r.detail or self.lists.domain for r in routes if r.kind == "postmaster"]
+            if domains:
+                outcomes.append(await asyncio.to_thread(
+                    postmaster.receive, self.db, self.config, domains, raw,
+                    envelope.mail_from or "", self.clock()))
+                log.info("postmaster mail from=%s: %s", envelope.mail_from,
+                         outcomes[-1].value)
+                self.on_post()
             reports = [r for r in routes if r.kind == "list" and r.role in ("fbl", "bounces")]
             if reports:
                 # A complaint (ARF) unsubscribes; anything else at -bounces is a bounce.

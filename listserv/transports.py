@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -66,10 +67,7 @@ class SmtpRelay:
             smtp: aiosmtplib.SMTP | None = None
             try:
                 smtp = await self._connection()
-                if sender.isascii() and all(rcpt.isascii() for rcpt in recipients):
-                    results = await _transaction(smtp, sender, recipients, message)
-                else:
-                    results = await _utf8_transaction(smtp, sender, recipients, message)
+                results = await _transaction(smtp, sender, recipients, message)
             except aiosmtplib.SMTPResponseException as exc:
                 self._discard(smtp)
                 return dict.fromkeys(recipients, SendResult(exc.code, exc.message))
@@ -99,20 +97,45 @@ class SmtpRelay:
 
 
 _ACCEPTED = (250, 251)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+class MissingExtension(aiosmtplib.SMTPException):
+    """The relay does not offer what the content needs; it is retried, never sent
+    undeclared (RFC 6152 section 3, RFC 6531 section 3.4)."""
+
+
+def mail_parameters(sender: str, recipients: list[str], message: bytes) -> list[str]:
+    """The MAIL FROM parameters the content needs besides SIZE: BODY=8BITMIME for any 8-bit
+    byte (RFC 6152), SMTPUTF8 for a UTF-8 address or raw UTF-8 in the header section (RFC
+    6531, 6532). Strict receivers, ours included, refuse undeclared 8-bit data."""
+    needed = [] if message.isascii() else ["BODY=8BITMIME"]
+    head = _HEADER_END.split(message, maxsplit=1)[0]
+    if not (sender.isascii() and all(r.isascii() for r in recipients) and head.isascii()):
+        needed.append("SMTPUTF8")
+    return needed
 
 
 async def _transaction(smtp: aiosmtplib.SMTP, sender: str, recipients: list[str],
                        message: bytes) -> dict[str, SendResult]:
-    """MAIL, RCPT and DATA with aiosmtplib's own commands, as its sendmail() runs them.
+    """MAIL, RCPT and DATA with aiosmtplib's own commands: the one place that writes the
+    outgoing transaction.
 
     sendmail() parses every address twice with email.utils, a third of the dispatcher's
-    CPU (measured with py-spy); ours are plain ASCII addresses, checked when stored or built.
+    CPU (measured with py-spy); ours are addresses checked when stored or built.
     Refused recipients get their reply; when all are, the envelope is reset.
     """
     if smtp.is_ehlo_or_helo_needed:
         await smtp.ehlo()
-    size = [b"SIZE=%d" % len(message)] if smtp.supports_extension("size") else []
-    reply = await smtp.execute_command(b"MAIL", b"FROM:<%s>" % sender.encode(), *size)
+    needed = mail_parameters(sender, recipients, message)
+    for parameter in needed:
+        extension = parameter.partition("=")[2] or parameter
+        if not smtp.supports_extension(extension):
+            raise MissingExtension(f"the relay does not offer {extension}, which this "
+                                   f"message needs")
+    size = [f"SIZE={len(message)}"] if smtp.supports_extension("size") else []
+    reply = await smtp.execute_command(
+        b"MAIL", b"FROM:<%s>" % sender.encode(), *(p.encode() for p in size + needed))
     if reply.code != 250:
         raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
     results = {}
@@ -125,20 +148,6 @@ async def _transaction(smtp: aiosmtplib.SMTP, sender: str, recipients: list[str]
     await smtp.data(message)
     return {rcpt: SendResult(250, "ok") if r.code in _ACCEPTED else r
             for rcpt, r in results.items()}
-
-
-async def _utf8_transaction(smtp: aiosmtplib.SMTP, sender: str, recipients: list[str],
-                            message: bytes) -> dict[str, SendResult]:
-    """An internationalized address needs SMTPUTF8 (RFC 6531): aiosmtplib's sendmail() asks
-    for it, and fails when the relay lacks it (a 451 here: the mail is retried)."""
-    try:
-        refused, _ = await smtp.sendmail(sender, recipients, message, mail_options=["SMTPUTF8"])
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return {err.recipient: SendResult(err.code, err.message) for err in exc.recipients}
-    results = dict.fromkeys(recipients, SendResult(250, "ok"))
-    for rcpt, response in refused.items():
-        results[rcpt] = SendResult(response.code, response.message)
-    return results
 
 
 def maildir_name(address: str) -> str:

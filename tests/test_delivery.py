@@ -6,6 +6,8 @@ The relay is the scripted sink; time moves by the injected clock, never by sleep
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from typing import Any
 
@@ -13,13 +15,18 @@ import pytest
 from sqlalchemy import select
 
 from listserv.addresses import route
+from listserv.config import Config
 from listserv.db import Database
 from listserv.models import Bounce, Delivery, Member, Post
+from listserv.outbox import Outbox, provably_dead
+from listserv.server import Server
 from listserv.settings import token_secret
-from listserv.transports import SmtpRelay
+from listserv.templating import environment
+from listserv.transports import SmtpRelay, mail_parameters
 from listserv.verp import decode, encode
 
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
+from .test_serve import wait_for
 
 BOB = "bob@example.net"
 FRANK = "frank@example.org"
@@ -453,3 +460,94 @@ def test_the_relay_hears_each_recipient_and_its_own_answer(
     loop_thread.run(relay.close())
     assert [r.rcpt_tos for r in sink.received] == [
         ["bob@example.net"], ["bob@example.net"], ["jürgen@bücher.de"]]
+
+
+def test_a_post_in_any_script_reaches_a_strict_server_declared_as_8bit_and_utf8(
+        config: Config, cli: Any, post: Any, receiver: Server, db: Database, clock: Clock,
+        loop_thread: LoopThread) -> None:
+    """Our own receiver refuses undeclared 8-bit data (RFC 6152), as strict servers do. A
+    list address on it, subscribed to a list, accepts a German and Japanese post only when
+    the outgoing MAIL FROM declares BODY=8BITMIME and, for the raw UTF-8 header, SMTPUTF8
+    (there it is then dropped as list mail: a list never reposts another list's copy)."""
+    archive = "als-archive@lists.example.org"
+    assert cli("lists", "create", "living-with-als", "--title", "Living with ALS").exit_code == 0
+    assert cli("lists", "create", "als-archive", "--title", "ALS archive").exit_code == 0
+    assert cli("members", "add", LIST, "alice@example.org").exit_code == 0
+    assert cli("members", "add", LIST, archive).exit_code == 0
+    body = "Grüße aus Köln, und 東京からこんにちは。\n"
+    raw = (f"From: Alice Archer <alice@example.org>\r\nTo: Lebende mit ALS <{LIST}>\r\n"
+           "Subject: Treffen\r\nDate: Fri, 27 Nov 2026 09:00:00 +0000\r\n"
+           "Message-ID: <treffen@example.org>\r\nMIME-Version: 1.0\r\n"
+           "Keywords: Grüße, 東京\r\n"
+           'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n'
+           f"\r\n{body}").encode()
+    assert post(raw, sender="alice@example.org").code == 250
+    strict = SmtpRelay("127.0.0.1", receiver.port, 1, 10.0)
+    outbox = Outbox(db, config, strict, environment(config.base_dir), clock, rng=lambda: 0.5)
+    while loop_thread.run(outbox.run_once()):
+        pass
+    loop_thread.run(strict.close())
+    with db.session() as s:
+        delivery = s.scalar(select(Delivery).where(Delivery.recipient == archive))
+        assert delivery is not None
+        assert (delivery.status, delivery.last_error) == ("sent", None)
+
+
+@pytest.mark.parametrize(("sender", "rcpt", "message", "needed"), [
+    ("l-bounces@lists.example.org", "bob@example.net", b"Subject: hi\r\n\r\nhello\r\n", []),
+    ("l-bounces@lists.example.org", "bob@example.net", "Subject: hi\r\n\r\nGrüße\r\n".encode(),
+     ["BODY=8BITMIME"]),
+    ("l-bounces@lists.example.org", "bob@example.net", "To: 東京\r\n\r\nhi\r\n".encode(),
+     ["BODY=8BITMIME", "SMTPUTF8"]),
+    ("l-bounces@lists.example.org", "jürgen@bücher.de", b"Subject: hi\r\n\r\nhello\r\n",
+     ["SMTPUTF8"]),
+])
+def test_mail_from_declares_what_the_content_needs(sender: str, rcpt: str, message: bytes,
+                                                   needed: list[str]) -> None:
+    assert mail_parameters(sender, [rcpt], message) == needed
+
+
+def test_a_restarted_dispatcher_resumes_its_crashed_incarnations_leases_at_once(
+        als: str, post: Any, outbox: Outbox, config: Config, clock: Clock, sink: Sink,
+        db: Database, loop_thread: LoopThread) -> None:
+    """A dispatcher claims a post's copies with the default 300-second lease and dies
+    without recording or releasing them; restarted in a process with the same id (pid 1 in
+    a container does), it delivers them at once, while the clock stands still. Leases of a
+    live dispatcher on this host, or of one on another host, are left alone."""
+    assert post(make_message("alice@example.org", "Hi", "hello", message_id="h@x")).code == 250
+    while outbox.expand_batch():
+        pass
+    assert sorted(c.recipient for c in outbox.claim(100)) == [BOB, "dave@example.org"]
+    assert config.delivery.lease_seconds == 300
+    with db.session() as s:  # two neighbours that are alive hold a copy each
+        neighbours = {BOB: f"{socket.gethostname()[:40]}:{os.getppid()}:feedface0001",
+                      "dave@example.org": "other-host:4242:feedface0002"}
+        for delivery in s.scalars(select(Delivery)):
+            if delivery.recipient in neighbours:
+                delivery.lease_owner = neighbours[delivery.recipient]
+    assert post(make_message("dave@example.org", "Re: Hi", "hello back", message_id="r@x",
+                             in_reply_to="h@x")).code == 250
+    while outbox.expand_batch():
+        pass
+    # Bob's second copy waits behind his first: the crashing dispatcher holds Alice's.
+    assert [c.recipient for c in outbox.claim(100)] == ["alice@example.org"]
+    restarted = Server(config, clock, roles=("dispatcher",))
+    loop_thread.run(restarted.start())
+    try:
+        wait_for(lambda: "alice@example.org" in sink.recipients(), "the reclaimed copy")
+    finally:
+        loop_thread.run(restarted.stop())
+    assert statuses(db) == {BOB: "queued", "dave@example.org": "queued",
+                            "alice@example.org": "sent"}
+
+
+@pytest.mark.parametrize(("owner", "dead"), [
+    ("host:100:aaaa", False),   # ourselves
+    ("host:100:bbbb", True),    # our pid, another start: we replaced it
+    ("host:200:cccc", True),    # its process is gone
+    ("host:300:dddd", False),   # alive
+    ("elsewhere:200:eeee", False),  # another host: nothing can be proven
+    ("0123456789abcdef", False),  # an owner id of an older version
+])
+def test_only_a_dispatcher_that_provably_ended_loses_its_leases(owner: str, dead: bool) -> None:
+    assert provably_dead(owner, "host:100:aaaa", lambda pid: pid == 300) is dead

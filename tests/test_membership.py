@@ -8,6 +8,7 @@ from email.message import Message
 from email.utils import parseaddr
 from typing import Any
 
+import dkim
 import pytest
 from sqlalchemy import select
 
@@ -237,6 +238,85 @@ def test_owner_address_reaches_the_owners(
     (forwarded,) = sink.to("olga@example.org")
     assert forwarded["Message-ID"] == "<q@example.net>"
     assert sink.to(NEW) == []
+
+
+def test_owner_mail_from_a_gmail_author_is_forwarded_from_the_list_and_passes_dmarc(
+    signed: Any, als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
+    """Gmail publishes p=reject: forwarded with her own From, Grace's question would be
+    refused by the owners' provider. It arrives From the list's owner address, signed by
+    the list's domain, with Grace in Reply-To and her Greek name exactly as she wrote it."""
+    assert cli("lists", "set", LIST, "--owner", "olga@example.org").exit_code == 0
+    grace = "grace.hopper@gmail.com"
+    question = make_message(f"Γρηγόρης Παπαδόπουλος <{grace}>", "Μια ερώτηση",
+                            "Who runs this list?", to=OWNER, message_id="q@gmail.com",
+                            headers={"DKIM-Signature": "v=1; a=rsa-sha256; d=gmail.com; "
+                                                       "s=20230601; h=from; bh=x; b=y"})
+    assert post(question, to=[OWNER], sender=grace).code == 250
+    drain()
+    (received,) = [r for r in sink.received if "olga@example.org" in r.rcpt_tos]
+    forwarded = received.message
+    assert parseaddr(str(forwarded["From"]))[1] == OWNER
+    assert str(forwarded["From"]).startswith("Γρηγόρης Παπαδόπουλος via Living with ALS")
+    assert parseaddr(str(forwarded["Reply-To"]))[1] == grace
+    assert str(forwarded["Reply-To"]).startswith("Γρηγόρης Παπαδόπουλος")
+    assert forwarded["Subject"] == "Μια ερώτηση"
+    assert forwarded["Message-ID"] == "<q@gmail.com>"
+    # One signature, ours, aligned with the From domain (what DMARC checks).
+    (signature,) = forwarded.get_all("DKIM-Signature")
+    assert "d=lists.example.org" in signature.replace(" ", "")
+    assert dkim.verify(received.content, dnsfunc=signed)
+
+
+def test_postmaster_in_any_case_or_without_a_domain_reaches_the_list_owners(
+    als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
+    """RFC 5321 4.5.1: postmaster@ must be accepted. Without [bounces] owners, a remote
+    admin's note reaches the owners of the lists on that domain, From the postmaster
+    address with the writer in Reply-To; our own forward coming back goes nowhere."""
+    assert cli("lists", "set", LIST, "--owner", "olga@example.org").exit_code == 0
+    admin = "hostmaster@mx.example.net"
+    for n, to in enumerate([f"postmaster@{DOMAIN}", "PostMaster@Lists.Example.ORG",
+                            "postmaster"]):
+        note = make_message(f"Ingrid Åström <{admin}>", f"Your server, note {n}",
+                            "Your list sends too fast.", to=to, message_id=f"pm{n}@example.net")
+        reply = post(note, to=[to], sender=admin)
+        assert reply.code == 250, reply.text
+    drain()
+    forwards = [r for r in sink.received if r.rcpt_tos == ["olga@example.org"]]
+    assert [r.message["Subject"] for r in forwards] == [
+        "Your server, note 0", "Your server, note 1", "Your server, note 2"]
+    assert {r.mail_from for r in forwards} == {"<>"}  # a failed forward never loops back
+    forwarded = forwards[0].message
+    assert parseaddr(str(forwarded["From"]))[1] == f"postmaster@{DOMAIN}"
+    assert str(forwarded["Reply-To"]) == f"Ingrid Åström <{admin}>"
+    sink.received.clear()
+    assert post(forwards[0].content, to=[f"postmaster@{DOMAIN}"], sender="").code == 250
+    drain()
+    assert sink.received == []
+    # Nobody can make a list of it.
+    refused = cli("lists", "create", "postmaster", "--title", "Postmaster")
+    assert refused.exit_code != 0 and "reserved" in refused.output
+
+
+@pytest.fixture
+def site_owners(config_data: dict[str, Any]) -> None:
+    config_data["bounces"] = {"owners": "root@example.org, noc@example.org"}
+
+
+def test_postmaster_goes_to_the_site_owners_when_configured(
+    site_owners: None, als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
+    assert cli("lists", "set", LIST, "--owner", "olga@example.org").exit_code == 0
+    report = make_message("abuse@mx.example.net", "Abuse report", "Spam from your host?",
+                          to=f"postmaster@{DOMAIN}", message_id="abuse@example.net",
+                          headers={"Auto-Submitted": "auto-generated"})
+    assert post(report, to=[f"postmaster@{DOMAIN}"]).code == 250
+    drain()
+    assert sorted(sink.recipients()) == ["noc@example.org", "root@example.org"]
+    # Other domains' postmasters are not ours to serve.
+    other = make_message("x@example.net", "hi", "hi", to="postmaster@example.com")
+    assert post(other, to=["postmaster@example.com"]).code == 550
 
 
 def test_out_of_office_reply_to_a_post_is_not_posted_and_not_answered(

@@ -16,7 +16,8 @@ from listserv.db import Database
 from listserv.models import Member, MemberEvent
 from listserv.server import Server
 
-from .conftest import Sink, make_message
+from .conftest import Clock, Sink, make_message
+from .test_digest import CAROL, DIGEST_DUE, parts, seed_thread
 
 BASE = "https://lists.example.org"
 
@@ -52,7 +53,7 @@ def deliver_one_post(post: Any, drain: Any) -> None:
 
 
 def link_of(sink: Sink, address: str) -> str:
-    (msg,) = sink.to(address)
+    msg = sink.to(address)[-1]
     match = re.search(rf"<{re.escape(BASE)}(/u/[a-z0-9-]+)>", msg["List-Unsubscribe"])
     assert match is not None, msg["List-Unsubscribe"]
     return match[1]
@@ -189,3 +190,31 @@ def test_unsubscribing_drops_posts_still_waiting_for_the_member(
     clock.advance(hours=1)
     drain()
     assert sink.to("dave@example.org") == []
+
+
+def test_a_digest_reader_gets_the_same_personal_one_click_link_and_it_works(
+    web_on: None, signed: Any, als: str, post: Any, clock: Clock, scheduler: Any,
+    drain: Any, sink: Sink, receiver: Server, db: Database
+) -> None:
+    """A digest is bulk mail: Carol's copy carries her own one-click link in the signed
+    header and in both footers, as a post copy does, and one POST of it lets her go."""
+    seed_thread(post, clock)
+    clock.now = DIGEST_DUE
+    scheduler()
+    drain()
+    (received,) = [r for r in sink.received if CAROL in r.rcpt_tos
+                   and "daily digest" in str(r.message["Subject"])]
+    assert dkim.verify(received.content, dnsfunc=signed)
+    digest_copy = received.message
+    value = str(digest_copy["List-Unsubscribe"])
+    assert value.startswith(f"<{BASE}/u/u-")
+    assert "mailto:living-with-als-leave+u-" in value
+    assert digest_copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    path = link_of(sink, CAROL)
+    text, html = parts(digest_copy)
+    assert f"Leave with one click: {BASE}{path}" in text
+    assert f'href="{BASE}{path}"' in html
+    # A post copy for Bob carries a link of its own, never Carol's.
+    assert path not in str(sink.to("bob@example.net")[0]["List-Unsubscribe"])
+    assert http(receiver, "POST", path, ONE_CLICK)[0] == 200
+    assert CAROL not in members(db)
