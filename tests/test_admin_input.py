@@ -146,15 +146,24 @@ def test_a_command_run_where_there_is_no_config_nor_database_says_so(
 
 def test_members_add_says_added_only_once_it_is_committed(
         als: str, cli: Any, sqlite_only: None) -> None:
-    def disk_gone(conn: Any) -> None:
-        cause = sqlite3.OperationalError("disk I/O error")
-        raise OperationalError("COMMIT", None, cause) from cause
+    """The disk goes as the new member's row is committed: SQLite's own error."""
 
+    def note_insert(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO members"):
+            conn.info["member_written"] = True
+
+    def disk_gone(conn: Any) -> None:
+        if conn.info.pop("member_written", False):
+            cause = sqlite3.OperationalError("disk I/O error")
+            raise OperationalError("COMMIT", None, cause) from cause
+
+    event.listen(Engine, "before_cursor_execute", note_insert)
     event.listen(Engine, "commit", disk_gone)
     try:
         result = cli("members", "add", LIST, "frank@example.org")
     finally:
         event.remove(Engine, "commit", disk_gone)
+        event.remove(Engine, "before_cursor_execute", note_insert)
     assert one_line_error(result) == "Error: database error: disk I/O error"
     assert "added" not in result.output
     assert "frank@example.org" not in member_addresses(cli)
