@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -200,7 +201,9 @@ def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
     except SigningKeyError as exc:
         fail(f"cannot start: dkim.private_key_file {config.dkim_key_path}: {exc}")
     except SQLAlchemyError as exc:
-        fail(database_error(exc))
+        url = make_url(config.database_url).render_as_string(hide_password=True)
+        fail(f"cannot start: database.url {url}: "
+             f"{str(exc.__cause__ or exc).splitlines()[0]}")
 
 
 def _start_error(config: Config, exc: OSError) -> str:

@@ -12,9 +12,11 @@ from typing import Any
 
 import dkim
 import pytest
+from click.testing import CliRunner
 from dkim.crypto import parse_pem_private_key
 
 from listserv import keys, signing
+from listserv.cli import main
 from listserv.db import Database
 from listserv.models import MailingList
 from listserv.outbox import queue_notice
@@ -178,6 +180,17 @@ def test_serve_names_the_keys_of_an_address_it_cannot_listen_on(port_taken: int,
     assert result.output.startswith(
         f"Error: cannot start: receiver.host '127.0.0.1', receiver.port {port_taken}: ")
     assert result.output.endswith("address already in use\n")
+
+
+def test_serve_names_the_database_it_cannot_reach_without_its_password(
+        tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\nurl = "postgresql+psycopg://listserv:s3cret@127.0.0.1:1/ls"\n')
+    result = CliRunner().invoke(main, ["-c", str(config), "serve", "--role", "dispatcher"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: cannot start: database.url "
+                                    "postgresql+psycopg://listserv:***@127.0.0.1:1/ls: ")
+    assert "s3cret" not in result.output
 
 
 @pytest.mark.parametrize("args, error", [
