@@ -12,8 +12,8 @@ Create Date: 2026-11-29
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0004_address_identity'
-down_revision: str | None = '0003'
+revision: str = "0004_address_identity"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
@@ -23,9 +23,10 @@ def upgrade() -> None:
         "DELETE FROM members WHERE id NOT IN ("
         " SELECT MIN(id) FROM members GROUP BY list_id, lower(address))"
     )
-    op.create_index('uq_members_list_identity', 'members',
-                    ['list_id', sa.text('lower(address)')], unique=True)
+    op.create_index(
+        "uq_members_list_identity", "members", ["list_id", sa.text("lower(address)")], unique=True
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('uq_members_list_identity', table_name='members')
+    op.drop_index("uq_members_list_identity", table_name="members")
