@@ -88,6 +88,11 @@ def database_error(exc: SQLAlchemyError) -> str:
     return f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
 
 
+def shown_url(config: Config) -> str:
+    """The database URL for the terminal, its password masked."""
+    return make_url(config.database_url).render_as_string(hide_password=True)
+
+
 pass_ctx = click.make_pass_decorator(Context)
 
 
@@ -145,7 +150,7 @@ def db_init(ctx: Context) -> None:
     _migrate(ctx, create=True)
     with ctx.session() as s:
         token_secret(s, ctx.config)
-    click.echo(f"database ready: {ctx.config.database_url}")
+    click.echo(f"database ready: {shown_url(ctx.config)}")
 
 
 @db.command("upgrade")
@@ -201,8 +206,7 @@ def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
     except SigningKeyError as exc:
         fail(f"cannot start: dkim.private_key_file {config.dkim_key_path}: {exc}")
     except SQLAlchemyError as exc:
-        url = make_url(config.database_url).render_as_string(hide_password=True)
-        fail(f"cannot start: database.url {url}: "
+        fail(f"cannot start: database.url {shown_url(config)}: "
              f"{str(exc.__cause__ or exc).splitlines()[0]}")
 
 
