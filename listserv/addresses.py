@@ -25,21 +25,45 @@ _DOMAIN_RE = re.compile(
 _LIST_LOCAL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
+# RFC 5321 4.5.3.1: a local part of at most 64 octets; a path of at most 256 octets, its
+# angle brackets included, so an address of at most 254.
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+
+
 class AddressError(ValueError):
     """An address that cannot be used; the message says why."""
 
 
 def normalize(address: str) -> str:
-    """The canonical form: the domain lower-cased; the local part kept as written (RFC 5321)."""
+    """The canonical form: the domain lower-cased; the local part kept as written (RFC 5321),
+    so mail goes to the spelling the member gave. Compare addresses by `identity`."""
     address = address.strip().strip("<>").strip()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
-        raise AddressError(f"{address!r} is not an email address")
+        raise AddressError(f"{_shown(address)} is not an email address")
+    if len(local) > MAX_LOCAL_PART:
+        raise AddressError(f"{_shown(address)} has a local part of {len(local)} characters "
+                           f"(RFC 5321 allows {MAX_LOCAL_PART})")
+    if len(address) > MAX_ADDRESS:
+        raise AddressError(f"{_shown(address)} is {len(address)} characters long "
+                           f"(RFC 5321 allows {MAX_ADDRESS})")
     if not _LOCAL_RE.match(local) or ".." in local or local.startswith(".") or local.endswith("."):
-        raise AddressError(f"{address!r} has an invalid local part")
+        raise AddressError(f"{_shown(address)} has an invalid local part")
     if not _DOMAIN_RE.match(domain):
-        raise AddressError(f"{address!r} has an invalid domain")
+        raise AddressError(f"{_shown(address)} has an invalid domain")
     return f"{local}@{domain.lower()}"
+
+
+def identity(address: str) -> str:
+    """Who an address is, for membership and duplicates: `A@Example.com` and `a@example.com`
+    are one mailbox everywhere in practice, though RFC 5321 lets the local part differ."""
+    return address.lower()
+
+
+def _shown(address: str) -> str:
+    """An address quoted in an error, cut short so a hostile one cannot flood the line."""
+    return repr(address if len(address) <= 80 else address[:60] + "...")
 
 
 def try_normalize(address: str) -> str | None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .addresses import AddressError, list_address, normalize
+from . import oneclick
+from .addresses import AddressError, identity, list_address, normalize
 from .config import Config
 from .models import MODES, MailingList, Member
 
@@ -111,8 +114,10 @@ def check_mode(mode: str) -> str:
 
 
 def find_member(session: Session, ml: MailingList, address: str) -> Member | None:
+    """The membership of this mailbox, however the address is spelled."""
     return session.scalar(
-        select(Member).where(Member.list_id == ml.id, Member.address == address)
+        select(Member).where(Member.list_id == ml.id,
+                             func.lower(Member.address) == identity(address))
     )
 
 
@@ -124,8 +129,9 @@ def add_member(
     except AddressError as exc:
         raise AdminError(str(exc)) from exc
     check_mode(mode)
-    if find_member(session, ml, canonical):
-        raise AdminError(f"{canonical} is already a member of {ml.address}")
+    if found := find_member(session, ml, canonical):
+        same = "" if found.address == canonical else f" as {found.address}"
+        raise AdminError(f"{canonical} is already a member of {ml.address}{same}")
     member = Member(list_id=ml.id, address=canonical, display_name=name.strip(), mode=mode,
                     receive_own_posts=False, joined_at=now)
     session.add(member)
@@ -144,9 +150,11 @@ def require_member(session: Session, ml: MailingList, address: str) -> Member:
     return member
 
 
-def remove_member(session: Session, ml: MailingList, address: str) -> None:
+def remove_member(session: Session, ml: MailingList, address: str, now: datetime) -> str:
+    """End a membership as a leave does (counted in the report); the address removed."""
     member = require_member(session, ml, address)
-    session.execute(delete(Member).where(Member.id == member.id))
+    oneclick.remove(session, member, "unsubscribe", now)
+    return member.address
 
 
 def member_row(member: Member) -> dict[str, Any]:
@@ -165,35 +173,72 @@ def members(session: Session, ml: MailingList) -> Iterable[Member]:
     )
 
 
-@dataclass
-class ImportReport:
-    added: int = 0
-    skipped: list[str] = field(default_factory=list)
-    invalid: list[str] = field(default_factory=list)
+# What a members CSV may be saved as: Excel writes "CSV UTF-8" with a BOM, "Unicode text"
+# as UTF-16 with a BOM; its plain "CSV" is the Windows code page, which we refuse rather
+# than guess, so no name is silently mangled.
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def import_members(
-    session: Session, ml: MailingList, lines: Iterable[str], now: datetime
-) -> ImportReport:
-    """Rows of address,name,mode (a header row is allowed); every bad row is reported."""
-    report = ImportReport()
-    for number, row in enumerate(csv.reader(lines), start=1):
+def decode_csv(data: bytes) -> str:
+    """The text of a members file: UTF-8 (with or without BOM) or UTF-16 with a BOM."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise AdminError(f"line {line} is not {encoding.upper().removesuffix('-SIG')}: save "
+                         "the file as CSV UTF-8 (or UTF-16 with a BOM)") from exc
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    address: str
+    name: str
+    mode: str
+
+
+def read_csv(text: str) -> tuple[list[ImportRow], list[str]]:
+    """(good rows, one message per bad line) of address,name,mode rows; a header row is
+    allowed. A quote left open swallows the rest of the file, so it stops the reading."""
+    rows: list[ImportRow] = []
+    invalid: list[str] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    while True:
+        number = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            reason = "unterminated quote" if "unexpected end" in str(exc) else str(exc)
+            raise AdminError(f"line {number}: {reason}") from exc
         if not row or not "".join(row).strip():
             continue
         if number == 1 and row[0].strip().lower() in ("address", "email"):
             continue
-        address = row[0].strip()
-        name = row[1].strip() if len(row) > 1 else ""
         mode = (row[2].strip() if len(row) > 2 else "") or "each"
         try:
-            canonical = normalize(address)
+            address = normalize(row[0])
             check_mode(mode)
         except (AddressError, AdminError) as exc:
-            report.invalid.append(f"line {number}: {exc}")
+            invalid.append(f"line {number}: {exc}")
             continue
-        if find_member(session, ml, canonical):
-            report.skipped.append(f"line {number}: {canonical} is already a member")
+        rows.append(ImportRow(number, address, row[1].strip() if len(row) > 1 else "", mode))
+    return rows, invalid
+
+
+def import_members(session: Session, ml: MailingList, rows: Iterable[ImportRow],
+                   now: datetime) -> tuple[int, list[str]]:
+    """Add the rows' members: (how many were added, a line for each one already a member,
+    in whatever case, on the list or earlier in the file)."""
+    added = 0
+    skipped = []
+    for row in rows:
+        if found := find_member(session, ml, row.address):
+            skipped.append(f"line {row.line}: {found.address} is already a member")
             continue
-        add_member(session, ml, canonical, name, mode, now)
-        report.added += 1
-    return report
+        add_member(session, ml, row.address, row.name, row.mode, now)
+        added += 1
+    return added, skipped

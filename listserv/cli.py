@@ -10,15 +10,17 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import admin, forum, listroles, moderation
-from .config import Config, ConfigError, load
-from .db import Database
+from .config import DEFAULT_PATH, Config, ConfigError, load
+from .db import Database, sqlite_path
 from .digest import Period, latest_due, parse_day, period
 from .models import MODES, POLICIES, MailingList
 from .settings import token_secret
@@ -50,10 +52,26 @@ class Context:
                 fail(str(exc))
         return self._config
 
+    def database(self, *, create: bool = False) -> Database:
+        """The configured database. Without a config file, only `db init` (create) may make
+        the default one: any other command there is run in the wrong folder, and would
+        otherwise work on a new, empty database."""
+        config = self.config
+        if not create and self.config_path is None and not Path(DEFAULT_PATH).exists():
+            path = sqlite_path(config.database_url)
+            if path is not None and not path.exists():
+                fail(f"no {DEFAULT_PATH} here (nor -c or $LISTSERV_CONFIG) and no database "
+                     f"at {path}: run in the folder of your config, give -c CONFIG, or "
+                     "run `listserv db init` to start one here")
+        try:
+            return Database(config.database_url, config.database.busy_timeout)
+        except OSError as exc:
+            fail(f"database.url: cannot create {exc.filename}: {exc.strerror}")
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction; admin and database errors become one line on stderr."""
-        db = Database(self.config.database_url, self.config.database.busy_timeout)
+        db = self.database()
         try:
             db.create_schema()
             with db.session() as session:
@@ -61,9 +79,18 @@ class Context:
         except admin.AdminError as exc:
             fail(str(exc))
         except SQLAlchemyError as exc:
-            fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+            fail(database_error(exc))
         finally:
             db.dispose()
+
+
+def database_error(exc: SQLAlchemyError) -> str:
+    return f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
+
+
+def shown_url(config: Config) -> str:
+    """The database URL for the terminal, its password masked."""
+    return make_url(config.database_url).render_as_string(hide_password=True)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -120,10 +147,10 @@ def db() -> None:
 @pass_ctx
 def db_init(ctx: Context) -> None:
     """Create the schema, or bring it up to date (safe to run again)."""
-    _migrate(ctx)
+    _migrate(ctx, create=True)
     with ctx.session() as s:
         token_secret(s, ctx.config)
-    click.echo(f"database ready: {ctx.config.database_url}")
+    click.echo(f"database ready: {shown_url(ctx.config)}")
 
 
 @db.command("upgrade")
@@ -135,18 +162,19 @@ def db_upgrade(ctx: Context, revision: str) -> None:
     click.echo(f"database at revision {after} (was {before or 'empty'})")
 
 
-def _migrate(ctx: Context, revision: str = "head") -> tuple[str | None, str | None]:
+def _migrate(ctx: Context, revision: str = "head",
+             create: bool = False) -> tuple[str | None, str | None]:
     from alembic.util import CommandError
 
     from . import migrate
 
-    database = Database(ctx.config.database_url, ctx.config.database.busy_timeout)
+    database = ctx.database(create=create)
     try:
         return migrate.upgrade(database.engine, revision)
     except CommandError as exc:
         fail(f"migration error: {exc}")
     except SQLAlchemyError as exc:
-        fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+        fail(database_error(exc))
     finally:
         database.dispose()
 
@@ -174,11 +202,24 @@ def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
     try:
         run(config, ROLES if role == "all" else (role,))
     except OSError as exc:
-        fail(f"cannot start: {exc.strerror or exc}")
+        fail(f"cannot start: {_start_error(config, exc)}")
     except SigningKeyError as exc:
-        fail(f"cannot start: {config.dkim.private_key_file}: {exc}")
+        fail(f"cannot start: dkim.private_key_file {config.dkim_key_path}: {exc}")
     except SQLAlchemyError as exc:
-        fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+        fail(f"cannot start: database.url {shown_url(config)}: "
+             f"{str(exc.__cause__ or exc).splitlines()[0]}")
+
+
+def _start_error(config: Config, exc: OSError) -> str:
+    """What stopped `serve`, with the file, or the config keys of the address it could not
+    listen on."""
+    if exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    text = exc.strerror or str(exc)
+    for section, server in (("receiver", config.receiver), ("web", config.web)):
+        if f"('{server.host}', {server.port})" in text:
+            return f"{section}.host {server.host!r}, {section}.port {server.port}: {text}"
+    return text
 
 
 # -- lists ---------------------------------------------------------------------------------
@@ -204,7 +245,7 @@ def lists_create(ctx: Context, address: str, title: str, subject_prefix: str,
     with ctx.session() as s:
         ml = admin.create_list(s, ctx.config, address, title, subject_prefix, description, now())
         ml.from_rewrite = from_rewrite
-        click.echo(f"created {ml.address}")
+    click.echo(f"created {ml.address}")
 
 
 @lists.command("list")
@@ -236,7 +277,18 @@ def lists_show(ctx: Context, address: str, as_json: bool) -> None:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
     for key, value in row.items():
-        click.echo(f"{key}: {value}")
+        click.echo(f"{key}: {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A setting as an admin writes it, not as Python prints it."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 @lists.command("delete")
@@ -252,7 +304,7 @@ def lists_delete(ctx: Context, address: str, yes: bool) -> None:
         ):
             fail("not deleted")
         admin.delete_list(s, ml)
-        click.echo(f"deleted {ml.address}")
+    click.echo(f"deleted {ml.address}")
 
 
 # -- members -------------------------------------------------------------------------------
@@ -276,7 +328,7 @@ def members_add(ctx: Context, list_address: str, address: str, name: str, mode: 
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
         member = admin.add_member(s, ml, address, name, mode, now())
-        click.echo(f"added {member.address} to {ml.address} ({member.mode})")
+    click.echo(f"added {member.address} to {ml.address} ({member.mode})")
 
 
 @members.command("remove")
@@ -287,8 +339,8 @@ def members_remove(ctx: Context, list_address: str, address: str) -> None:
     """Remove ADDRESS from LIST_ADDRESS."""
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
-        admin.remove_member(s, ml, address)
-        click.echo(f"removed {address} from {ml.address}")
+        removed = admin.remove_member(s, ml, address, now())
+    click.echo(f"removed {removed} from {ml.address}")
 
 
 @members.command("list")
@@ -340,27 +392,39 @@ def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
             member.display_name = name
         if receive_own_posts is not None:
             member.receive_own_posts = receive_own_posts
-        click.echo(f"{member.address}: mode={member.mode} "
+    click.echo(f"{member.address}: mode={member.mode} "
                    f"receive_own_posts={member.receive_own_posts} "
                    f"delivery={'disabled' if member.disabled_at else 'enabled'}")
 
 
 @members.command("import")
 @click.argument("list_address")
-@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--skip-bad", is_flag=True,
+              help="Add the good rows even if some are invalid (default: add none).")
 @pass_ctx
-def members_import(ctx: Context, list_address: str, csv_file: Any) -> None:
-    """Add members from a CSV file of address,name,mode rows."""
+def members_import(ctx: Context, list_address: str, csv_file: str, skip_bad: bool) -> None:
+    """Add members from a CSV file of address,name,mode rows (UTF-8 or UTF-16). A file with
+    an invalid row changes nothing unless --skip-bad; members already on the list are
+    skipped."""
+    try:
+        rows, invalid = admin.read_csv(admin.decode_csv(Path(csv_file).read_bytes()))
+    except admin.AdminError as exc:
+        fail(f"{csv_file}: {exc}; nothing imported")
+    except OSError as exc:
+        fail(f"{csv_file}: cannot read: {exc.strerror}")
+    for line in invalid:
+        click.echo(f"invalid {line}", err=True)
+    if invalid and not skip_bad:
+        fail(f"{csv_file}: {len(invalid)} invalid rows, nothing imported (fix them, or "
+             "use --skip-bad to add the good rows)")
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
-        report = admin.import_members(s, ml, csv_file, now())
-    for line in report.skipped:
+        added, skipped = admin.import_members(s, ml, rows, now())
+    for line in skipped:
         click.echo(f"skipped {line}", err=True)
-    for line in report.invalid:
-        click.echo(f"invalid {line}", err=True)
-    click.echo(f"added {report.added}, skipped {len(report.skipped)}, "
-               f"invalid {len(report.invalid)}")
-    if report.invalid:
+    click.echo(f"added {added}, skipped {len(skipped)}, invalid {len(invalid)}")
+    if invalid:
         sys.exit(1)
 
 
@@ -417,7 +481,7 @@ def show(ctx: Context, thread_id: int, as_json: bool) -> None:
         click.echo(json.dumps({"id": thread.id, "subject": thread.subject, "posts": rows},
                               indent=2, ensure_ascii=False))
         return
-    click.echo(f"# {thread.subject}  ({len(rows)} posts)")
+    click.echo(f"# {thread.subject}  ({len(rows)} {'post' if len(rows) == 1 else 'posts'})")
     for row in rows:
         who = f"{row['author_name']} <{row['author']}>" if row["author_name"] else row["author"]
         click.echo(f"\n--- {who}, {row['date']}\n")
@@ -614,12 +678,12 @@ def held_expire(ctx: Context) -> None:
     """Discard held messages older than [moderation] held_max_days, telling their senders."""
     from .templating import environment
 
-    db = Database(ctx.config.database_url, ctx.config.database.busy_timeout)
+    db = ctx.database()
     try:
         db.create_schema()
         count = moderation.expire(db, ctx.config, environment(ctx.config.base_dir), now())
     except SQLAlchemyError as exc:
-        fail(f"database error: {str(exc.__cause__ or exc).splitlines()[0]}")
+        fail(database_error(exc))
     finally:
         db.dispose()
     click.echo(f"discarded {count} held messages")
@@ -725,12 +789,15 @@ def dkim() -> None:
 @click.option("--selector", required=True, help="E.g. ls2026; the key is published under it.")
 @click.option("--domain", required=True, help="The signing domain, e.g. lists.example.org.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Key file (default dkim/SELECTOR.DOMAIN.pem next to the config).")
+              help="Key file (default: [dkim] private_key_file when set, else "
+                   "dkim/SELECTOR.DOMAIN.pem next to the config).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing key file (mail signed with it stops verifying once "
+                   "its DNS record changes).")
 @pass_ctx
-def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None) -> None:
+def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None,
+                force: bool) -> None:
     """Write a 2048-bit private key and print the DNS TXT record to publish."""
-    from pathlib import Path
-
     from . import keys, signing
     from .addresses import try_normalize
 
@@ -738,12 +805,18 @@ def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None) -> No
         fail(f"invalid selector {selector!r}: use letters, digits, '-' and '_'")
     if try_normalize(f"x@{domain}") is None:
         fail(f"invalid domain {domain!r}")
-    path = Path(out) if out else ctx.config.base_dir / "dkim" / f"{selector}.{domain}.pem"
+    config = ctx.config
+    if out:
+        path = Path(out)
+    elif config.dkim.private_key_file:
+        path = config.dkim_key_path
+    else:
+        path = config.base_dir / "dkim" / f"{selector}.{domain}.pem"
     pem, der = keys.generate()
     try:
-        keys.write_private(path, pem)
+        keys.write_private(path, pem, replace=force)
     except FileExistsError:
-        fail(f"{path} exists; remove it or choose another --out (keys are never overwritten)")
+        fail(f"{path} exists; keep it, choose another --out, or replace it with --force")
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}")
     click.echo(f"wrote {path}\n")

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 DEFAULT_PATH = "config.toml"
 
 
@@ -296,6 +299,40 @@ def _validate(cfg: Config, source: str) -> None:
         ZoneInfo(cfg.lists.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"{source}: lists.timezone {cfg.lists.timezone!r} is unknown") from exc
+    if problem := _database_url_problem(cfg):
+        raise ConfigError(f"{source}: database.url {problem}")
+
+
+def _database_url_problem(cfg: Config) -> str | None:
+    """Why the database URL cannot work, told before any command or server opens it: a bad
+    URL, a driver that is not installed, or a SQLite file in a folder that does not exist
+    (a typo must not create a new, empty database elsewhere; only the embedded default's
+    own folder is made)."""
+    try:
+        url = make_url(cfg.database.url)
+    except ArgumentError:
+        return (f"{cfg.database.url!r} is not a database URL (e.g. {DatabaseConfig.url} "
+                "or postgresql+psycopg://user@host/database)")
+    try:
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        return f"{url.drivername!r} is not a database this SQLAlchemy knows"
+    except ImportError as exc:
+        return (f"{url.drivername!r} needs the Python module {exc.name!r}, which is not "
+                "installed: install it, or use sqlite or postgresql+psycopg")
+    folder = _sqlite_folder(cfg)
+    if folder is not None and cfg.database.url != DatabaseConfig.url and not folder.is_dir():
+        return f"folder {folder} does not exist: create it, or correct the path"
+    return None
+
+
+def _sqlite_folder(cfg: Config) -> Path | None:
+    """The folder of a SQLite database file (None for other databases and in-memory)."""
+    url = make_url(cfg.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
+            or url.database.startswith("file:"):
+        return None
+    return Path(url.database).parent
 
 
 def parse(data: dict[str, Any], base_dir: Path, source: str = DEFAULT_PATH) -> Config:
@@ -326,13 +363,19 @@ def load(path: str | Path | None, *, required: bool) -> Config:
     """Read a config file; a missing default file means the embedded defaults."""
     path = Path(path or DEFAULT_PATH)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: config file not found") from None
         return parse({}, Path.cwd(), str(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 (TOML files are): save the "
+                          "file as UTF-8") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -109,14 +110,15 @@ _LIST_AND_FACTS = select(
     _lists.c.id,
     _lists.c.address,
     _lists.c.subject_prefix,
-    _exists(_members, _members.c.address == _AUTHOR).label("is_member"),
+    _exists(_members, func.lower(_members.c.address) == func.lower(_AUTHOR)).label("is_member"),
     or_(_exists(_posts, _posts.c.message_id == _MID),
         _exists(_held, _held.c.message_id == _MID)).label("stored"),
     select(ListPolicy.policy).where(ListPolicy.list_id == _lists.c.id)
     .scalar_subquery().label("policy"),
-    _exists(_roles, _roles.c.address == _AUTHOR, _roles.c.role == "moderated")
+    _exists(_roles, func.lower(_roles.c.address) == func.lower(_AUTHOR),
+            _roles.c.role == "moderated")
     .label("moderated"),
-    _exists(_roles, _roles.c.address == _AUTHOR,
+    _exists(_roles, func.lower(_roles.c.address) == func.lower(_AUTHOR),
             or_(_roles.c.role == "owner", _roles.c.role == "poster")).label("announcer"),
 ).where(_lists.c.address == bindparam("address"))
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Config
-from .signing import Signer
+from .signing import Signer, SigningKeyError
 
 KEY_BITS = 2048
 
@@ -28,12 +28,18 @@ def generate() -> tuple[bytes, bytes]:
     return pem, der
 
 
-def write_private(path: Path, pem: bytes) -> None:
-    """Write a key readable by its owner only; never overwrite an existing key."""
+def write_private(path: Path, pem: bytes, *, replace: bool = False) -> None:
+    """Write a key readable by its owner only. An existing key is kept (FileExistsError)
+    unless `replace`: then the new one takes its place whole, never half written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    target = path.with_name(path.name + ".new") if replace else path
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
+        out.flush()
+        os.fsync(out.fileno())
+    if replace:
+        os.replace(target, path)
 
 
 def public_der(pem: bytes) -> bytes:
@@ -44,10 +50,14 @@ def public_der(pem: bytes) -> bytes:
 
 
 def load_signer(config: Config) -> Signer | None:
-    """The signer `[dkim]` configures, or None when DKIM is off; OSError or ValueError
-    when the key file is missing or unusable, so `serve` stops with one line."""
+    """The signer `[dkim]` configures, or None when DKIM is off; SigningKeyError when the
+    key file is missing or unusable, so `serve` stops with one line naming it."""
     dkim = config.dkim
     if not dkim.enabled:
         return None
     authserv_id = (dkim.arc_authserv_id or config.lists.domain) if dkim.arc else ""
-    return Signer(dkim.selector, dkim.domain, config.dkim_key_path.read_bytes(), authserv_id)
+    try:
+        pem = config.dkim_key_path.read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read it: {exc.strerror}") from exc
+    return Signer(dkim.selector, dkim.domain, pem, authserv_id)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import delete, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import commands, compose, moderation, robots, tokens
-from .addresses import Route, role_address, tagged, try_normalize
+from . import commands, compose, moderation, oneclick, robots, tokens
+from .addresses import Route, identity, role_address, tagged, try_normalize
 from .config import Config
 from .db import Database, get_list
 from .message import Malformed, Parsed, parse
@@ -104,15 +104,17 @@ class ListDesk:
                            address=address, leave_address=self.leave_address(member))
 
     def leave(self, address: str, in_reply_to: str | None) -> None:
-        self.session.execute(
-            delete(Member).where(Member.list_id == self.ml.id, Member.address == address)
-        )
+        """End a membership confirmed by mail, recorded for the owners' report."""
+        member = self.member(address)
+        if member is not None:
+            oneclick.remove(self.session, member, "unsubscribe", self.now)
         self.notifier.send("goodbye", "goodbye.txt", address, in_reply_to=in_reply_to,
                            address=address)
 
     def member(self, address: str) -> Member | None:
         return self.session.scalar(
-            select(Member).where(Member.list_id == self.ml.id, Member.address == address)
+            select(Member).where(Member.list_id == self.ml.id,
+                                 func.lower(Member.address) == identity(address))
         )
 
     def use(self, token: tokens.Token) -> None:

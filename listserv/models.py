@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -86,6 +87,11 @@ class Member(Base):
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_on: Mapped[date | None] = mapped_column(Date)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# One membership per mailbox however its address is spelled (addresses.identity): without
+# it `A@Example.com` and `a@example.com` were two members and one mailbox got each post twice.
+Index("uq_members_list_identity", Member.list_id, func.lower(Member.address), unique=True)
 
 
 class Thread(Base):
@@ -343,10 +349,10 @@ class OwnerReport(Base):
 
 
 class MemberEvent(Base):
-    """A membership ended by the member's mail provider or one click: kept after the member
-    row is gone, for the owners' report and so a repeated one-click POST stays a success.
-    A spam complaint that proved no member's copy is kept too (member 0, no address), so
-    the owners see it counted."""
+    """A membership ended by the member (by mail or one click), the admin, or the member's
+    mail provider (a complaint): kept after the member row is gone, for the owners' report
+    and so a repeated one-click POST stays a success. A spam complaint that proved no
+    member's copy is kept too (member 0, no address), so the owners see it counted."""
 
     __tablename__ = "member_events"
     __table_args__ = (Index("ix_member_events_list_at", "list_id", "at"),)
@@ -355,8 +361,9 @@ class MemberEvent(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(Integer)
     address: Mapped[str] = mapped_column(String(320))
-    # unsubscribe (one click) | complaint (ARF report from the member's provider) |
-    # complaint-none (an ARF report tied to no copy we sent; nobody removed)
+    # unsubscribe (one click, leave address, confirmed leave, CLI) | complaint (ARF report
+    # from the member's provider) | complaint-none (an ARF report tied to no copy we sent;
+    # nobody removed)
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -24,7 +24,7 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from . import bouncing, digests, reports, verp
-from .addresses import role_address
+from .addresses import identity, role_address
 from .config import Config
 from .db import TEMPORARY_ERRORS, Database, insert_ignore
 from .finishing import Finisher
@@ -199,7 +199,7 @@ class Outbox:
                 {"post_id": post.id, "member_id": mid, "recipient": address,
                  "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now}
                 for mid, address, own in members
-                if own or address != post.author_address
+                if own or identity(address) != identity(post.author_address)
             ]
             insert_ignore(session, Delivery, rows)
             if members:

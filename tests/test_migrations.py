@@ -80,7 +80,7 @@ def test_a_0002_database_with_a_list_upgrades_and_the_list_keeps_the_default_ret
     result = cli("db", "upgrade")
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"database at revision {migrate.head()} (was 0002)"
-    assert "max_retry_hours: 120.0\nmax_retry_hours_default: True" in \
+    assert "max_retry_hours: 120\nmax_retry_hours_default: yes" in \
         cli("lists", "show", LIST).output
 
 

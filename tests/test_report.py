@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from listserv.server import Server
 
 from .conftest import LIST, Clock, Sink, make_message
 from .test_complaints import arf
+from .test_membership import LEAVE, confirm_address, last, send
 from .test_oneclick import ONE_CLICK, http, link_of
 
 BOUNCES = "living-with-als-bounces@lists.example.org"
@@ -70,6 +72,27 @@ def test_report_counts_what_happened(web_on: None, als: str, cli: Any, post: Any
     lines = table.output.splitlines()
     assert lines[0].split() == ["DAY", *(c.upper() for c in stats.COLUMNS)]
     assert lines[1].split() == ["2026-11-27", "1", "2", "3", "1", "0", "1", "0", "0"]
+
+
+def test_report_counts_every_way_of_leaving(als: str, cli: Any, post: Any, drain: Any,
+                                            sink: Sink, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)  # the CLI acts at the real time: one day for everything
+    # Bob leaves by mail and confirms; Dave with the leave address of a post; the admin
+    # removes Erin.
+    send(post, "bob@example.net", LEAVE, "unsubscribe", "")
+    drain()
+    send(post, "bob@example.net", confirm_address(last(sink, "bob@example.net")), "Re: c", "")
+    send(post, "alice@example.org", LIST, "News", "hello", message_id="n@example.org")
+    drain()
+    (copy,) = sink.to("dave@example.org")
+    leave = parseaddr(str(copy["List-Unsubscribe"]).strip("<>").removeprefix("mailto:"))[1]
+    send(post, "dave@example.org", leave, "unsubscribe")
+    assert cli("members", "remove", LIST, "ERIN@example.org").output == \
+        f"removed erin@example.org from {LIST}\n"
+
+    day = clock.now.date().isoformat()
+    (row,) = json.loads(cli("report", LIST, "--since", day, "--until", day, "--json").output)
+    assert row["unsubscribes"] == 3
 
 
 def test_report_refuses_bad_ranges_and_unknown_lists(als: str, cli: Any) -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dkim
 import pytest
+from click.testing import CliRunner
 from dkim.crypto import parse_pem_private_key
 
 from listserv import keys, signing
+from listserv.cli import main
 from listserv.db import Database
 from listserv.models import MailingList
 from listserv.outbox import queue_notice
@@ -120,8 +124,73 @@ def test_keygen_writes_a_private_key_and_prints_the_record(cli: Any, tmp_path: P
 
     again = cli("dkim", "keygen", "--selector", SELECTOR, "--domain", DOMAIN, "--out", str(out))
     assert again.exit_code == 1
-    assert "never overwritten" in again.output
+    assert "replace it with --force" in again.output
     assert out.read_bytes() == pem
+
+
+@pytest.fixture
+def key_configured(config_data: dict[str, Any], tmp_path: Path) -> Path:
+    """The operator wrote [dkim] first, naming a key file that is not there yet."""
+    config_data["dkim"] = {"selector": SELECTOR, "domain": DOMAIN,
+                           "private_key_file": "keys/dkim.pem"}
+    return tmp_path / "keys" / "dkim.pem"
+
+
+def test_keygen_writes_the_configured_key_file_and_replaces_it_only_when_forced(
+        key_configured: Path, cli: Any, config: Any) -> None:
+    path = key_configured
+    missing = cli("serve")
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert missing.output == (f"Error: cannot start: dkim.private_key_file {path}: cannot "
+                              "read it: No such file or directory\n")
+
+    made = cli("dkim", "keygen", "--selector", SELECTOR, "--domain", DOMAIN)
+    assert made.exit_code == 0, made.output
+    assert made.output.startswith(f"wrote {path}\n")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    first = path.read_bytes()
+    assert keys.load_signer(config) is not None  # what `serve` loads now
+
+    again = cli("dkim", "keygen", "--selector", SELECTOR, "--domain", DOMAIN)
+    assert again.output == (f"Error: {path} exists; keep it, choose another --out, or "
+                            "replace it with --force\n")
+    assert path.read_bytes() == first
+
+    forced = cli("dkim", "keygen", "--selector", SELECTOR, "--domain", DOMAIN, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert path.read_bytes() != first and b"BEGIN RSA PRIVATE KEY" in path.read_bytes()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["dkim.pem"]
+
+
+@pytest.fixture
+def port_taken(config_data: dict[str, Any]) -> Iterator[int]:
+    """Another program already listens on the receiver's port."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        config_data["receiver"]["port"] = other.getsockname()[1]
+        yield other.getsockname()[1]
+
+
+def test_serve_names_the_keys_of_an_address_it_cannot_listen_on(port_taken: int,
+                                                                cli: Any) -> None:
+    result = cli("serve", "--role", "receiver")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(
+        f"Error: cannot start: receiver.host '127.0.0.1', receiver.port {port_taken}: ")
+    assert result.output.endswith("address already in use\n")
+
+
+def test_serve_names_the_database_it_cannot_reach_without_its_password(
+        tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\nurl = "postgresql+psycopg://listserv:s3cret@127.0.0.1:1/ls"\n')
+    result = CliRunner().invoke(main, ["-c", str(config), "serve", "--role", "dispatcher"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: cannot start: database.url "
+                                    "postgresql+psycopg://listserv:***@127.0.0.1:1/ls: ")
+    assert "s3cret" not in result.output
 
 
 @pytest.mark.parametrize("args, error", [
