@@ -438,7 +438,12 @@ class GroupCommitter:
 
 
 def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
-    """Parse and prepare the messages of a batch; the malformed are answered at once."""
+    """Parse and prepare the messages of a batch; the malformed are answered at once.
+
+    Preparing touches no database, so a failure here is caused by the message's bytes and
+    would recur on every retry: it is a 554 for that message, never a 451 and an
+    emergency copy per retry.
+    """
     ready = []
     for item in batch:
         try:
@@ -449,7 +454,8 @@ def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
             else:
                 ready.append((item, Prepared.of(item.parsed, item.sender, item.routes)))
         except Exception as exc:  # a bug met by this message alone: the others go on
-            item.error = exc
+            log.exception("preparing a message from %r failed", item.sender)
+            item.result = Result(Outcome.MALFORMED, f"unparseable ({type(exc).__name__})")
     return ready
 
 

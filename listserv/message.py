@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import email
 import email.header
+import email.parser
 import email.utils
 import re
 from dataclasses import dataclass
@@ -179,21 +180,76 @@ def _check_header_block(raw: bytes, limits: LimitsConfig) -> str | None:
     return None
 
 
-_NESTING = re.compile(rb"(?i)boundary\s*=|content-type:\s*message/")
+_LINE_END = r"(?:\r\n|\r(?!\n)|\n)"  # the feed parser's line ends, a lone CR included
+_BLANK_LINE = re.compile(_LINE_END * 2)
+
+
+def _head_and_body(text: str) -> tuple[Message, str]:
+    """A part's headers, read by the parser itself (so every spelling of a parameter is
+    seen as the parser sees it), and its body, without reading the body line by line."""
+    if text[:1] in ("\r", "\n"):  # no headers: the body starts after the blank line
+        return Message(), text[2:] if text.startswith("\r\n") else text[1:]
+    blank = _BLANK_LINE.search(text)
+    head, rest = (text, "") if blank is None else (text[:blank.start()], text[blank.end():])
+    msg = email.parser.Parser(policy=compat32).parsestr(head, headersonly=True)
+    early = msg.get_payload()  # the headers ended at a line that is no header
+    return msg, f"{early}\n{rest}" if isinstance(early, str) and early else rest
+
+
+def _split_multipart(body: str, boundary: str) -> list[str]:
+    """The parts between the delimiter lines of `boundary`, as the feed parser splits them
+    (no preamble, no epilogue; a part an outer delimiter cuts short ends there)."""
+    # A literal first, so the regex engine skips ahead; the line start is checked apart.
+    delimiter = re.compile("--" + re.escape(boundary) + r"(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
+    parts: list[str] = []
+    start: int | None = None
+    for match in delimiter.finditer(body):
+        if match.start() and body[match.start() - 1] not in "\r\n":
+            continue
+        if start is not None:
+            parts.append(body[start:match.start()])
+        if match.group(1):  # the close delimiter: the rest is epilogue
+            return parts
+        start = match.end()
+    if start is not None:
+        parts.append(body[start:])
+    return parts
 
 
 def _check_structure(raw: bytes, limits: LimitsConfig) -> str | None:
-    """Bound MIME nesting before the recursive feed parser sees it.
+    """Bound MIME nesting and parts before the recursive feed parser sees the message.
 
-    Each nesting level needs its own boundary (or an encapsulated message), so counting
-    their declarations bounds the depth without parsing anything.
+    The structure is walked with an explicit stack, each part's headers read by the parser
+    itself: any spelling of a boundary (RFC 2231 `boundary*=`, `boundary*0=` ...) and the
+    parts a multipart/digest makes messages by default count, and words in a body do not.
     """
     lowered = raw.lower()
     if b"boundary" not in lowered and b"message/" not in lowered:
-        return None  # a single part, as most posts are: no pattern search needed
-    nested = len(_NESTING.findall(raw))
-    if nested > limits.max_mime_depth:
-        return f"MIME nested more than {limits.max_mime_depth} levels"
+        return None  # a single part, as most posts are: nothing to walk
+    stack: list[tuple[str, int, str]] = [
+        (raw.decode("ascii", "surrogateescape"), 0, "text/plain")]
+    seen = 0
+    while stack:
+        text, depth, default_type = stack.pop()
+        if depth > limits.max_mime_depth:
+            return f"MIME nested more than {limits.max_mime_depth} levels"
+        seen += 1
+        if seen > limits.max_mime_parts:
+            return f"more than {limits.max_mime_parts} MIME parts"
+        msg, body = _head_and_body(text)
+        msg.set_default_type(default_type)
+        ctype = msg.get_content_type()
+        if ctype == "message/delivery-status":  # blocks of headers, each a message
+            stack.extend((block, depth + 1, "text/plain")
+                         for block in _BLANK_LINE.split(body) if block)
+        elif msg.get_content_maintype() == "message":
+            stack.append((body, depth + 1, "text/plain"))
+        elif msg.get_content_maintype() == "multipart":
+            boundary = msg.get_boundary()
+            inner = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            if boundary:
+                stack.extend((part, depth + 1, inner)
+                             for part in _split_multipart(body, boundary))
     return None
 
 
@@ -269,12 +325,22 @@ def _date(value: str | None) -> datetime | None:
 
 
 def parse(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
-    """Parse untrusted bytes within `limits`; never raises on bad input."""
+    """Parse untrusted bytes within `limits`; never raises on bad input.
+
+    Whatever fails while parsing (a RecursionError from a limit set past what the parser
+    can recurse, a bug met by odd bytes) is a verdict on the message: the same bytes would
+    fail on every retry, so it is refused, never answered "try again".
+    """
     # Blank lines before the first header would turn every header into body.
     raw = raw.lstrip(b"\r\n")
-    problem = _check_header_block(raw, limits) or _check_structure(raw, limits)
-    if problem:
-        return Malformed(problem)
+    try:
+        problem = _check_header_block(raw, limits) or _check_structure(raw, limits)
+        return Malformed(problem) if problem else _parse_checked(raw, limits)
+    except Exception as exc:  # RecursionError included
+        return Malformed(f"unparseable ({type(exc).__name__})")
+
+
+def _parse_checked(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
     msg = email.message_from_bytes(raw, policy=compat32)
     parts = walk(msg, limits)
     if isinstance(parts, Malformed):
