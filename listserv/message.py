@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.policy import compat32
+from email.policy import Compat32, compat32
+from typing import Any
 
 from inscriptis import get_text
 
@@ -137,15 +138,48 @@ def one_line(text: str) -> str:
     return _SPACE_RE.sub(" ", _CTRL_RE.sub(" ", text)).strip()
 
 
+class Utf8Headers(Compat32):
+    """compat32, except that a header holding raw 8-bit bytes (RFC 6532 lets clients write
+    UTF-8 straight into headers) reads as the text those bytes spell, instead of a Header
+    whose str() is U+FFFD: UTF-8, or Latin-1 when they are not valid UTF-8."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if value.isascii():
+            return value
+        try:
+            data = value.encode("ascii", "surrogateescape")  # the bytes as received
+        except UnicodeEncodeError:  # text set by our own code, not bytes from the wire
+            return value
+        return decode_bytes(data, None)
+
+
+# The policy every received message is parsed with.
+POLICY = Utf8Headers()
+
+# A word holding raw non-ASCII text: never part of an RFC 2047 encoded word.
+_RAW_WORD_RE = re.compile(r"(\S*[^\x00-\x7f]\S*)")
+
+
 def decode_header_value(value: str | None) -> str:
-    """RFC 2047 encoded words to text, with allow-listed charsets only, as one line."""
+    """RFC 2047 encoded words to text, with allow-listed charsets only, as one line; raw
+    UTF-8 words (RFC 6532) beside them are text already and stay exactly as they are."""
     if not value:
         return ""
-    value = one_line(str(value))
+    pieces = _RAW_WORD_RE.split(one_line(str(value)))
+    return one_line("".join(piece if i % 2 else _decode_words(piece)
+                            for i, piece in enumerate(pieces)))
+
+
+def _decode_words(text: str) -> str:
+    """The encoded words of an ASCII stretch decoded, its surrounding spaces kept."""
+    value = text.strip()
+    if not value:
+        return text
+    lead, trail = text[:len(text) - len(text.lstrip())], text[len(text.rstrip()):]
     try:
         chunks = email.header.decode_header(value)
     except (ValueError, LookupError, AssertionError):
-        return one_line(value)
+        return text
     out = []
     for chunk, charset in chunks:
         if isinstance(chunk, bytes):
@@ -155,7 +189,7 @@ def decode_header_value(value: str | None) -> str:
                 out.append(decode_bytes(chunk, charset))
         else:
             out.append(chunk)
-    return one_line("".join(out).replace("\ufffd\ufffd", "\ufffd"))
+    return lead + "".join(out).replace("\ufffd\ufffd", "\ufffd") + trail
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
@@ -341,7 +375,7 @@ def parse(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
 
 
 def _parse_checked(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
-    msg = email.message_from_bytes(raw, policy=compat32)
+    msg = email.message_from_bytes(raw, policy=POLICY)
     parts = walk(msg, limits)
     if isinstance(parts, Malformed):
         return parts
