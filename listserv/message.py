@@ -22,6 +22,8 @@ from email.policy import Compat32, compat32
 from typing import Any
 
 from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 
 from .addresses import parse_mailbox
 from .config import LimitsConfig
@@ -50,6 +52,10 @@ CHARSET_ALIASES = {
     "unicode-1-1-utf-7": "",
     "utf-7": "",
 }
+
+# inscriptis' default profile indents nested <div>s as a browser would show their
+# margins; the strict one keeps text flush left, as a mail reader expects.
+_HTML_AS_TEXT = ParserConfig(css=CSS_PROFILES["strict"])
 
 _MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -342,7 +348,7 @@ def body_text(parts: list[Message]) -> str:
             if text.strip():
                 plain.append(text)
         elif ctype == "text/html":
-            text = get_text(_part_text(part)).strip()
+            text = get_text(_part_text(part), _HTML_AS_TEXT).strip()
             if text:
                 html.append(text)
     return "\n\n".join(plain or html)
