@@ -13,8 +13,9 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -66,6 +67,16 @@ def ensure_message_id(raw: bytes, parsed: Parsed, domain: str) -> tuple[bytes, P
     raw = f"Message-ID: <{mid}>\r\n".encode() + raw
     headers = (("Message-ID", f"<{mid}>"), *parsed.headers)
     return raw, Parsed(**{**parsed.__dict__, "message_id": mid, "headers": headers})
+
+
+def ensure_date(raw: bytes, parsed: Parsed, now: datetime) -> tuple[bytes, Parsed]:
+    """Give a message without a Date header (RFC 5322 requires one) the time we received
+    it, in the stored bytes as in the record, so every copy and digest dates it alike."""
+    if parsed.header("Date") is not None:
+        return raw, parsed
+    value = format_datetime(now)
+    raw = f"Date: {value}\r\n".encode() + raw
+    return raw, replace(parsed, date=now, headers=(("Date", value), *parsed.headers))
 
 
 # The hot path speaks SQLAlchemy Core on the transaction's connection: each statement is
@@ -318,8 +329,8 @@ def _apply(
     conn = tx.conn
     for route in routes:
         address = route.list_address or ""
-        list_raw, list_parsed = ensure_message_id(raw, prepared.parsed,
-                                                  address.rpartition("@")[2])
+        list_raw, list_parsed = ensure_date(*ensure_message_id(
+            raw, prepared.parsed, address.rpartition("@")[2]), now)
         found = _list_and_facts(conn, address, list_parsed, prepared.robots[address])
         if found is None:  # deleted between RCPT and DATA
             outcomes.append(Outcome.TEMPORARY_FAILURE)
