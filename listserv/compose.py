@@ -19,7 +19,7 @@ from email.utils import formataddr
 from io import BytesIO
 
 from .addresses import list_id, role_address
-from .message import decode_bytes, decode_header_value, one_line
+from .message import POLICY, decode_bytes, decode_header_value, one_line
 from .threads import strip_prefix
 
 # Headers of the incoming message that would lie, leak, or break once we resend it.
@@ -52,10 +52,12 @@ class ListInfo:
         return list_id(self.address)
 
 
-def header_text(text: str) -> str:
-    """One line, RFC 2047-encoded when it is not plain ASCII."""
+def header_text(text: str, name: str = "Subject") -> str:
+    """One line, RFC 2047-encoded when it is not plain ASCII, its first line leaving room
+    for the header's `name` (else the generator folds right after the colon, and readers
+    see the value start with a space)."""
     text = one_line(text)
-    return text if text.isascii() else Header(text, "utf-8").encode()
+    return text if text.isascii() else Header(text, "utf-8", header_name=name).encode()
 
 
 def mailbox(name: str, address: str) -> str:
@@ -75,7 +77,7 @@ def list_headers(info: ListInfo) -> list[tuple[str, str]]:
     """RFC 2369 and RFC 2919 headers, plus the loop marker we recognise on the way back in."""
     request = role_address(info.address, "request")
     headers = [
-        ("List-Id", f"{header_text(info.title)} <{info.list_id}>"),
+        ("List-Id", f"{header_text(info.title, 'List-Id')} <{info.list_id}>"),
         ("List-Post", f"<mailto:{info.address}>"),
         ("List-Help", f"<mailto:{request}?subject=help>"),
         ("List-Subscribe", f"<mailto:{role_address(info.address, 'join')}>"),
@@ -142,7 +144,7 @@ def render_post(
     `author_alias` is the From address of lists whose from_rewrite is "alias".
     `keep_arc` keeps the ARC sets of earlier hops, so our seal continues their chain.
     """
-    msg = email.message_from_bytes(raw, policy=compat32)
+    msg = email.message_from_bytes(raw, policy=POLICY)
     for name in STRIP_HEADERS:
         if not (keep_arc and name in ARC_HEADERS):
             del msg[name]
@@ -178,7 +180,7 @@ REVEALING_HEADERS = ("From", "Reply-To", "Sender", "X-Original-From", "Return-Pa
 def render_relay(raw: bytes, from_name: str, from_address: str) -> bytes:
     """A member's private message to an author's alias, as the author gets it: From the
     writer's own alias, so replying goes back the same private way."""
-    msg = email.message_from_bytes(raw, policy=compat32)
+    msg = email.message_from_bytes(raw, policy=POLICY)
     for name in (*STRIP_HEADERS, *REVEALING_HEADERS):
         del msg[name]
     msg["From"] = mailbox(from_name, from_address)

@@ -96,6 +96,11 @@ class LimitsConfig:
     max_mime_params: int = 32
     max_mime_depth: int = 20
     max_mime_parts: int = 500
+    # Raw copies kept of messages an unexpected error answered with 451; past either cap
+    # no copy is written (the client still keeps the message), so even a bug met by every
+    # retry cannot fill the disk.
+    max_emergency_copies: int = 100
+    max_emergency_bytes: int = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -91,6 +92,16 @@ def ensure_message_id(raw: bytes, parsed: Parsed, domain: str) -> tuple[bytes, P
     raw = f"Message-ID: <{mid}>\r\n".encode() + raw
     headers = (("Message-ID", f"<{mid}>"), *parsed.headers)
     return raw, Parsed(**{**parsed.__dict__, "message_id": mid, "headers": headers})
+
+
+def ensure_date(raw: bytes, parsed: Parsed, now: datetime) -> tuple[bytes, Parsed]:
+    """Give a message without a Date header (RFC 5322 requires one) the time we received
+    it, in the stored bytes as in the record, so every copy and digest dates it alike."""
+    if parsed.header("Date") is not None:
+        return raw, parsed
+    value = format_datetime(now)
+    raw = f"Date: {value}\r\n".encode() + raw
+    return raw, replace(parsed, date=now, headers=(("Date", value), *parsed.headers))
 
 
 # The hot path speaks SQLAlchemy Core on the transaction's connection: each statement is
@@ -347,8 +358,8 @@ def _apply(
     conn = tx.conn
     for route in routes:
         address = route.list_address or ""
-        list_raw, list_parsed = ensure_message_id(raw, prepared.parsed,
-                                                  address.rpartition("@")[2])
+        list_raw, list_parsed = ensure_date(*ensure_message_id(
+            raw, prepared.parsed, address.rpartition("@")[2]), now)
         found = _list_and_facts(conn, address, list_parsed, prepared.robots[address],
                                 prepared.forged)
         if found is None:  # deleted between RCPT and DATA
@@ -469,7 +480,12 @@ class GroupCommitter:
 
 
 def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
-    """Parse and prepare the messages of a batch; the malformed are answered at once."""
+    """Parse and prepare the messages of a batch; the malformed are answered at once.
+
+    Preparing touches no database, so a failure here is caused by the message's bytes and
+    would recur on every retry: it is a 554 for that message, never a 451 and an
+    emergency copy per retry.
+    """
     ready = []
     for item in batch:
         try:
@@ -481,7 +497,8 @@ def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
                 ready.append((item, Prepared.of(item.parsed, item.sender, item.routes,
                                                 item.authenticity)))
         except Exception as exc:  # a bug met by this message alone: the others go on
-            item.error = exc
+            log.exception("preparing a message from %r failed", item.sender)
+            item.result = Result(Outcome.MALFORMED, f"unparseable ({type(exc).__name__})")
     return ready
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import codecs
 import email
 import email.header
+import email.parser
 import email.utils
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.policy import compat32
+from email.policy import Compat32, compat32
+from typing import Any
 
 from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 
 from .addresses import parse_mailbox
 from .config import LimitsConfig
@@ -48,6 +52,10 @@ CHARSET_ALIASES = {
     "unicode-1-1-utf-7": "",
     "utf-7": "",
 }
+
+# inscriptis' default profile indents nested <div>s as a browser would show their
+# margins; the strict one keeps text flush left, as a mail reader expects.
+_HTML_AS_TEXT = ParserConfig(css=CSS_PROFILES["strict"])
 
 _MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -136,15 +144,48 @@ def one_line(text: str) -> str:
     return _SPACE_RE.sub(" ", _CTRL_RE.sub(" ", text)).strip()
 
 
+class Utf8Headers(Compat32):
+    """compat32, except that a header holding raw 8-bit bytes (RFC 6532 lets clients write
+    UTF-8 straight into headers) reads as the text those bytes spell, instead of a Header
+    whose str() is U+FFFD: UTF-8, or Latin-1 when they are not valid UTF-8."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if value.isascii():
+            return value
+        try:
+            data = value.encode("ascii", "surrogateescape")  # the bytes as received
+        except UnicodeEncodeError:  # text set by our own code, not bytes from the wire
+            return value
+        return decode_bytes(data, None)
+
+
+# The policy every received message is parsed with.
+POLICY = Utf8Headers()
+
+# A word holding raw non-ASCII text: never part of an RFC 2047 encoded word.
+_RAW_WORD_RE = re.compile(r"(\S*[^\x00-\x7f]\S*)")
+
+
 def decode_header_value(value: str | None) -> str:
-    """RFC 2047 encoded words to text, with allow-listed charsets only, as one line."""
+    """RFC 2047 encoded words to text, with allow-listed charsets only, as one line; raw
+    UTF-8 words (RFC 6532) beside them are text already and stay exactly as they are."""
     if not value:
         return ""
-    value = one_line(str(value))
+    pieces = _RAW_WORD_RE.split(one_line(str(value)))
+    return one_line("".join(piece if i % 2 else _decode_words(piece)
+                            for i, piece in enumerate(pieces)))
+
+
+def _decode_words(text: str) -> str:
+    """The encoded words of an ASCII stretch decoded, its surrounding spaces kept."""
+    value = text.strip()
+    if not value:
+        return text
+    lead, trail = text[:len(text) - len(text.lstrip())], text[len(text.rstrip()):]
     try:
         chunks = email.header.decode_header(value)
     except (ValueError, LookupError, AssertionError):
-        return one_line(value)
+        return text
     out = []
     for chunk, charset in chunks:
         if isinstance(chunk, bytes):
@@ -154,7 +195,7 @@ def decode_header_value(value: str | None) -> str:
                 out.append(decode_bytes(chunk, charset))
         else:
             out.append(chunk)
-    return one_line("".join(out).replace("\ufffd\ufffd", "\ufffd"))
+    return lead + "".join(out).replace("\ufffd\ufffd", "\ufffd") + trail
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
@@ -179,21 +220,96 @@ def _check_header_block(raw: bytes, limits: LimitsConfig) -> str | None:
     return None
 
 
-_NESTING = re.compile(rb"(?i)boundary\s*=|content-type:\s*message/")
+_LINE_END = r"(?:\r\n|\r(?!\n)|\n)"  # the feed parser's line ends, a lone CR included
+_BLANK_LINE = re.compile(_LINE_END * 2)
+
+
+def _head_and_body(text: str, start: int, end: int) -> tuple[Message, int]:
+    """The headers of the part text[start:end], read by the parser itself (so every
+    spelling of a parameter is seen as the parser sees it), and where its body starts;
+    the body is not read line by line."""
+    if text.startswith(("\r", "\n"), start, end):  # no headers: the body is what follows
+        return Message(), start + (2 if text.startswith("\r\n", start, end) else 1)
+    blank = _BLANK_LINE.search(text, start, end)
+    head_end, body = (end, end) if blank is None else (blank.start(), blank.end())
+    msg = email.parser.Parser(policy=compat32).parsestr(text[start:head_end],
+                                                         headersonly=True)
+    early = msg.get_payload()  # the headers ended at a line that is no header
+    return msg, max(start, head_end - len(early)) if isinstance(early, str) and early else body
+
+
+def _split_multipart(text: str, start: int, end: int, boundary: str,
+                     most: int) -> list[tuple[int, int]]:
+    """The parts of text[start:end] between the delimiter lines of `boundary`, as the feed
+    parser splits them (no preamble, no epilogue; a part an outer delimiter cuts short ends
+    there), at most `most` + 1 of them."""
+    # A literal first, so the regex engine skips ahead; the line start is checked apart.
+    delimiter = re.compile("--" + re.escape(boundary) + r"(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
+    parts: list[tuple[int, int]] = []
+    begin: int | None = None
+    for match in delimiter.finditer(text, start, end):
+        if match.start() > start and text[match.start() - 1] not in "\r\n":
+            continue
+        if begin is not None:
+            parts.append((begin, match.start()))
+        if match.group(1) or len(parts) > most:  # the close delimiter: the rest is epilogue
+            return parts
+        begin = match.end()
+    if begin is not None:
+        parts.append((begin, end))
+    return parts
+
+
+def _blocks(text: str, start: int, end: int, most: int) -> list[tuple[int, int]]:
+    """The blocks of headers of a message/delivery-status body, at most `most` + 1."""
+    blocks: list[tuple[int, int]] = []
+    for blank in _BLANK_LINE.finditer(text, start, end):
+        if blank.start() > start:
+            blocks.append((start, blank.start()))
+        if len(blocks) > most:
+            return blocks
+        start = blank.end()
+    if start < end:
+        blocks.append((start, end))
+    return blocks
 
 
 def _check_structure(raw: bytes, limits: LimitsConfig) -> str | None:
-    """Bound MIME nesting before the recursive feed parser sees it.
+    """Bound MIME nesting and parts before the recursive feed parser sees the message.
 
-    Each nesting level needs its own boundary (or an encapsulated message), so counting
-    their declarations bounds the depth without parsing anything.
+    The structure is walked with an explicit stack, each part's headers read by the parser
+    itself: any spelling of a boundary (RFC 2231 `boundary*=`, `boundary*0=` ...) and the
+    parts a multipart/digest makes messages by default count, and words in a body do not.
+    Parts are spans of the one decoded text, so no level copies what it holds.
     """
     lowered = raw.lower()
     if b"boundary" not in lowered and b"message/" not in lowered:
-        return None  # a single part, as most posts are: no pattern search needed
-    nested = len(_NESTING.findall(raw))
-    if nested > limits.max_mime_depth:
-        return f"MIME nested more than {limits.max_mime_depth} levels"
+        return None  # a single part, as most posts are: nothing to walk
+    text = raw.decode("ascii", "surrogateescape")  # as the parser decodes it
+    most = limits.max_mime_parts
+    stack: list[tuple[int, int, int, str]] = [(0, len(text), 0, "text/plain")]
+    seen = 0
+    while stack:
+        start, end, depth, default_type = stack.pop()
+        if depth > limits.max_mime_depth:
+            return f"MIME nested more than {limits.max_mime_depth} levels"
+        seen += 1
+        if seen > most:
+            return f"more than {most} MIME parts"
+        msg, body = _head_and_body(text, start, end)
+        msg.set_default_type(default_type)
+        ctype = msg.get_content_type()
+        if ctype == "message/delivery-status":  # blocks of headers, each a message
+            stack.extend((*block, depth + 1, "text/plain")
+                         for block in _blocks(text, body, end, most))
+        elif msg.get_content_maintype() == "message":
+            stack.append((body, end, depth + 1, "text/plain"))
+        elif msg.get_content_maintype() == "multipart":
+            boundary = msg.get_boundary()
+            inner = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            if boundary:
+                stack.extend((*part, depth + 1, inner)
+                             for part in _split_multipart(text, body, end, boundary, most))
     return None
 
 
@@ -252,7 +368,7 @@ def body_text(parts: list[Message]) -> str:
             if text.strip():
                 plain.append(text)
         elif ctype == "text/html":
-            text = get_text(_part_text(part)).strip()
+            text = get_text(_part_text(part), _HTML_AS_TEXT).strip()
             if text:
                 html.append(text)
     return "\n\n".join(plain or html)
@@ -269,13 +385,23 @@ def _date(value: str | None) -> datetime | None:
 
 
 def parse(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
-    """Parse untrusted bytes within `limits`; never raises on bad input."""
+    """Parse untrusted bytes within `limits`; never raises on bad input.
+
+    Whatever fails while parsing (a RecursionError from a limit set past what the parser
+    can recurse, a bug met by odd bytes) is a verdict on the message: the same bytes would
+    fail on every retry, so it is refused, never answered "try again".
+    """
     # Blank lines before the first header would turn every header into body.
     raw = raw.lstrip(b"\r\n")
-    problem = _check_header_block(raw, limits) or _check_structure(raw, limits)
-    if problem:
-        return Malformed(problem)
-    msg = email.message_from_bytes(raw, policy=compat32)
+    try:
+        problem = _check_header_block(raw, limits) or _check_structure(raw, limits)
+        return Malformed(problem) if problem else _parse_checked(raw, limits)
+    except Exception as exc:  # RecursionError included
+        return Malformed(f"unparseable ({type(exc).__name__})")
+
+
+def _parse_checked(raw: bytes, limits: LimitsConfig) -> Parsed | Malformed:
+    msg = email.message_from_bytes(raw, policy=POLICY)
     parts = walk(msg, limits)
     if isinstance(parts, Malformed):
         return parts

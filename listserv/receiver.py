@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import mailbox
 import math
 import time
 import weakref
@@ -14,13 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
-from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.orm import Session as OrmSession
 
-from . import bouncing, feedback, ingest, membership, moderation, postmaster, relay
+from . import bouncing, emergency, feedback, ingest, membership, moderation, postmaster, relay
 from .addresses import Route, route
 from .aliases import is_alias
 from .config import Config
@@ -358,19 +356,11 @@ class Handler:
         if isinstance(exc, TEMPORARY_ERRORS):
             log.error("database error while storing from=%s: %s", envelope.mail_from, exc)
             return reply(Outcome.TEMPORARY_FAILURE)
-        saved = await asyncio.to_thread(self._save_emergency, raw)
+        saved = await asyncio.to_thread(emergency.save, self.emergency, raw,
+                                        self.config.limits)
         log.exception("unexpected error while storing from=%s; raw copy: %s",
                       envelope.mail_from, saved, exc_info=exc)
         return reply(Outcome.TEMPORARY_FAILURE)
-
-    def _save_emergency(self, raw: bytes) -> str:
-        """Keep the bytes of a message a bug refused, so even a bug loses nothing."""
-        try:
-            self.emergency.parent.mkdir(parents=True, exist_ok=True)
-            return str(Path(self.emergency) / "new" / mailbox.Maildir(
-                self.emergency, create=True).add(raw))
-        except OSError as exc:
-            return f"not saved ({exc.strerror or exc})"
 
     async def handle_exception(self, error: Exception) -> str:
         """Never let aiosmtpd answer '500 Error: (...)': a permanent bounce leaking internals."""

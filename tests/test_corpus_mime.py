@@ -4,8 +4,10 @@ mean an unexpected error and an emergency copy)."""
 
 from __future__ import annotations
 
+import email
 import json
 import time
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,11 @@ from sqlalchemy import select
 from listserv.admin import add_member, find_member, require_list
 from listserv.config import LimitsConfig
 from listserv.db import Database
-from listserv.message import Parsed, parse
+from listserv.message import Parsed, decode_bytes, parse
 from listserv.models import Post
 from listserv.server import Server
 
-from .conftest import LIST, smtp_send
+from .conftest import LIST, make_message, smtp_send
 from .corpus import corpus_dir, corpus_files
 
 MESSAGES = corpus_files("mime", "*.eml")
@@ -87,3 +89,38 @@ def test_corpus_message_is_stored_or_refused_precisely(
         assert post.message_id == expected["message_id"]
     for part in expected.get("subject_contains", []):
         assert part in post.subject
+
+
+# Replies from Outlook, Hotmail, AOL and Gmail, whose HTML nests <div>s.
+NESTED_DIVS = [path for name in ("outlook", "hotmail", "aol", "gmail")
+               for path in corpus_files("replies", f"talon_{name}.eml")]
+
+
+def html_parts() -> list[tuple[str, str]]:
+    """The HTML of every corpus message above, and of the replies with nested <div>s."""
+    found = []
+    for path in [*MESSAGES, *NESTED_DIVS]:
+        msg = email.message_from_bytes(path.read_bytes(), policy=compat32)
+        for part in msg.walk():
+            data = part.get_payload(decode=True)
+            if part.get_content_type() == "text/html" and isinstance(data, bytes):
+                found.append((path.stem, decode_bytes(data, part.get_content_charset())))
+    return found
+
+
+HTML_PARTS = html_parts()
+
+
+@pytest.mark.parametrize("html", [h for _name, h in HTML_PARTS],
+                         ids=[name for name, _h in HTML_PARTS])
+def test_html_only_posts_are_stored_flush_left(html: str, als: str, post: Any,
+                                               db: Database) -> None:
+    # Outlook Web Access and many phones send HTML alone; nested <div>s are no indentation.
+    msg = make_message("alice@example.org", "From my phone", "", message_id="html@x")
+    msg.set_content(html, subtype="html")
+    assert post(msg).code == 250
+    with db.session() as s:
+        body = s.scalar(select(Post.body))
+    assert body.strip()
+    indented = [line for line in body.splitlines() if line[:1] in (" ", "\t")]
+    assert indented == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from email.utils import parseaddr
 from typing import Any
 
@@ -120,6 +121,23 @@ def test_message_without_message_id_gets_one(als: str, post: Any, db: Database,
     drain()
     (delivered,) = sink.to("dave@example.org")
     assert delivered["Message-ID"] == f"<{stored.message_id}>"
+
+
+def test_message_without_date_gets_the_time_we_received_it(
+        als: str, post: Any, db: Database, drain: Any, sink: Sink, clock: Any) -> None:
+    # RFC 5322 requires a Date; some scripts and gateways send none, and mail clients then
+    # sort the copy as new whenever it is opened, or refuse it.
+    raw = (b"From: alice@example.org\r\nTo: " + LIST.encode()
+           + b"\r\nSubject: no date\r\nMessage-ID: <nodate@x.org>\r\n\r\nhello\r\n")
+    assert post(raw, sender="alice@example.org").code == 250
+    with db.session() as s:
+        (stored,) = s.scalars(select(Post)).all()
+    assert stored.date is not None
+    assert (stored.date if stored.date.tzinfo else stored.date.replace(tzinfo=UTC)) == clock()
+    drain()
+    (delivered,) = sink.to("dave@example.org")
+    assert delivered["Date"].datetime == clock()
+    assert len(delivered.get_all("Date")) == 1
 
 
 def test_duplicate_message_id_is_accepted_and_stored_once(
