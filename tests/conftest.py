@@ -179,10 +179,19 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
 
 
-@pytest.fixture(params=BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test runs on SQLite, and on PostgreSQL too when database behaviour matters to it
+    (marked `both_databases`: locking, constraints, SQL that differs by dialect)."""
+    if "database_url" in metafunc.fixturenames:
+        marked = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize("database_url", BACKENDS if marked else BACKENDS[:1],
+                             indirect=True)
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The one place that picks the test database: a SQLite file, or a fresh PostgreSQL
-    schema per test (dropped afterwards), so every database test runs on both."""
+    schema per test (dropped afterwards)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'listserv.db'}"
         return

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from listserv import migrate
@@ -17,6 +18,8 @@ from listserv.models import Held
 
 from .conftest import LIST, Sink, count, make_message
 from .test_membership import JOIN, LEAVE, confirm_address, last, send
+
+pytestmark = pytest.mark.both_databases
 
 
 def members(cli: Any) -> list[str]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -13,13 +14,19 @@ from listserv.cli import main
 
 from .conftest import LIST, make_message
 
-COMMANDS = [
-    [], ["db"], ["db", "init"], ["serve"], ["lists"], ["lists", "create"], ["lists", "list"],
-    ["lists", "show"], ["lists", "delete"], ["members"], ["members", "add"],
-    ["members", "remove"], ["members", "list"], ["members", "set"], ["members", "import"],
-    ["members", "export"], ["threads"], ["show"], ["outbox"], ["outbox", "retry"],
-    ["lists", "set"], ["report"],
-]
+
+def command_paths(group: click.Group, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command of the tree, found from click itself, so a new one cannot be missed."""
+    paths = [list(path)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            paths += command_paths(command, (*path, name))
+        else:
+            paths.append([*path, name])
+    return paths
+
+
+COMMANDS = command_paths(main)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "listserv")
@@ -27,6 +34,11 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
+
+
+def test_the_help_test_sees_every_command() -> None:
+    assert ["members", "import"] in COMMANDS and ["dkim", "keygen"] in COMMANDS
+    assert len(COMMANDS) > 30
 
 
 def test_version() -> None:

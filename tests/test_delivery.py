@@ -28,6 +28,8 @@ from listserv.verp import decode, encode
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 from .test_serve import wait_for
 
+pytestmark = pytest.mark.both_databases
+
 BOB = "bob@example.net"
 FRANK = "frank@example.org"
 PLAIN = "living-with-als-bounces@lists.example.org"

@@ -32,6 +32,8 @@ from .corpus import corpus_dir, corpus_files
 from .test_replytext import normalise
 from .test_serve import wait_for
 
+pytestmark = pytest.mark.both_databases
+
 QUESTION = "Does massage therapy help to maintain overall function and muscle strength?"
 CAROL = "carol@example.com"
 # Posts of Monday 2 Nov 2026 (UTC list, digest hour 7) go out in the digest of 3 Nov.

@@ -23,6 +23,8 @@ from listserv.outbox import Outbox
 
 from .conftest import LIST, LoopThread, Sink, make_message
 
+pytestmark = pytest.mark.both_databases
+
 MEMBERS = 10_000
 
 

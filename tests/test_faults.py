@@ -25,7 +25,7 @@ from .conftest import LIST, Sink, count, make_message, smtp_send
 from .test_serve import free_port, port_open, wait_for
 
 MEMBERS = 2000
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_databases]
 
 
 @pytest.fixture

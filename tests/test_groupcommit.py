@@ -27,6 +27,8 @@ from .conftest import LIST, count, make_message
 from .pg import write_locked
 from .test_hostile import wait_until
 
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 

@@ -17,6 +17,8 @@ from listserv.models import Member, Post
 
 from .conftest import LIST, Clock, Sink, count, make_message
 
+pytestmark = pytest.mark.both_databases
+
 DOMAIN = "lists.example.org"
 JOIN = f"living-with-als-join@{DOMAIN}"
 LEAVE = f"living-with-als-leave@{DOMAIN}"

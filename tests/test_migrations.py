@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
@@ -15,6 +16,8 @@ from listserv.config import Config
 from listserv.db import Database, make_engine
 
 from .conftest import LIST
+
+pytestmark = pytest.mark.both_databases
 
 
 def test_migrated_schema_equals_the_models(cli: Any, config: Config) -> None:

@@ -19,6 +19,8 @@ from listserv.server import Server
 from .conftest import Clock, Sink, make_message
 from .test_digest import CAROL, DIGEST_DUE, parts, seed_thread
 
+pytestmark = pytest.mark.both_databases
+
 BASE = "https://lists.example.org"
 
 

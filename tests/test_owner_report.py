@@ -18,6 +18,8 @@ from listserv.templating import environment
 from .conftest import LIST, Clock, Sink, make_message
 from .test_complaints import arf
 
+pytestmark = pytest.mark.both_databases
+
 OWNER = "olga@example.org"
 BOUNCES = "living-with-als-bounces@lists.example.org"
 CAREGIVERS = "caregivers@lists.example.org"

@@ -6,12 +6,15 @@ from datetime import UTC
 from email.utils import parseaddr
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from listserv.db import Database
 from listserv.models import FanoutJob, Held, Post, Thread
 
 from .conftest import LIST, Sink, count, make_message
+
+pytestmark = pytest.mark.both_databases
 
 QUESTION = ("Does massage therapy help to maintain overall function and muscle strength?")
 

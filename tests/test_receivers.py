@@ -16,6 +16,8 @@ from listserv.server import Server
 from .conftest import LIST, Clock, LoopThread, count, make_message, smtp_send
 from .test_serve import free_port
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 def config_data(config_data: dict[str, Any]) -> dict[str, Any]:

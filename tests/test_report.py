@@ -17,6 +17,8 @@ from .test_complaints import arf
 from .test_membership import LEAVE, confirm_address, last, send
 from .test_oneclick import ONE_CLICK, http, link_of
 
+pytestmark = pytest.mark.both_databases
+
 BOUNCES = "living-with-als-bounces@lists.example.org"
 
 

@@ -14,6 +14,8 @@ from listserv.models import Post
 
 from .conftest import Clock, make_message
 
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 

@@ -9,12 +9,15 @@ from email.header import Header
 from email.utils import parseaddr
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from listserv.db import Database
 from listserv.models import Post, Thread
 
 from .conftest import LIST, Sink, count
+
+pytestmark = pytest.mark.both_databases
 
 PEOPLE = [
     ("Amélie Poulain", "amelie@example.fr", "Café et kinésithérapie : qu'en pensez-vous ?"),

@@ -24,6 +24,8 @@ from listserv.server import Server, utcnow
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 from .test_serve import free_port, port_open, wait_for
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
