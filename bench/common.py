@@ -23,8 +23,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from listserv.db import Database
-from listserv.models import MailingList, Member
+from listserv.store.database import Database
+from listserv.store.models import MailingList, Member
 
 PG_URL = os.environ.get("LISTSERV_BENCH_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")

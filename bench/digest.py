@@ -23,14 +23,16 @@ from pathlib import Path
 from common import fast_sink, free_port, scratch_database, scratch_dir, sink_name, wait_port
 from sqlalchemy import func, insert, select
 
-from listserv import digest, digests, ingest
-from listserv.addresses import Route
 from listserv.config import Config, parse
-from listserv.db import Database
-from listserv.models import Delivery, MailingList, Member
-from listserv.outbox import Outbox
+from listserv.core import digest
+from listserv.core.addresses import Route
+from listserv.inbound import posts as ingest
+from listserv.outbound.outbox import Outbox
+from listserv.outbound.transports import SmtpRelay
+from listserv.schedule import digests
+from listserv.store.database import Database
+from listserv.store.models import Delivery, MailingList, Member
 from listserv.templating import environment
-from listserv.transports import SmtpRelay
 
 LIST = "living-with-als@lists.example.org"
 PARAGRAPH = ("We tried the stretching routine the physiotherapist suggested, twice a day, "

@@ -33,8 +33,8 @@ from common import (
 )
 from sqlalchemy import Engine, create_engine, func, select
 
-from listserv import keys
-from listserv.models import Delivery, Post
+from listserv.outbound import keys
+from listserv.store.models import Delivery, Post
 
 
 def count(engine: Engine, status: str) -> int:

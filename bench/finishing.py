@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from listserv import keys
 from listserv.config import parse
-from listserv.db import Database
-from listserv.finishing import Finisher
-from listserv.models import FanoutJob, MailingList, Member, Post, Thread
-from listserv.signing import Signer
+from listserv.outbound import keys
+from listserv.outbound.finishing import Finisher
+from listserv.outbound.signing import Signer
+from listserv.store.database import Database
+from listserv.store.models import FanoutJob, MailingList, Member, Post, Thread
 from listserv.templating import environment
 
 BODY = ("Does massage therapy help to maintain overall function and muscle strength?\n" * 20)

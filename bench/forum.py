@@ -15,8 +15,8 @@ from pathlib import Path
 from common import LIST, machine, scratch_database, scratch_dir, seed_list
 from sqlalchemy import text
 
-from listserv import forum
-from listserv.db import Database, get_list
+from listserv.admin import threads as forum
+from listserv.store.database import Database, get_list
 
 SQLITE_FILL = """
 WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < :count)

@@ -36,7 +36,7 @@ from common import (
 )
 from sqlalchemy import create_engine, func, select
 
-from listserv.models import Post
+from listserv.store.models import Post
 
 
 def smtp_source(port: int, posts: int, sessions: int) -> float:

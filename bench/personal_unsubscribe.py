@@ -15,14 +15,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from listserv import ingest
-from listserv.addresses import Route
 from listserv.config import parse
-from listserv.db import Database
-from listserv.models import MailingList, Member
-from listserv.outbox import Outbox
+from listserv.core.addresses import Route
+from listserv.inbound import posts as ingest
+from listserv.outbound.outbox import Outbox
+from listserv.outbound.transports import SmtpRelay
+from listserv.store.database import Database
+from listserv.store.models import MailingList, Member
 from listserv.templating import environment
-from listserv.transports import SmtpRelay
 
 RAW = (b"From: Alice <alice@example.org>\r\nTo: l@lists.example.org\r\nSubject: Hello\r\n"
        b"Message-ID: <bench@example.org>\r\n\r\n" + b"Some text of a typical post.\r\n" * 40)

@@ -1,5 +1,5 @@
 """`python -m listserv` runs the command line."""
 
-from .cli import main
+from listserv.cli import main
 
 main()

@@ -13,25 +13,48 @@ from datetime import UTC, datetime
 import uvloop
 from aiohttp.web import AppRunner
 
-from . import moderation, web
-from .config import Config
-from .db import Database
-from .handoff import Acceptor, Handed
-from .logsafe import EscapingFormatter
-from .outbox import Outbox
-from .receiver import Handler, session_gate, smtp_factory
-from .replies import Outcome, reply
-from .scheduler import Scheduler
-from .templating import environment
-from .transports import MaildirDelivery, SmtpRelay, Transport
+from listserv import web
+from listserv.config import Config
+from listserv.core.replies import Outcome, reply
+from listserv.inbound import moderation
+from listserv.inbound.handoff import Acceptor, Handed
+from listserv.inbound.smtp import Handler, session_gate, smtp_factory
+from listserv.outbound.outbox import Outbox
+from listserv.outbound.transports import MaildirDelivery, SmtpRelay, Transport
+from listserv.schedule.scheduler import Scheduler
+from listserv.store.database import Database
+from listserv.templating import environment
 
-log = logging.getLogger("listserv.server")
+log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (controls, line and paragraph
+    separators, format characters, lone surrogates) written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+class EscapingFormatter(logging.Formatter):
+    """One record, one line: the message line escaped; a traceback (ours) keeps its lines,
+    with their other control characters escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: logging._SysExcInfoType) -> str:
+        return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
+
+
 def configure_logging(level: int) -> None:
+    """Addresses, HELO names, commands and header values reach our log lines (and
+    aiosmtpd's): a CR, LF, U+2028 or a terminal escape in them would start a line that reads
+    like one of ours, or rewrite the screen, so every handler escapes them."""
     handler = logging.StreamHandler()
     handler.setFormatter(EscapingFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
@@ -117,7 +140,8 @@ class Server:
         if self.config.receiver.workers > 1 and self.handoff is None:
             dispatching = "dispatcher" in self.roles
             self.acceptor = Acceptor(self.config, self.config.receiver.workers,
-                                      on_post=self._wake.set if dispatching else None)
+                                     on_post=self._wake.set if dispatching else None,
+                                     receiver_main=receiver_process)
             await self.acceptor.start()
             self.port = self.acceptor.port
             log.info("receiving on %s:%d with %d receiver processes",
@@ -219,3 +243,10 @@ def run_handed(config: Config, channel: socket.socket, report_posts: bool) -> No
     """A receiver process serving the connections its acceptor hands over, until it ends."""
     uvloop.run(Server(config, roles=("receiver",), handoff=channel,
                       report_posts=report_posts).serve_until_signalled())
+
+
+def receiver_process(config: Config, channel: socket.socket, log_level: int,
+                     report_posts: bool) -> None:
+    """The entry point of a receiver process (a fresh interpreter: spawned, not forked)."""
+    configure_logging(log_level)
+    run_handed(config, channel, report_posts)

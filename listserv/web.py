@@ -17,12 +17,12 @@ from aiohttp import web
 from jinja2 import Environment
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import oneclick
-from .config import Config
-from .db import Database
-from .settings import token_secret
+from listserv import oneclick
+from listserv.config import Config
+from listserv.store.database import Database
+from listserv.store.settings import token_secret
 
-log = logging.getLogger("listserv.web")
+log = logging.getLogger(__name__)
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 HTML = "text/html"

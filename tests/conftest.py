@@ -25,14 +25,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from listserv import keys, signing
 from listserv.cli import main
 from listserv.config import Config, parse
-from listserv.db import Database
-from listserv.outbox import Outbox
+from listserv.outbound import keys, signing
+from listserv.outbound.outbox import Outbox
+from listserv.outbound.transports import SmtpRelay
 from listserv.server import Server
+from listserv.store.database import Database
 from listserv.templating import environment
-from listserv.transports import SmtpRelay
 from tests.pg import BACKENDS, pg_schema, postgres_url_or_skip
 
 T = TypeVar("T")

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from listserv import migrate
 from listserv.config import Config
-from listserv.db import Database, make_engine
-from listserv.models import Held
+from listserv.store import migrate
+from listserv.store.database import Database, make_engine
+from listserv.store.models import Held
 
 from .conftest import LIST, Sink, count, make_message
 from .test_membership import JOIN, LEAVE, confirm_address, last, send

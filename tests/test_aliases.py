@@ -11,8 +11,8 @@ from typing import Any
 import dkim
 import pytest
 
-from listserv.db import Database
-from listserv.models import Post
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import Sink, count, make_message
 

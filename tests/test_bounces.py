@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from listserv.bounces import (
+from listserv.core.bounces import (
     BouncedRecipient,
     BounceReport,
     BounceScore,

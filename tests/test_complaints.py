@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv.complaints import parse_arf
 from listserv.config import LimitsConfig
-from listserv.db import Database
-from listserv.models import Member, MemberEvent
+from listserv.core.complaints import parse_arf
+from listserv.store.database import Database
+from listserv.store.models import Member, MemberEvent
 
 from .conftest import LIST, Sink, make_message
 

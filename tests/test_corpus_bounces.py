@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv import verp
-from listserv.admin import add_member, find_member, require_list
-from listserv.db import Database
-from listserv.models import Bounce, Post
+from listserv.admin.lists import add_member, find_member, require_list
+from listserv.core import verp
 from listserv.server import Server
-from listserv.settings import token_secret
+from listserv.store.database import Database
+from listserv.store.models import Bounce, Post
+from listserv.store.settings import token_secret
 
 from .conftest import LIST, count, smtp_send
 from .corpus import corpus_dir, corpus_files

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv.admin import add_member, find_member, require_list
+from listserv.admin.lists import add_member, find_member, require_list
 from listserv.config import LimitsConfig
-from listserv.db import Database
-from listserv.message import Parsed, decode_bytes, parse
-from listserv.models import Post
+from listserv.core.message import Parsed, decode_bytes, parse
 from listserv.server import Server
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import LIST, make_message, smtp_send
 from .corpus import corpus_dir, corpus_files

@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv.addresses import route
 from listserv.config import Config
-from listserv.db import Database
-from listserv.models import Bounce, Delivery, Member, Post
-from listserv.outbox import Outbox, provably_dead
+from listserv.core.addresses import route
+from listserv.core.verp import decode, encode
+from listserv.outbound.outbox import Outbox, provably_dead
+from listserv.outbound.transports import SmtpRelay, mail_parameters
 from listserv.server import Server
-from listserv.settings import token_secret
+from listserv.store.database import Database
+from listserv.store.models import Bounce, Delivery, Member, Post
+from listserv.store.settings import token_secret
 from listserv.templating import environment
-from listserv.transports import SmtpRelay, mail_parameters
-from listserv.verp import decode, encode
 
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 from .test_serve import wait_for

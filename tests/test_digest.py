@@ -20,12 +20,12 @@ import dkim
 import pytest
 from sqlalchemy import select, update
 
-from listserv import digest
 from listserv.config import LimitsConfig
-from listserv.db import Database
-from listserv.message import Malformed, parse
-from listserv.models import Delivery, DigestRun, MailingList, Post, Thread
-from listserv.replytext import new_text
+from listserv.core import digest
+from listserv.core.message import Malformed, parse
+from listserv.core.replytext import new_text
+from listserv.store.database import Database
+from listserv.store.models import Delivery, DigestRun, MailingList, Post, Thread
 
 from .conftest import LIST, Clock, Sink, count, make_message
 from .corpus import corpus_dir, corpus_files

@@ -17,9 +17,9 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import insert, text
 
-from listserv.db import ANALYZE_AFTER, Database, get_list
-from listserv.models import Member
-from listserv.outbox import Outbox
+from listserv.outbound.outbox import Outbox
+from listserv.store.database import ANALYZE_AFTER, Database, get_list
+from listserv.store.models import Member
 
 from .conftest import LIST, LoopThread, Sink, make_message
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from listserv import dmarc
-from listserv.dmarclookup import Policies
-from listserv.outbox import Outbox
+from listserv.core import dmarc
+from listserv.outbound.dmarc import Policies
+from listserv.outbound.outbox import Outbox
 
 from .conftest import LIST, Sink, make_message
 

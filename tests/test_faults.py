@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from listserv.db import Database
-from listserv.models import Delivery, Post
-from listserv.outbox import CLAIM_AT_LEAST
+from listserv.outbound.outbox import CLAIM_AT_LEAST
+from listserv.store.database import Database
+from listserv.store.models import Delivery, Post
 
 from .conftest import LIST, Sink, count, make_message, smtp_send
 from .test_serve import free_port, port_open, wait_for

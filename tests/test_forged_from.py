@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv import dmarc
-from listserv.db import Database
-from listserv.dmarclookup import Policies
-from listserv.models import Held, Post
+from listserv.core import dmarc
+from listserv.outbound.dmarc import Policies
 from listserv.server import Server
+from listserv.store.database import Database
+from listserv.store.models import Held, Post
 
 from .conftest import count, make_message
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from listserv import ingest
-from listserv.addresses import route
 from listserv.config import Config
-from listserv.db import Database, WriterLock, sqlite_path
-from listserv.models import FanoutJob, Held, Post, Thread
-from listserv.replies import Outcome
+from listserv.core.addresses import route
+from listserv.core.replies import Outcome
+from listserv.inbound import posts as ingest
 from listserv.server import Server
+from listserv.store.database import Database, WriterLock, sqlite_path
+from listserv.store.models import FanoutJob, Held, Post, Thread
 
 from .conftest import LIST, count, make_message
 from .pg import write_locked
@@ -159,7 +159,7 @@ def test_database_failure_during_a_grouped_commit_answers_451_to_every_client(
         msg = make_message("alice@example.org", f"Post {n}", "x", message_id=f"{n}@x.org")
         return lambda: replies.append(client.data(msg.as_bytes()))
 
-    caplog.set_level(logging.ERROR, "listserv.ingest")
+    caplog.set_level(logging.ERROR, "listserv.inbound.posts")
     # A peer holds the write lock for longer than the busy timeout: the first post waits
     # for it alone, the others arrive meanwhile and fail together, as one group.
     with write_locked(config.database_url):

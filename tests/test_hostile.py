@@ -13,11 +13,11 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import event, select
 
-from listserv.db import Database
-from listserv.gate import SessionGate
-from listserv.models import Post
-from listserv.receiver import Handler, ListservSMTP
+from listserv.inbound.gate import SessionGate
+from listserv.inbound.smtp import Handler, ListservSMTP
 from listserv.server import Server
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import LIST, Sink, count, make_message, smtp_send
 

@@ -12,8 +12,8 @@ import dkim
 import pytest
 from sqlalchemy import select
 
-from listserv.db import Database
-from listserv.models import Member, Post
+from listserv.store.database import Database
+from listserv.store.models import Member, Post
 
 from .conftest import LIST, Clock, Sink, count, make_message
 
@@ -428,7 +428,7 @@ def test_our_own_notice_coming_back_is_not_answered(
 
 
 def test_db_init_creates_the_token_secret_once(cli: Any, db: Database) -> None:
-    from listserv.models import Setting
+    from listserv.store.models import Setting
 
     assert cli("db", "init").exit_code == 0
     with db.session() as s:

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from listserv import migrate
 from listserv.cli import main
 from listserv.config import Config
-from listserv.db import Database, make_engine
+from listserv.store import migrate
+from listserv.store.database import Database, make_engine
 
 from .conftest import LIST
 

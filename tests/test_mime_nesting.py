@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from listserv.config import Config
-from listserv.db import Database
-from listserv.models import Post
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import LIST, count, make_message
 
@@ -150,7 +150,7 @@ def test_emergency_copies_are_capped_in_count_and_bytes(
         raise RuntimeError("a bug in ingest")
 
     # Fault injection: a bug nobody planned for meets every message.
-    monkeypatch.setattr("listserv.ingest.receive", bug)
+    monkeypatch.setattr("listserv.inbound.posts.receive", bug)
     big = make_message("alice@example.org", "Big", "words " * 40_000, message_id="big@x")
     for _attempt in range(2):  # 240 KB each: the second would pass the byte cap
         assert post(big).code == 451

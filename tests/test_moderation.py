@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv import moderation
 from listserv.config import Config
-from listserv.db import Database
-from listserv.models import Held, Post
+from listserv.inbound import moderation
+from listserv.store.database import Database
+from listserv.store.models import Held, Post
 from listserv.templating import environment
 
 from .conftest import LIST, Clock, Sink, count, make_message

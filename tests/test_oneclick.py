@@ -12,9 +12,9 @@ import dkim
 import pytest
 from sqlalchemy import select
 
-from listserv.db import Database
-from listserv.models import Member, MemberEvent
 from listserv.server import Server
+from listserv.store.database import Database
+from listserv.store.models import Member, MemberEvent
 
 from .conftest import Clock, Sink, make_message
 from .test_digest import CAROL, DIGEST_DUE, parts, seed_thread

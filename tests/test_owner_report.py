@@ -9,10 +9,10 @@ from typing import Any
 import dkim
 import pytest
 
-from listserv import dailyreport
 from listserv.config import Config
-from listserv.db import Database
-from listserv.stats import DayReport
+from listserv.core.stats import DayReport
+from listserv.schedule import dailyreport
+from listserv.store.database import Database
 from listserv.templating import environment
 
 from .conftest import LIST, Clock, Sink, make_message

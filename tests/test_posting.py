@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv.db import Database
-from listserv.models import FanoutJob, Held, Post, Thread
+from listserv.store.database import Database
+from listserv.store.models import FanoutJob, Held, Post, Thread
 
 from .conftest import LIST, Sink, count, make_message
 

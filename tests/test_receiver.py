@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from listserv.config import Config
-from listserv.db import Database
-from listserv.models import FanoutJob, Post, Thread
 from listserv.server import Server
+from listserv.store.database import Database
+from listserv.store.models import FanoutJob, Post, Thread
 
 from .conftest import LIST, count, make_message
 from .pg import write_locked
@@ -132,7 +132,7 @@ def test_a_bug_while_storing_keeps_an_emergency_copy_and_answers_451(
         raise RuntimeError("a bug in ingest")
 
     # Fault injection: the storage layer raises something nobody planned for.
-    monkeypatch.setattr("listserv.ingest.receive", bug)
+    monkeypatch.setattr("listserv.inbound.posts.receive", bug)
     msg = make_message("alice@example.org", "Keep me", "precious words", message_id="k@x.org")
     with smtplib.SMTP("127.0.0.1", receiver.port) as client:
         client.ehlo()

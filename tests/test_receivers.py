@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from listserv.config import Config, parse
-from listserv.db import Database
-from listserv.models import Post
 from listserv.server import Server
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import LIST, Clock, LoopThread, count, make_message, smtp_send
 from .test_serve import free_port
@@ -84,7 +84,7 @@ def test_a_writer_in_another_process_makes_a_post_wait_not_fail(
 
 HOLD_THE_WRITER = """
 import sys, time
-from listserv.db import Database
+from listserv.store.database import Database
 db = Database(sys.argv[1])
 with db.session() as session:
     session.connection()  # BEGIN IMMEDIATE: SQLite's write lock is taken

@@ -10,8 +10,8 @@ import pytest
 from inscriptis import get_annotated_text
 from inscriptis.model.config import ParserConfig
 
-from listserv import replytext
-from listserv.replytext import new_text
+from listserv.core import replytext
+from listserv.core.replytext import new_text
 from tests.corpus import corpus_dir, corpus_files
 
 # (name, body, expected new text)

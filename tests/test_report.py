@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from listserv import stats
+from listserv.core import stats
 from listserv.server import Server
 
 from .conftest import LIST, Clock, Sink, make_message

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from listserv.addresses import remembered
-from listserv.robots import RULES, robot_reason
+from listserv.core.addresses import remembered
+from listserv.core.robots import RULES, robot_reason
 from tests.corpus import corpus_dir, corpus_files
 
 HUMAN = "alice@example.org"

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from dkim.crypto import parse_pem_private_key
 
-from listserv import keys, signing
 from listserv.cli import main
-from listserv.db import Database
-from listserv.models import MailingList
-from listserv.outbox import queue_notice
+from listserv.outbound import keys, signing
+from listserv.outbound.notifier import queue_notice
+from listserv.store.database import Database
+from listserv.store.models import MailingList
 
 from .conftest import DKIM_DOMAIN as DOMAIN
 from .conftest import DKIM_SELECTOR as SELECTOR

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv import threads
-from listserv.db import Database
-from listserv.models import Post
+from listserv.core import threads
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import Clock, make_message
 

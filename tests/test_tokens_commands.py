@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from listserv import commands, notices, tokens, unsubscribe
-from listserv.commands import Command, Moderation
+from listserv.core import commands, notices, tokens, unsubscribe
+from listserv.core.commands import Command, Moderation
 
 SECRET = b"k" * 32
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

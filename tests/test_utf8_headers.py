@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from listserv.db import Database
-from listserv.models import Post, Thread
+from listserv.store.database import Database
+from listserv.store.models import Post, Thread
 
 from .conftest import LIST, Sink, count
 

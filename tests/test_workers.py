@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from listserv.config import Config
-from listserv.db import Database
-from listserv.models import Post
 from listserv.server import Server, utcnow
+from listserv.store.database import Database
+from listserv.store.models import Post
 
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 from .test_serve import free_port, port_open, wait_for
@@ -77,7 +77,7 @@ def test_connections_are_dealt_to_the_receiver_processes_in_turn(
     assert count(db, Post) == 4
     # Each receiver process logs the posts it stored under its own process id.
     started = re.findall(r"receiver process (\d+) started", log)
-    served = Counter(re.findall(r"listserv\.receiver\[(\d+)\]: accepted", log))
+    served = Counter(re.findall(r"listserv\.inbound\.smtp\[(\d+)\]: accepted", log))
     assert len(started) == 2 and sorted(served.values()) == [2, 2]
     assert set(served) == set(started) and str(server.pid) not in served
     assert "Traceback" not in log

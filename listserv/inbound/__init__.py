@@ -1,0 +1,1 @@
+"""Where mail comes in: the SMTP door and one handler per address role."""

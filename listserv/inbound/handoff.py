@@ -1,0 +1,246 @@
+"""Several receiver processes behind one port: this process accepts each SMTP connection and
+hands it to the next receiver process in turn.
+
+A Python process runs on one core at a time, so a busy receiver needs several processes.
+SO_REUSEPORT spreads connections by a hash of their addresses, which can put most of a few
+long-lived connections (a relay's connection cache, a load test) on one process. Passing each
+accepted socket over a Unix socket (SCM_RIGHTS) to the receivers in turn spreads them evenly;
+a receiver that dies is started again, and the connections it held are retried by their
+clients like any dropped SMTP session. Back over the same socket, a receiver tells this
+process of each stored post, so a dispatcher here delivers at once instead of at its poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from listserv.config import Config
+from listserv.core.replies import Outcome, reply
+
+log = logging.getLogger(__name__)
+
+# A receiver process that does not take its connections is skipped; its channel holds this
+# many waiting connections at most before the next receiver gets them.
+_CHANNEL_BUFFER = 64 * 1024
+_STOP_GRACE = 15.0
+_SHORT_LIFE = 10.0  # seconds: a receiver that dies younger is restarted after a pause
+_RESPAWN_DELAY = 2.0
+
+
+ReceiverMain = Callable[[Config, socket.socket, int, bool], None]
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    channel: socket.socket  # our end; the receiver process holds the other
+    started: float = field(default_factory=time.monotonic)
+
+
+
+class Acceptor:
+    """Listens on the receiver's port and deals connections to `count` receiver processes."""
+
+    def __init__(self, config: Config, count: int, on_post: Callable[[], None] | None,
+                 receiver_main: ReceiverMain) -> None:
+        """`on_post` runs when a receiver has stored a post (None: receivers need not say);
+        `receiver_main` is a receiver process's entry point, a module-level function so that
+        a spawned interpreter can import it (the server's, which this module cannot import
+        without a cycle)."""
+        self.config = config
+        self.receiver_main = receiver_main
+        self.count = count
+        self.on_post = on_post
+        self.port = config.receiver.port
+        self._listener: socket.socket | None = None
+        self._workers: list[_Worker] = []
+        self._next = 0
+        self._accepting: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pids(self) -> list[int]:
+        """The receiver processes' ids, for logs and tests."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    async def start(self) -> None:
+        self._listener = socket.create_server(
+            (self.config.receiver.host, self.config.receiver.port), backlog=1024,
+            reuse_port=self.config.receiver.reuse_port)
+        self._listener.setblocking(False)
+        self.port = self._listener.getsockname()[1]
+        self._workers = [self._spawn() for _ in range(self.count)]
+        self._accepting = asyncio.create_task(self._accept())
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CHANNEL_BUFFER)
+        ours.setblocking(False)
+        process = multiprocessing.get_context("spawn").Process(
+            target=self.receiver_main,
+            args=(self.config, theirs, logging.getLogger().getEffectiveLevel(),
+                  self.on_post is not None),
+            name="listserv-receiver")
+        process.start()
+        theirs.close()
+        worker = _Worker(process, ours)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(process.sentinel, self._ended, worker)
+        loop.add_reader(ours, self._posted, worker)
+        log.info("receiver process %d started", process.pid)
+        return worker
+
+    def _posted(self, worker: _Worker) -> None:
+        try:
+            data = worker.channel.recv(16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the receiver process is ending; _ended cleans up after it
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(worker.channel)
+            return
+        if self.on_post is not None:
+            self.on_post()
+
+    def _ended(self, worker: _Worker) -> None:
+        """A receiver process exited: start another in its place, unless we are stopping."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(worker.process.sentinel)
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(worker.channel)
+        worker.channel.close()
+        if self._stopping:
+            return
+        # One that could not even start (a broken install, no memory) is not restarted in
+        # a tight loop; meanwhile the others take its connections.
+        delay = _RESPAWN_DELAY if time.monotonic() - worker.started < _SHORT_LIFE else 0.0
+        log.error("receiver process %d exited with %s; starting another in %.0f s",
+                  worker.process.pid, worker.process.exitcode, delay)
+        loop.call_later(delay, self._replace, worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        if not self._stopping:
+            self._workers[self._workers.index(worker)] = self._spawn()
+
+    async def _accept(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # e.g. out of file descriptors: try again shortly
+                log.error("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            with conn:
+                self._hand(conn)
+
+    def _hand(self, conn: socket.socket) -> None:
+        """Give the connection to the next receiver that takes it; 421 if none does."""
+        for _ in range(len(self._workers)):
+            worker = self._workers[self._next]
+            self._next = (self._next + 1) % len(self._workers)
+            try:
+                socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
+                return
+            except OSError:  # its channel is full, or the process is gone
+                continue
+        log.error("no receiver process took a connection; answered 421")
+        with contextlib.suppress(OSError):
+            conn.send(reply(Outcome.TOO_MANY_SESSIONS).encode() + b"\r\n")
+
+    async def stop(self) -> None:
+        """Stop accepting; each receiver finishes as on a signal, then exits."""
+        self._stopping = True
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
+        if self._listener is not None:
+            self._listener.close()
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(worker.process.sentinel)
+                loop.remove_reader(worker.channel)
+            worker.channel.close()  # the receiver sees the end of its channel and stops
+        await asyncio.gather(*(asyncio.to_thread(self._join, w.process) for w in self._workers))
+
+    @staticmethod
+    def _join(process: BaseProcess) -> None:
+        process.join(_STOP_GRACE)
+        if process.is_alive():
+            log.error("receiver process %d did not stop; killed", process.pid)
+            process.kill()
+            process.join()
+
+
+class Handed:
+    """The receiver's end: takes the connections the acceptor hands over and serves them
+    with `factory`; `on_close` runs when the acceptor is gone. With `report_posts`, it tells
+    the acceptor's process of stored posts, for its dispatcher."""
+
+    def __init__(self, channel: socket.socket, factory: Callable[[], Any],
+                 on_close: Callable[[], None], report_posts: bool) -> None:
+        self.channel = channel
+        self.factory = factory
+        self.on_close = on_close
+        self.report_posts = report_posts
+        self._report_due = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        self.channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.channel, self._take)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.channel)
+        self.channel.close()
+
+    def notify_post(self) -> None:
+        """Tell the acceptor's process a post was stored (its dispatcher may be waiting):
+        once for the posts of one turn of the loop, which a group commit settles together
+        (a message per post was 3% of a receiver's loop)."""
+        if self.report_posts and not self._report_due:
+            self._report_due = True
+            asyncio.get_running_loop().call_soon(self._report)
+
+    def _report(self) -> None:
+        self._report_due = False
+        with contextlib.suppress(OSError):  # a full channel: a wake-up is pending anyway
+            self.channel.send(b"p")
+
+    def _take(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.channel, 16, 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data and not fds:
+            self.stop()
+            self.on_close()
+            return
+        for fd in fds:
+            task = loop.create_task(
+                loop.connect_accepted_socket(self.factory, socket.socket(fileno=fd)))
+            self._tasks.add(task)
+            task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not serve a handed connection: %s", task.exception())

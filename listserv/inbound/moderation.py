@@ -1,0 +1,209 @@
+"""The hold queue: notices when a message is held, and approve, reject, discard or expire.
+
+A moderator decides by replying to the notice (its Reply-To carries a single-use token for
+that message) or from the CLI. Approving stores and delivers the message exactly like a
+post. Every decision and the notices it causes commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from listserv.admin.lists import AdminError
+from listserv.config import Config
+from listserv.core import commands, tokens
+from listserv.core.addresses import Route, role_address, tagged, try_normalize
+from listserv.core.message import Malformed, Parsed, parse
+from listserv.inbound import posts as ingest
+from listserv.outbound.notifier import Notifier
+from listserv.store.database import Database
+from listserv.store.models import Held, ListRole, MailingList, Pending, Post, UsedToken
+from listserv.store.settings import token_secret
+
+if TYPE_CHECKING:
+    from listserv.inbound.requests import Incoming, ListDesk
+
+log = logging.getLogger(__name__)
+
+EXCERPT_LINES = 20
+_RETURN_PATH_RE = re.compile(rb"^Return-Path: <([^<>\r\n]*)>\r?\n")
+
+
+class ModerationError(AdminError):
+    """A moderation request that cannot be done; the message says why."""
+
+
+def return_path(raw: bytes) -> str:
+    """The envelope sender ingest recorded in front of a held message."""
+    match = _RETURN_PATH_RE.match(raw)
+    return match[1].decode("utf-8", "replace") if match else ""
+
+
+def moderators(session: Session, ml: MailingList) -> list[str]:
+    """Moderators, or the owners when a list has none."""
+    rows = session.execute(
+        select(ListRole.role, ListRole.address)
+        .where(ListRole.list_id == ml.id, ListRole.role.in_(("moderator", "owner")))
+        .order_by(ListRole.address)
+    ).all()
+    chosen = [a for r, a in rows if r == "moderator"] or [a for r, a in rows if r == "owner"]
+    return list(dict.fromkeys(chosen))
+
+
+def moderation_binding(ml: MailingList, held: Held) -> str:
+    """A moderation token names the message, not only its row (row ids can be reused)."""
+    return f"{ml.address} held {held.id} {held.message_id}"
+
+
+def moderation_address(session: Session, config: Config, ml: MailingList, held: Held,
+                       now: datetime) -> str:
+    valid = timedelta(days=config.moderation.held_max_days + 1)
+    token = tokens.issue(token_secret(session, config), "m", held.id,
+                         moderation_binding(ml, held), now, valid)
+    return tagged(role_address(ml.address, "confirm"), token)
+
+
+def excerpt(text: str) -> str:
+    lines = text.strip().splitlines()
+    shown = "\n".join(f"  | {line}" for line in lines[:EXCERPT_LINES])
+    return shown + ("\n  | ..." if len(lines) > EXCERPT_LINES else "")
+
+
+def on_held(session: Session, config: Config, templates: Environment, ml: MailingList,
+            held: Held, parsed: Parsed, envelope_sender: str, now: datetime) -> None:
+    """Tell the poster once that the message waits, and the moderators what to decide."""
+    notifier = Notifier(session, config, templates, ml, now)
+    poster = try_normalize(envelope_sender)
+    if poster:
+        notifier.send("held", "held_poster.txt", poster,
+                      in_reply_to=parsed.message_id, subject=held.subject, reason=held.reason)
+    address = moderation_address(session, config, ml, held, now)
+    people = moderators(session, ml)
+    if not people:
+        log.warning("%s: message %s held but the list has no moderator or owner",
+                    ml.address, held.id)
+    for moderator in people:
+        notifier.send(
+            "moderator", "moderator_notice.txt", moderator, reply_to=address,
+            subject=held.subject, reason=held.reason, sender=held.sender, held_id=held.id,
+            received_at=held.received_at.strftime("%Y-%m-%d %H:%M UTC"),
+            excerpt=excerpt(parsed.text), moderation_address=address,
+        )
+
+
+# -- decisions ---------------------------------------------------------------------------------
+def approve(session: Session, config: Config, ml: MailingList, held: Held,
+            now: datetime) -> Post | None:
+    """Store and deliver the held message like any post (None if it was posted meanwhile)."""
+    parsed = parse(held.raw, config.limits)
+    if isinstance(parsed, Malformed):
+        raise ModerationError(f"held message {held.id} cannot be parsed: {parsed.reason}")
+    session.delete(held)
+    session.flush()
+    if session.scalar(select(Post.id).where(Post.list_id == ml.id,
+                                            Post.message_id == parsed.message_id)):
+        return None
+    route = Route("list", ml.address, "post", None)
+    row = ingest.ListRow(ml.id, ml.address, ml.subject_prefix)
+    return session.get_one(Post, ingest._store_post(session.connection(), row, parsed,
+                                                    held.raw, route, now))
+
+
+def reject(notifier: Notifier, held: Held, reason: str) -> None:
+    notifier.send("rejected", "rejected.txt", return_path(held.raw) or held.sender,
+                  in_reply_to=held.message_id, subject=held.subject, reason=reason)
+    notifier.session.delete(held)
+
+
+def decide(session: Session, config: Config, templates: Environment, held: Held, verb: str,
+           reason: str, now: datetime) -> str:
+    """Apply a moderator's decision; returns what was done, in words."""
+    ml = session.get_one(MailingList, held.list_id)
+    if verb == "approve":
+        post = approve(session, config, ml, held, now)
+        return f"approved held message {held.id}" + ("" if post else " (already posted)")
+    if verb == "reject":
+        reject(Notifier(session, config, templates, ml, now), held, reason)
+        return f"rejected held message {held.id}"
+    session.delete(held)
+    return f"discarded held message {held.id}"
+
+
+def moderate_by_token(desk: ListDesk, text: str, peeked: tokens.Token, msg: Incoming) -> None:
+    """A moderator's reply to a notice: verify the token, read the verb, decide once."""
+    held = desk.session.get(Held, peeked.ident)
+    if held is None or held.list_id != desk.ml.id:
+        raise tokens.TokenError("this held message was already handled")
+    token = tokens.verify(desk.secret, text, moderation_binding(desk.ml, held), desk.now)
+    verb = commands.parse_moderation(msg.parsed.subject, msg.parsed.text)
+    if verb is None:
+        desk.notifier.send(
+            "moderation", "moderation_result.txt", msg.sender, in_reply_to=msg.message_id,
+            subject=held.subject,
+            answer="Nothing done: start your reply with approve, reject REASON or discard.",
+        )
+        return
+    desk.use(token)
+    done = decide(desk.session, desk.config, desk.notifier.templates, held, verb.verb,
+                  verb.reason, desk.now)
+    log.info("%s by %s: %s", desk.ml.address, msg.sender, done)
+
+
+# -- the CLI and the scheduler -----------------------------------------------------------------
+def held_row(held: Held) -> dict[str, Any]:
+    return {
+        "id": held.id,
+        "sender": held.sender,
+        "subject": held.subject,
+        "reason": held.reason,
+        "received_at": held.received_at.isoformat(),
+        "message_id": held.message_id,
+    }
+
+
+def held_messages(session: Session, ml: MailingList) -> list[Held]:
+    return list(session.scalars(select(Held).where(Held.list_id == ml.id).order_by(Held.id)))
+
+
+def require_held(session: Session, held_id: int) -> Held:
+    held = session.get(Held, held_id)
+    if held is None:
+        raise ModerationError(f"no held message with id {held_id}")
+    return held
+
+
+def expire(db: Database, config: Config, templates: Environment, now: datetime) -> int:
+    """Discard held messages older than the configured age, telling each poster; also drop
+    confirmations and used-token records nobody can use any more. Returns how many held
+    messages were discarded."""
+    cutoff = now - timedelta(days=config.moderation.held_max_days)
+    with db.session() as session:
+        old = session.scalars(select(Held).where(Held.received_at < cutoff)).all()
+        for held in old:
+            ml = session.get_one(MailingList, held.list_id)
+            Notifier(session, config, templates, ml, now).send(
+                "expired", "held_expired.txt", return_path(held.raw) or held.sender,
+                in_reply_to=held.message_id, subject=held.subject)
+            session.delete(held)
+        session.execute(delete(Pending).where(
+            Pending.created_at < now - timedelta(days=config.security.confirm_days + 1)))
+        # Every single-use token expires; once it has, its record is no longer needed.
+        longest = max(config.security.confirm_days, config.moderation.held_max_days + 1)
+        session.execute(delete(UsedToken).where(
+            UsedToken.used_at < now - timedelta(days=longest + 1)))
+    if old:
+        log.info("discarded %d held messages older than %s days", len(old),
+                 config.moderation.held_max_days)
+    return len(old)
+
+
+def held_text(held: Held, config: Config) -> str:
+    parsed = parse(held.raw, config.limits)
+    return parsed.reason if isinstance(parsed, Malformed) else parsed.text

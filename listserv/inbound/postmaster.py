@@ -1,0 +1,87 @@
+"""Mail to postmaster@ (RFC 5321 section 4.5.1): every domain we receive for accepts it, and
+the people who run the site read it.
+
+It goes to `[bounces] owners`, the addresses told about the whole site's delivery trouble;
+when that is empty, to the owners of every list on the domain, so postmaster mail always
+reaches someone who can act. It is forwarded like mail to `LIST-owner@`: From the
+postmaster address, the writer in Reply-To, so it passes DMARC at the owners' provider.
+Automatic mail (bounces, abuse reports) is forwarded too: that is what postmaster is for.
+Only our own forward coming back (its X-Loop) is dropped, and the forward goes out with an
+empty envelope sender, so a forward that fails never bounces back into postmaster@.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listserv.config import Config
+from listserv.core import compose
+from listserv.core.addresses import POSTMASTER, try_normalize
+from listserv.core.message import Malformed, parse
+from listserv.core.replies import Outcome
+from listserv.outbound.notifier import queue_notice
+from listserv.store.database import Database
+from listserv.store.models import ListRole, MailingList
+
+log = logging.getLogger(__name__)
+
+NOTICE_KIND = "postmaster"
+
+
+def recipients(session: Session, config: Config, domain: str) -> list[str]:
+    """Who reads a domain's postmaster mail: `[bounces] owners`, else its lists' owners."""
+    site = [a for a in (try_normalize(o) for o in config.bounces.owners.split(",")) if a]
+    if site:
+        return list(dict.fromkeys(site))
+    owners = session.scalars(
+        select(ListRole.address)
+        .join(MailingList, MailingList.id == ListRole.list_id)
+        .where(ListRole.role == "owner", MailingList.address.like(f"%@{domain}"))
+        .order_by(ListRole.id)
+    )
+    return list(dict.fromkeys(owners))
+
+
+def receive(
+    db: Database,
+    config: Config,
+    domains: list[str],
+    raw: bytes,
+    envelope_sender: str,
+    now: datetime,
+) -> Outcome:
+    """Queue one forward per domain and reader, committed before the receiver answers."""
+    parsed = parse(raw, config.limits)
+    if isinstance(parsed, Malformed):
+        return Outcome.MALFORMED
+    loops = {
+        value.strip().strip("<>").lower()
+        for name, value in parsed.headers
+        if name.lower() == "x-loop"
+    }
+    author = parsed.author_address or try_normalize(envelope_sender) or "MAILER-DAEMON"
+    name = parsed.author_name if parsed.author_address else ""
+    with db.session() as session:
+        for domain in dict.fromkeys(domains):
+            address = f"{POSTMASTER}@{domain}"
+            if address in loops:
+                log.info("mail to %s dropped: our own forward came back", address)
+                continue
+            readers = recipients(session, config, domain)
+            if not readers:
+                log.warning(
+                    "mail to %s dropped: no [bounces] owners and no list owners on %s",
+                    address,
+                    domain,
+                )
+                continue
+            payload = compose.render_forward(raw, name, author, address, address, address)
+            for reader in readers:
+                queue_notice(
+                    session, kind=NOTICE_KIND, sender="", recipient=reader, payload=payload, now=now
+                )
+    return Outcome.ACCEPTED

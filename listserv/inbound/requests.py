@@ -1,0 +1,280 @@
+"""Joining, leaving and `-request` commands by email, each message in ONE transaction.
+
+Every change of membership needs a token that only the mailbox concerned received, so
+nobody can subscribe or unsubscribe a third party. Answers go to the envelope sender and
+look the same whether or not the address is a member, so they reveal nothing about the
+list. Robots are never answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jinja2 import Environment
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from listserv import oneclick
+from listserv.config import Config
+from listserv.core import commands, compose, robots, tokens
+from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
+from listserv.core.message import Malformed, Parsed, parse
+from listserv.core.replies import Outcome, combine
+from listserv.core.unsubscribe import personal_leave_address
+from listserv.inbound import moderation
+from listserv.outbound.notifier import Notifier, queue_notice
+from listserv.store.database import Database, get_list
+from listserv.store.models import ListRole, MailingList, Member, Pending, UsedToken
+from listserv.store.settings import token_secret
+
+log = logging.getLogger(__name__)
+
+# Roles of a list address handled here rather than posted.
+ROLES = ("request", "owner", "join", "leave", "confirm")
+MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
+                 ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
+
+
+@dataclass
+class Incoming:
+    """The message being handled: who to answer and what to thread the answer under."""
+
+    parsed: Parsed
+    raw: bytes
+    sender: str  # the normalized envelope sender: the only address we ever answer
+    name: str
+
+    @property
+    def message_id(self) -> str | None:
+        return self.parsed.message_id
+
+
+class ListDesk:
+    """What one list does with one message to one of its administrative addresses."""
+
+    def __init__(self, session: Session, config: Config, templates: Environment,
+                 ml: MailingList, now: datetime) -> None:
+        self.session = session
+        self.config = config
+        self.ml = ml
+        self.now = now
+        self.notifier = Notifier(session, config, templates, ml, now)
+        self.secret = token_secret(session, config)
+
+    # -- tokens ------------------------------------------------------------------------------
+    def binding(self, *parts: object) -> str:
+        return " ".join([self.ml.address, *map(str, parts)])
+
+    def confirm_address(self, token: str) -> str:
+        return tagged(role_address(self.ml.address, "confirm"), token)
+
+    def leave_address(self, member: Member) -> str:
+        return personal_leave_address(self.secret, self.ml.address, member.id, member.address,
+                                      self.now)
+
+    # -- joining and leaving -----------------------------------------------------------------
+    def request_change(self, action: str, msg: Incoming) -> bool:
+        """Ask the sender's mailbox to confirm a join or leave; the same whatever the
+        membership, so the answer tells nothing about who is on the list."""
+        if not self.notifier.may_answer(msg.sender):
+            return False
+        pending = Pending(list_id=self.ml.id, action=action, address=msg.sender,
+                          display_name=msg.name, created_at=self.now)
+        self.session.add(pending)
+        self.session.flush()
+        kind = "j" if action == "join" else "l"
+        token = tokens.issue(self.secret, kind, pending.id, self.binding(msg.sender), self.now,
+                             timedelta(days=self.config.security.confirm_days))
+        address = self.confirm_address(token)
+        return self.notifier.send(
+            "confirm", f"confirm_{action}.txt", msg.sender, in_reply_to=msg.message_id,
+            reply_to=address, confirm_address=address, address=msg.sender,
+        )
+
+    def join(self, address: str, name: str, in_reply_to: str | None) -> None:
+        member = self.member(address)
+        if member is None:
+            member = Member(list_id=self.ml.id, address=address, display_name=name,
+                            mode="each", receive_own_posts=False, joined_at=self.now)
+            self.session.add(member)
+            self.session.flush()
+        self.notifier.send("welcome", "welcome.txt", address, in_reply_to=in_reply_to,
+                           address=address, leave_address=self.leave_address(member))
+
+    def leave(self, address: str, in_reply_to: str | None) -> None:
+        """End a membership confirmed by mail, recorded for the owners' report."""
+        member = self.member(address)
+        if member is not None:
+            oneclick.remove(self.session, member, "unsubscribe", self.now)
+        self.notifier.send("goodbye", "goodbye.txt", address, in_reply_to=in_reply_to,
+                           address=address)
+
+    def member(self, address: str) -> Member | None:
+        return self.session.scalar(
+            select(Member).where(Member.list_id == self.ml.id,
+                                 func.lower(Member.address) == identity(address))
+        )
+
+    def use(self, token: tokens.Token) -> None:
+        """Spend a single-use token; TokenError when it was spent before."""
+        if self.session.get(UsedToken, token.key) is not None:
+            raise tokens.TokenError("this token was already used")
+        self.session.add(UsedToken(key=token.key, used_at=self.now))
+
+    def apply_token(self, text: str, msg: Incoming, kinds: str) -> bool:
+        """Act on a token of one of `kinds` (tokens.KINDS); True if it was valid.
+
+        A forged, expired or spent token, or one sent where it does not belong, changes
+        nothing and is answered with the reason.
+        """
+        try:
+            peeked = tokens.peek(text)
+            if peeked is not None and peeked.kind not in kinds:
+                raise tokens.TokenError("this token does not belong at this address")
+            self.act_on_token(text, msg)
+        except tokens.TokenError as exc:
+            self.notifier.send("refused", "token_refused.txt", msg.sender,
+                               in_reply_to=msg.message_id, reason=str(exc))
+            return False
+        return True
+
+    def act_on_token(self, text: str, msg: Incoming) -> None:
+        peeked = tokens.peek(text)
+        if peeked is None:
+            raise tokens.TokenError("this is not a token we issued")
+        if peeked.kind in ("j", "l"):
+            pending = self.session.get(Pending, peeked.ident)
+            binding = self.binding(pending.address) if pending else ""
+            token = tokens.verify(self.secret, text, binding, self.now)
+            if pending is None or pending.list_id != self.ml.id:
+                raise tokens.TokenError("this request is unknown to this list")
+            self.use(token)
+            if token.kind == "j":
+                self.join(pending.address, pending.display_name, msg.message_id)
+            else:
+                self.leave(pending.address, msg.message_id)
+        elif peeked.kind == "u":
+            member = self.session.get(Member, peeked.ident)
+            if member is None or member.list_id != self.ml.id:
+                # Signed for a membership that has ended: check it is ours, then say so.
+                tokens.verify(self.secret, text, self.binding(msg.sender), self.now)
+                raise tokens.TokenError("this leave address belongs to a membership that ended")
+            tokens.verify(self.secret, text, self.binding(member.address), self.now)
+            self.leave(member.address, msg.message_id)
+        else:
+            moderation.moderate_by_token(self, text, peeked, msg)
+
+    # -- the -request address ----------------------------------------------------------------
+    def request(self, msg: Incoming) -> None:
+        """Run the commands of a message to `-request` and answer with what each did."""
+        found = commands.parse(msg.parsed.subject, msg.parsed.text)
+        if not found:
+            self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
+            return
+        results: list[dict[str, str]] = []
+        answered_apart = True
+        for command in found:
+            answer, apart = self.run(command, msg)
+            results.append({"command": command.text, "answer": answer})
+            answered_apart = answered_apart and apart
+        if not answered_apart:
+            self.notifier.send("results", "results.txt", msg.sender,
+                               in_reply_to=msg.message_id, results=results)
+
+    def run(self, command: commands.Command, msg: Incoming) -> tuple[str, bool]:
+        """(what the command did, whether it was answered by a notice of its own)."""
+        if command.name == "help":
+            self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
+            return "Help was sent in a separate message.", True
+        if command.name in ("subscribe", "unsubscribe"):
+            action = "join" if command.name == "subscribe" else "leave"
+            self.request_change(action, msg)
+            return f"A confirmation request was sent to {msg.sender}.", True
+        if command.name == "confirm":
+            ok = self.apply_token(command.arg, msg, kinds="jl")
+            return ("Confirmed." if ok else "Not confirmed."), True
+        mode = MODE_COMMANDS[(command.name, command.arg)]
+        member = self.member(msg.sender)
+        if member is None:
+            return f"{msg.sender} is not a member of this list; nothing changed.", False
+        member.mode = mode
+        return f"Delivery mode of {msg.sender} is now: {mode}.", False
+
+    # -- the -owner address --------------------------------------------------------------------
+    def forward_to_owners(self, msg: Incoming) -> None:
+        """Forward mail to `-owner` From that address with the author in Reply-To, so it
+        passes DMARC at the owners' provider whatever the author's domain publishes."""
+        owners = self.session.scalars(
+            select(ListRole.address).where(ListRole.list_id == self.ml.id,
+                                           ListRole.role == "owner")
+        ).all()
+        if not owners:
+            log.warning("mail to %s dropped: the list has no owner", self.ml.address)
+        author = msg.parsed.author_address or msg.sender
+        name = msg.parsed.author_name if msg.parsed.author_address else msg.name
+        payload = compose.render_forward(msg.raw, name, author, f"{self.ml.title} owners",
+                                         role_address(self.ml.address, "owner"),
+                                         loop=self.ml.address)
+        bounces = role_address(self.ml.address, "bounces")
+        for owner in owners:
+            queue_notice(self.session, kind="owner", sender=bounces, recipient=owner,
+                         payload=payload, now=self.now, list_id=self.ml.id)
+
+    def handle(self, role: str, detail: str | None, msg: Incoming) -> None:
+        if role == "join":
+            self.request_change("join", msg)
+        elif role == "leave" and detail:
+            self.apply_token(detail, msg, kinds="u")
+        elif role == "leave":
+            self.request_change("leave", msg)
+        elif role == "confirm":
+            self.apply_token(detail or "", msg, kinds="jlm")
+        elif role == "request":
+            self.request(msg)
+        elif role == "owner":
+            self.forward_to_owners(msg)
+
+
+def robot_reason(parsed: Parsed, sender: str, ml: MailingList) -> str | None:
+    headers: dict[str, list[str]] = {}
+    for name, value in parsed.headers:
+        headers.setdefault(name, []).append(value)
+    return robots.robot_reason(headers, envelope_sender=sender, our_list_ids=[ml.list_id],
+                               our_loop_value=ml.address)
+
+
+def _apply(session: Session, config: Config, templates: Environment, routes: Sequence[Route],
+           raw: bytes, parsed: Parsed, envelope_sender: str, now: datetime) -> Outcome:
+    sender = try_normalize(envelope_sender)
+    outcomes = []
+    for route in routes:
+        ml = get_list(session, route.list_address or "")
+        if ml is None:
+            outcomes.append(Outcome.TEMPORARY_FAILURE)
+            continue
+        robot = "no envelope sender to answer" if sender is None else \
+            robot_reason(parsed, envelope_sender, ml)
+        if robot or sender is None:
+            log.info("%s mail to %s-%s not answered: %s", ml.address, ml.address, route.role,
+                     robot)
+            outcomes.append(Outcome.DROPPED)
+            continue
+        name = parsed.author_name if parsed.author_address == sender else ""
+        desk = ListDesk(session, config, templates, ml, now)
+        desk.handle(route.role, route.detail, Incoming(parsed, raw, sender, name))
+        outcomes.append(Outcome.COMMAND)
+    return combine(outcomes)
+
+
+def receive(db: Database, config: Config, templates: Environment, routes: Sequence[Route],
+            raw: bytes, envelope_sender: str, now: datetime) -> Outcome:
+    """Handle one message to administrative addresses: the changes and the notices they
+    cause commit together, before the receiver answers 250."""
+    parsed = parse(raw, config.limits)
+    if isinstance(parsed, Malformed):
+        return Outcome.MALFORMED
+    with db.session() as session:
+        return _apply(session, config, templates, routes, raw, parsed, envelope_sender, now)

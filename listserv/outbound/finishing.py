@@ -1,0 +1,162 @@
+"""The last step before a message leaves: personal unsubscribe links, then the signature.
+
+With the web endpoint on, each member gets the post with their own one-click link in
+List-Unsubscribe and in the footer, so a post becomes one message per recipient. Every
+message, post or notice, is DKIM-signed last, after its final change. Automatic mail is
+marked so that auto-responders stay silent (RFC 3834); posts are people's mail and are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from email.parser import BytesHeaderParser
+
+from jinja2 import Environment
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listserv import oneclick
+from listserv.config import Config
+from listserv.core import aliases, compose, unsubscribe
+from listserv.core.addresses import role_address, tagged
+from listserv.outbound.dmarc import Policies, dns_txt
+from listserv.outbound.signing import Signer
+from listserv.store.database import Database
+from listserv.store.models import MailingList, Member, Notice, Post
+from listserv.store.settings import token_secret
+
+# Headers every message we send on our own account carries, and no post does.
+AUTOMATIC_HEADERS = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
+
+Batch = tuple[list[str], bytes]
+
+# The notice kind of a member's private message relayed to an author: a person's mail.
+RELAYED = "relay"
+
+
+def mark_automatic(message: bytes) -> bytes:
+    """Add the headers that silence auto-responders where the composer left them out."""
+    headers = BytesHeaderParser().parsebytes(message)
+    missing = [f"{name}: {value}\r\n" for name, value in AUTOMATIC_HEADERS if name not in headers]
+    return "".join(missing).encode() + message
+
+
+class Finisher:
+    def __init__(self, db: Database, config: Config, templates: Environment,
+                 signer: Signer | None, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.config = config
+        self.templates = templates
+        self.signer = signer
+        self.clock = clock
+        self.dmarc = (Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds)
+                      if config.dmarc.lookup else None)
+        self._secret: bytes | None = None
+
+    def secret(self) -> bytes:
+        """The token secret, read once: a fan-out must not pay a transaction per copy."""
+        if self._secret is None:
+            with self.db.session() as session:
+                self._secret = token_secret(session, self.config)
+        return self._secret
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signer.sign(message) if self.signer else message
+
+    def finish(self, key: tuple[str, int], message: bytes,
+               members: dict[str, int | None]) -> list[Batch]:
+        """(recipients, final bytes) groups for one composed message; `members` maps each
+        recipient to their member id, if they are one."""
+        kind, ident = key
+        recipients = list(members)
+        if kind == "notice":
+            with self.db.session() as session:
+                relayed = session.get_one(Notice, ident).kind == RELAYED
+            return [(recipients, self.sign(message if relayed else mark_automatic(message)))]
+        if kind == "digest":
+            return [(recipients, self.sign(message))]
+        if self.config.web.base_url:
+            return [([rcpt], self.sign(personal or message))
+                    for rcpt, personal in self.personal_posts(ident, recipients)]
+        if self.config.security.personal_unsubscribe:
+            # Without the web endpoint each copy still names the member's own leave address.
+            secret = self.secret()
+            return [([rcpt], self.sign(unsubscribe.personalize(message, secret, member_id, rcpt,
+                                                               self.clock())))
+                    for rcpt, member_id in members.items()]
+        return [(recipients, self.sign(message))]
+
+    def personal_posts(self, post_id: int, recipients: list[str]) -> list[tuple[str, bytes]]:
+        """The post for each recipient with their own links; empty bytes for a recipient
+        who is no longer a member (they get the list-wide version)."""
+        secret = self.secret()
+        with self.db.read() as session:
+            post = session.get_one(Post, post_id)
+            ml = session.get_one(MailingList, post.list_id)
+            ids = dict(session.execute(
+                select(Member.address, Member.id)
+                .where(Member.list_id == ml.id, Member.address.in_(recipients))
+            ).all())
+            alias = (aliases.alias_address(secret, ml.address, post.author_address)
+                     if ml.from_rewrite == "alias" else "")
+        keep_from = self.keeps_from(ml, post)
+        out = []
+        for rcpt in recipients:
+            if rcpt not in ids:
+                out.append((rcpt, b""))
+                continue
+            links = oneclick.links(secret, self.config.web.base_url, ml.address, ids[rcpt],
+                                   rcpt, self.clock())
+            out.append((rcpt, render_post(self.config, self.templates, post, ml, alias, links,
+                                          keep_from)))
+        return out
+
+    def keeps_from(self, ml: MailingList, post: Post) -> bool:
+        """Whether this post may keep its author's From ([dmarc] lookup and p=none)."""
+        return (self.dmarc is not None and ml.from_rewrite == "always"
+                and self.dmarc.keeps_from(post.author_address))
+
+    def render(self, session: Session, post: Post, ml: MailingList) -> bytes:
+        """The list-wide copy of a post."""
+        return render_post(self.config, self.templates, post, ml,
+                           author_alias(session, self.config, ml, post), None,
+                           self.keeps_from(ml, post))
+
+
+def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
+    return compose.ListInfo(
+        address=ml.address,
+        title=ml.title,
+        subject_prefix=ml.subject_prefix,
+        from_rewrite=ml.from_rewrite,
+        archive_url=archive_url,
+    )
+
+
+def author_alias(session: Session, config: Config, ml: MailingList, post: Post) -> str:
+    """The From address of a post on a list whose from_rewrite is "alias", else ""."""
+    if ml.from_rewrite != "alias":
+        return ""
+    return aliases.alias_address(token_secret(session, config), ml.address, post.author_address)
+
+
+def render_post(config: Config, templates: Environment, post: Post, ml: MailingList,
+                alias: str, links: oneclick.Links | None = None,
+                keep_from: bool = False) -> bytes:
+    """A post as members get it: list-wide, or with one member's unsubscribe links;
+    `keep_from` leaves the author's From as written."""
+    footer = templates.get_template("footer.txt").render(
+        title=ml.title, list_address=ml.address,
+        leave_address=role_address(ml.address, "leave"),
+        archive_url=config.lists.archive_url, unsubscribe_url=links.url if links else "",
+    )
+    info = list_info(ml, config.lists.archive_url)
+    if keep_from:
+        info = replace(info, from_rewrite="never")
+    return compose.render_post(post.raw, info,
+                               post.author_name, post.author_address, footer,
+                               reply_to=tagged(ml.address, f"t{post.thread_id}"),
+                               unsubscribe=links.header() if links else "",
+                               author_alias=alias, keep_arc=config.dkim.arc)

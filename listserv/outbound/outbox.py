@@ -1,0 +1,444 @@
+"""The outbox: fan-out jobs become deliveries, deliveries are claimed, sent and recorded.
+
+Each step is its own short transaction, so a worker killed at any point loses nothing:
+expansion resumes from its committed cursor (and unique(post, member) makes a repeated
+batch harmless), claimed deliveries come back when their lease runs out, and a delivery
+is marked sent only after the relay answered 2xx for that recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jinja2 import Environment
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from listserv.admin import reports
+from listserv.config import Config
+from listserv.core import verp
+from listserv.core.addresses import identity, role_address
+from listserv.inbound import bounces as bouncing
+from listserv.outbound.finishing import Finisher
+from listserv.outbound.keys import load_signer
+from listserv.outbound.transports import SendResult, Transport
+from listserv.schedule import digests
+from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
+from listserv.store.models import Delivery, DigestRun, FanoutJob, MailingList, Member, Notice, Post
+
+log = logging.getLogger(__name__)
+
+EXPAND_BATCH = 1000
+# Deliveries claimed per round, however small the SMTP batches: one claim and one record
+# transaction per round, not per message (one message per member made 1.2 ms of CPU and a
+# commit per message; measured with bench/fanout.py --batch-size 1).
+CLAIM_AT_LEAST = 500
+RECORD_ATTEMPTS = 5
+_ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def backoff(attempts: int, jitter: float) -> timedelta:
+    """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
+    base = min(60 * 2 ** max(attempts - 1, 0), 3600)
+    return timedelta(seconds=base * (0.8 + 0.4 * jitter))
+
+
+def incarnation() -> str:
+    """This dispatcher's lease owner: host, process id and a nonce of this start.
+
+    A restart can then tell its own dead incarnation from a live neighbour (see
+    `provably_dead`) and resume at once instead of waiting out the leases.
+    """
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 delivers nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def provably_dead(owner: str, me: str, alive: Callable[[int], bool]) -> bool:
+    """Whether the lease owner `owner` can no longer deliver, seen from dispatcher `me`.
+
+    Only an owner on our own host can be proven dead: either its process is gone, or it had
+    our process id with another nonce (a restart that got the same pid, as pid 1 in a
+    container). One dispatcher runs per process, so that earlier one has ended. Owners on
+    other hosts, or in a live process, keep their leases until these run out.
+    """
+    host, pid, nonce = [*owner.split(":"), "", ""][:3]
+    my_host, my_pid, _ = me.split(":")
+    if host != my_host or not pid.isdigit() or not nonce or owner == me:
+        return False
+    return pid == my_pid or (int(pid) > 0 and not alive(int(pid)))
+
+
+def max_age(list_hours: float | None, default_hours: float) -> timedelta:
+    """How long a temporary failure is retried: the list's own limit, else the global one."""
+    return timedelta(hours=default_hours if list_hours is None else list_hours)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    post_id: int | None
+    notice_id: int | None
+    recipient: str
+    created_at: datetime
+    member_id: int | None
+    digest_id: int | None = None
+
+    @property
+    def message_key(self) -> tuple[str, int]:
+        """Which message this delivery sends.
+
+        A digest carries a footer for its reader, so each digest delivery is its own message.
+        """
+        return ("digest", self.id) if self.digest_id is not None else self.source
+
+    @property
+    def source(self) -> tuple[str, int]:
+        """The stored row the message comes from (post, digest run or notice): its list's
+        settings apply to every delivery of it."""
+        if self.digest_id is not None:
+            return ("digest", self.digest_id)
+        if self.post_id is not None:
+            return ("post", self.post_id)
+        assert self.notice_id is not None
+        return ("notice", self.notice_id)
+
+    @property
+    def batch_key(self) -> tuple[str, int, str]:
+        """Claims with one key share an SMTP transaction. A post's copy has a VERP sender
+        per recipient, so it travels alone; a notice may go to several at once."""
+        kind, ident = self.message_key
+        return (kind, ident, self.recipient if kind == "post" else "")
+
+
+
+def _list_retry_hours(session: Session, claim: Claim) -> float | None:
+    """The max_retry_hours of the list a delivery's message belongs to (None: no list, or
+    the list keeps the global value)."""
+    kind, ident = claim.source
+    model = {"post": Post, "digest": DigestRun, "notice": Notice}[kind]
+    return session.scalar(
+        select(MailingList.max_retry_hours)
+        .join(model, model.list_id == MailingList.id)
+        .where(model.id == ident)
+    )
+
+
+class Outbox:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        transport: Transport,
+        templates: Environment,
+        clock: Callable[[], datetime],
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.transport = transport
+        self.templates = templates
+        self.clock = clock
+        self.rng = rng
+        self.worker = incarnation()
+        self._composed: dict[int, tuple[str, bytes]] = {}
+        self._digests = digests.Composer(config, templates, clock)
+        self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
+        self.finisher = Finisher(db, config, templates, load_signer(config), clock)
+
+    # -- expansion ---------------------------------------------------------------------
+    def expand_batch(self) -> bool:
+        """Expand one batch of one pending fan-out job; False when there is none."""
+        now = self.clock()
+        with self.db.session() as session:
+            job = session.scalar(
+                select(FanoutJob)
+                .where(FanoutJob.done.is_(False))
+                .order_by(FanoutJob.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if job is None:
+                return False
+            post = session.get_one(Post, job.post_id)
+            members = session.execute(
+                select(Member.id, Member.address, Member.receive_own_posts)
+                .where(Member.list_id == post.list_id, Member.mode == "each",
+                       Member.disabled_at.is_(None), Member.id > job.cursor)
+                .order_by(Member.id)
+                .limit(EXPAND_BATCH)
+            ).all()
+            rows = [
+                {"post_id": post.id, "member_id": mid, "recipient": address,
+                 "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now}
+                for mid, address, own in members
+                if own or identity(address) != identity(post.author_address)
+            ]
+            insert_ignore(session, Delivery, rows)
+            if members:
+                job.cursor = members[-1][0]
+            job.done = len(members) < EXPAND_BATCH
+        self.db.inserted(Delivery.__tablename__, len(rows))
+        return True
+
+    # -- claiming and recording ----------------------------------------------------------
+    def claim(self, limit: int) -> list[Claim]:
+        """Lease up to `limit` due deliveries to this worker.
+
+        Only a recipient's oldest unsent delivery is due: a later post never overtakes an
+        earlier one that is being retried, so each thread arrives in order.
+        """
+        now = self.clock()
+        lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
+        earlier = aliased(Delivery)
+        with self.db.session() as session:
+            ids = session.scalars(
+                select(Delivery.id)
+                .where(
+                    Delivery.status.in_(("queued", "deferred")),
+                    Delivery.next_attempt_at <= now,
+                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                    ~exists().where(
+                        earlier.recipient == Delivery.recipient,
+                        earlier.status.in_(("queued", "deferred")),
+                        earlier.id < Delivery.id,
+                    ),
+                )
+                .order_by(Delivery.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not ids:
+                return []
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(lease_until=lease, lease_owner=self.worker)
+            )
+            rows = session.execute(
+                select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
+                       Delivery.created_at, Delivery.member_id, Delivery.digest_id)
+                .where(Delivery.id.in_(ids))
+                .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
+            ).all()
+        return [Claim(*row) for row in rows]
+
+    def record(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
+        """Record the results of a round's SMTP transactions in one database transaction."""
+        now = self.clock()
+        sent = []
+        ages: dict[tuple[str, int], timedelta] = {}
+        with self.db.session() as session:
+            for claim in claims:
+                result = results.get(claim.recipient, SendResult(451, "no answer for recipient"))
+                if result.ok:
+                    sent.append(claim.id)
+                    continue
+                if claim.source not in ages:
+                    ages[claim.source] = max_age(_list_retry_hours(session, claim),
+                                                 self.config.delivery.max_age_hours)
+                too_old = now - claim.created_at > ages[claim.source]
+                self._record_failure(session, claim, result, now, final=result.permanent or too_old)
+            if sent:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(sent))
+                    .values(status="sent", sent_at=now, lease_until=None, lease_owner=None,
+                            last_error=None)
+                )
+
+    def _record_failure(
+        self, session: Session, claim: Claim, result: SendResult, now: datetime, final: bool
+    ) -> None:
+        delivery = session.get_one(Delivery, claim.id)
+        delivery.attempts += 1
+        delivery.last_error = f"{result.code} {result.text}"[:1000]
+        delivery.lease_until = None
+        delivery.lease_owner = None
+        reports.record_failure(session, delivery, result.code, result.text, final, now)
+        if final:
+            delivery.status = "failed"
+            log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
+                        delivery.last_error)
+            if claim.post_id is not None and claim.member_id is not None:
+                self._bounce(session, claim, delivery.last_error, now)
+        else:
+            delivery.status = "deferred"
+            delivery.next_attempt_at = now + backoff(delivery.attempts, self.rng())
+
+    def _bounce(self, session: Session, claim: Claim, error: str, now: datetime) -> None:
+        """A post the relay refused for good (or we gave up on) is a bounce for its member."""
+        member = session.get(Member, claim.member_id)
+        if member is None:
+            return
+        ml = session.get_one(MailingList, member.list_id)
+        status = _ENHANCED_STATUS.match(error)
+        bouncing.register(
+            session, ml, member, claim.recipient, permanent=True,
+            status=status[1] if status else None,
+            source="relay", detail=error, now=now, config=self.config,
+            templates=self.templates,
+        )
+
+    def reclaim(self) -> int:
+        """At start, take back the leases of our own host's dead dispatchers, so a restart
+        after a crash resumes at once instead of after `lease_seconds`. What the dead one
+        sent but never recorded goes again: duplicates stay bounded by one claimed round."""
+        now = self.clock()
+        with self.db.session() as session:
+            owners = session.scalars(
+                select(Delivery.lease_owner).distinct()
+                .where(Delivery.status.in_(("queued", "deferred")),
+                       Delivery.lease_owner.is_not(None), Delivery.lease_until >= now)
+            ).all()
+            dead = [o for o in owners if o and provably_dead(o, self.worker, pid_alive)]
+            if not dead:
+                return 0
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.lease_owner.in_(dead), Delivery.status != "sent")
+                .values(lease_until=None, lease_owner=None)
+            )
+        reclaimed = int(result.rowcount)  # type: ignore[attr-defined]
+        log.warning("reclaimed %d deliveries leased by %s, which ended without releasing them",
+                    reclaimed, ", ".join(dead))
+        return reclaimed
+
+    def release(self) -> None:
+        """Give back this worker's leases, so a clean shutdown leaves nothing waiting."""
+        with self.db.session() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.lease_owner == self.worker, Delivery.status != "sent")
+                .values(lease_until=None, lease_owner=None)
+            )
+
+    # -- composing and sending -------------------------------------------------------------
+    def composed(self, key: tuple[str, int]) -> tuple[str, bytes]:
+        """(envelope sender, message bytes) of a message; a post is composed once per worker."""
+        kind, ident = key
+        if kind == "digest":
+            with self.db.session() as session:
+                return self._digests.compose(session, ident)
+        if kind == "notice":
+            with self.db.session() as session:
+                notice = session.get_one(Notice, ident)
+                return notice.sender, notice.payload
+        post_id = ident
+        if post_id not in self._composed:
+            with self.db.session() as session:
+                post = session.get_one(Post, post_id)
+                ml = session.get_one(MailingList, post.list_id)
+                message = self.finisher.render(session, post, ml)
+                sender = role_address(ml.address, "bounces")
+            if len(self._composed) >= 8:
+                self._composed.pop(next(iter(self._composed)))
+            self._composed[post_id] = (sender, message)
+        return self._composed[post_id]
+
+    def final(self, claims: list[Claim]) -> list[tuple[str, list[str], bytes]]:
+        """(envelope sender, recipients, finished message) of each SMTP transaction of a
+        batch. Posts and digests go to each member in a transaction of their own, with a
+        signed VERP envelope sender that names the member in any bounce."""
+        key = claims[0].message_key
+        sender, message = self.composed(key)
+        members = {c.recipient: c.member_id for c in claims}
+        batches = self.finisher.finish(key, message, members)
+        if key[0] == "notice":
+            return [(sender, rcpts, data) for rcpts, data in batches]
+        secret = self.finisher.secret()
+        return [(verp.encode(sender, rcpts[0], secret), rcpts, data) for rcpts, data in batches]
+
+    async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
+        # Composed messages wait here for a connection; bounding them bounds memory when
+        # each one is large and distinct (a digest per reader), not only the sockets.
+        async with self._in_flight:
+            transactions = await asyncio.to_thread(self.final, claims)
+            results: dict[str, SendResult] = {}
+            for envelope, rcpts, data in transactions:
+                results |= await self.transport.send(envelope, rcpts, data)
+            return results
+
+    async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
+        """Record a round in one transaction, retrying while the database is busy: what
+        was sent but never recorded would be sent again after the lease."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await asyncio.to_thread(self.record, claims, results)
+                return
+            except TEMPORARY_ERRORS:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise
+                log.warning("database busy while recording %d deliveries; retrying", len(claims))
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    def _batches(self, claims: list[Claim]) -> list[list[Claim]]:
+        size = self.config.delivery.batch_size
+        batches: list[list[Claim]] = []
+        for claim in claims:
+            same = batches and batches[-1][0].batch_key == claim.batch_key
+            if same and len(batches[-1]) < size:
+                batches[-1].append(claim)
+            else:
+                batches.append([claim])
+        return batches
+
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Expand and send everything due now; returns how many deliveries were attempted.
+
+        With `stop` set it returns after the round in flight, so shutdown waits for one
+        batch per connection, not for a whole fan-out.
+        """
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        while not stopping() and await asyncio.to_thread(self.expand_batch):
+            pass
+        attempted = 0
+        limit = max(self.config.delivery.batch_size * self.config.delivery.connections,
+                    CLAIM_AT_LEAST)
+        while not stopping() and (claims := await asyncio.to_thread(self.claim, limit)):
+            # A recipient is claimed at most once per round, so the results merge safely.
+            results: dict[str, SendResult] = {}
+            for found in await asyncio.gather(
+                    *(self._deliver(batch) for batch in self._batches(claims))):
+                results.update(found)
+            await self._record_round(claims, results)
+            attempted += len(claims)
+        return attempted
+
+    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Work until `stop`; `wake` is set by the receiver after each stored post."""
+        poll = self.config.delivery.poll_seconds
+        try:
+            await asyncio.to_thread(self.reclaim)
+        except TEMPORARY_ERRORS:
+            log.warning("database busy; leases of a crashed dispatcher come back when they end")
+        while not stop.is_set():
+            wake.clear()
+            try:
+                await self.run_once(stop)
+            except Exception:
+                log.exception("outbox run failed; retrying after %ss", poll)
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+            await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()

@@ -1,0 +1,385 @@
+"""The tables. State lives in rows so that every stage can be killed and resumed."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from listserv.core import addresses
+
+MODES = ("each", "digest", "nomail")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; pass aware UTC datetimes")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MailingList(Base):
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    subject_prefix: Mapped[str] = mapped_column(String(100), default="")
+    from_rewrite: Mapped[str] = mapped_column(String(10), default="always")
+    digest_hour: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Hours a temporarily failing delivery is retried; NULL: [delivery] max_age_hours.
+    max_retry_hours: Mapped[float | None] = mapped_column(Float)
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def list_id(self) -> str:
+        return addresses.list_id(self.address)
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("list_id", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    mode: Mapped[str] = mapped_column(String(10), default="each")
+    receive_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Bounce score as Mailman keeps it; at the threshold delivery stops (disabled_at set).
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
+    last_bounce_on: Mapped[date | None] = mapped_column(Date)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# One membership per mailbox however its address is spelled (addresses.identity): without
+# it `A@Example.com` and `a@example.com` were two members and one mailbox got each post twice.
+Index("uq_members_list_identity", Member.list_id, func.lower(Member.address), unique=True)
+
+
+class Thread(Base):
+    __tablename__ = "threads"
+    __table_args__ = (
+        Index("ix_threads_list_activity", "list_id", "last_activity"),
+        Index("ix_threads_list_subject", "list_id", "subject_key", "last_activity"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(998))
+    subject_key: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_activity: Mapped[datetime] = mapped_column(UTCDateTime)
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (
+        UniqueConstraint("list_id", "message_id"),
+        Index("ix_posts_thread", "thread_id", "id"),
+        Index("ix_posts_list_received", "list_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    author_address: Mapped[str] = mapped_column(String(320))
+    author_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(String(998))
+    date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    body: Mapped[str] = mapped_column(Text)
+    # The author's own words: body with quoted text and signature trimmed (for digests).
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Held(Base):
+    """A message waiting for a moderator; it becomes a Post only when approved."""
+
+    __tablename__ = "held"
+    __table_args__ = (UniqueConstraint("list_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(998))
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FanoutJob(Base):
+    """One row per post, written with it: the 250 never waits for the list's size.
+
+    The dispatcher expands it into deliveries in batches; `cursor` is the last member id
+    expanded, committed with each batch, so a killed expansion resumes where it stopped.
+    """
+
+    __tablename__ = "fanout_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), unique=True)
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Notice(Base):
+    """A message we compose once for one person (confirmation, welcome, notice), kept whole
+    until sent, so it survives restarts like any post."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """One message to one recipient; sent only after the relay answered 250 for it.
+
+    The message is a post (composed per list at send time), a notice (stored whole) or a
+    digest (shared body stored on its run, footer per recipient); exactly one of post_id,
+    notice_id and digest_id is set.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("post_id", "member_id"),
+        UniqueConstraint("digest_id", "member_id", name="uq_deliveries_digest_member"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
+        Index("ix_deliveries_recipient", "recipient", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    notice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digest_runs.id", ondelete="CASCADE", name="fk_deliveries_digest_id"),
+        index=True
+    )
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    # queued -> sent | deferred -> ... -> sent | failed
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Bounce(Base):
+    """One bounce we learned of: from the relay's 5xx, a VERP address, or a parsed DSN."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (Index("ix_bounces_member", "member_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    address: Mapped[str] = mapped_column(String(320))
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str | None] = mapped_column(String(16))
+    # relay (5xx while sending), verp (mail to LIST-bounces+member), dsn (parsed report)
+    source: Mapped[str] = mapped_column(String(10))
+    # Whether it counted toward the score (not for policy rejections or disabled members).
+    counted: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# -- membership and moderation ---------------------------------------------------------------
+POLICIES = ("open", "members", "moderated", "announce")
+ROLES = ("owner", "moderator", "poster", "moderated")
+
+
+class Setting(Base):
+    """Installation-wide values kept with the data, such as the token secret."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ListPolicy(Base):
+    """Who may post to a list; a list without a row follows the default, `members`."""
+
+    __tablename__ = "list_policies"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    policy: Mapped[str] = mapped_column(String(16), default="members")
+
+
+class ListRole(Base):
+    """An address's role on a list: owner, moderator, approved poster (announce lists) or a
+    member whose posts are held (moderated); an address may hold several."""
+
+    __tablename__ = "list_roles"
+    __table_args__ = (UniqueConstraint("list_id", "address", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class Pending(Base):
+    """A join or leave waiting for its confirmation token to come back from the mailbox."""
+
+    __tablename__ = "pending"
+    # Ids never come back after a delete, so a token can only ever name one request.
+    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(10))  # join | leave
+    address: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsedToken(Base):
+    """Single-use tokens that were used; a second use is refused."""
+
+    __tablename__ = "used_tokens"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestRun(Base):
+    """One digest of one list for one period, with its body rendered once for all readers.
+
+    unique(list_id, period, serial) is what makes a digest go out exactly once: every
+    scheduler (in any process) inserts serial 0, and only one insert can win. A forced
+    resend (`listserv digest send --force`) takes the next serial.
+    """
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (UniqueConstraint("list_id", "period", "serial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    # The local date of the morning it is sent, ISO format: "2026-11-27".
+    period: Mapped[str] = mapped_column(String(10))
+    serial: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    posts: Mapped[int] = mapped_column(Integer, default=0)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    # Quoted-printable bodies shared by every recipient; the footer goes between head and tail.
+    text_head: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    text_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    html_head: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    html_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OwnerReport(Base):
+    """The owners' daily report of one list for one local day.
+
+    unique(list_id, day) makes it go out once: every scheduler inserts the row in the
+    transaction that queues the emails, and only one insert can win. A quiet day gets its
+    row too, with no emails (owners 0), so it is not looked at again.
+    """
+
+    __tablename__ = "owner_reports"
+    __table_args__ = (UniqueConstraint("list_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    # How many owners it was queued for.
+    owners: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberEvent(Base):
+    """A membership ended by the member (by mail or one click), the admin, or the member's
+    mail provider (a complaint): kept after the member row is gone, for the owners' report
+    and so a repeated one-click POST stays a success. A spam complaint that proved no
+    member's copy is kept too (member 0, no address), so the owners see it counted."""
+
+    __tablename__ = "member_events"
+    __table_args__ = (Index("ix_member_events_list_at", "list_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(320))
+    # unsubscribe (one click, leave address, confirmed leave, CLI) | complaint (ARF report
+    # from the member's provider) | complaint-none (an ARF report tied to no copy we sent;
+    # nobody removed)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryFailure(Base):
+    """One failed attempt to hand a message to the relay: a deferral, or the final bounce."""
+
+    __tablename__ = "delivery_failures"
+    __table_args__ = (Index("ix_delivery_failures_list_at", "list_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    # deferral | hard | soft | policy (stats.failure_kind)
+    kind: Mapped[str] = mapped_column(String(10))
+    reply: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
