@@ -14,13 +14,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import oneclick
 from .addresses import Route
 from .complaints import Complaint, parse_arf
 from .config import Config
 from .db import Database, get_list
 from .models import MailingList, Member
 from .settings import token_secret
+from .web import oneclick
 
 log = logging.getLogger("listserv.feedback")
 

@@ -17,7 +17,7 @@ from jinja2 import Environment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import aliases, compose, oneclick, unsubscribe
+from . import aliases, compose, unsubscribe
 from .addresses import role_address, tagged
 from .config import Config
 from .db import Database
@@ -25,6 +25,7 @@ from .dmarclookup import Policies, dns_txt
 from .models import MailingList, Member, Notice, Post
 from .settings import token_secret
 from .signing import Signer
+from .web import oneclick
 
 # Headers every message we send on our own account carries, and no post does.
 AUTOMATIC_HEADERS = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))

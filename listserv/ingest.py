@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import policy, replytext, robots, threads
+from . import policy, replytext, robots, search, threads
 from .addresses import Route, list_id
 from .config import LimitsConfig
 from .db import Database, is_disk_full
@@ -176,6 +176,7 @@ class _Compiled:
 
 _FACTS, _NEW_THREAD, _NEW_POST, _NEW_JOB, _TOUCH = map(
     _FastStatement, (_LIST_AND_FACTS, _INSERT_THREAD, _INSERT_POST, _INSERT_JOB, _TOUCH_THREAD))
+_INDEX = {dialect: _FastStatement(statement) for dialect, statement in search.INSERTS.items()}
 
 
 @dataclass(frozen=True)
@@ -240,8 +241,8 @@ def _store_post(
     conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime,
     new_text: str | None = None,
 ) -> int:
-    """Insert the post, open or touch its thread, and queue its one fan-out job; the id.
-    `new_text` is the author's own words, when worked out already."""
+    """Insert the post, open or touch its thread, index it for search, and queue its one
+    fan-out job; the id. `new_text` is the author's own words, when worked out already."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
     if candidates:
@@ -265,6 +266,8 @@ def _store_post(
         }).fetchone()[0]
     else:
         _TOUCH.run(conn, {"thread_id": thread_id, "now": now})
+    if new_text is None:
+        new_text = replytext.new_text(parsed.text)
     post_id: int = _NEW_POST.run(conn, {
         "list_id": ml.id,
         "thread_id": thread_id,
@@ -276,9 +279,12 @@ def _store_post(
         "date": parsed.date,
         "received_at": now,
         "body": parsed.text,
-        "new_text": replytext.new_text(parsed.text) if new_text is None else new_text,
+        "new_text": new_text,
         "raw": raw,
     }).fetchone()[0]
+    dialect = conn.dialect.name
+    _INDEX[dialect].run(conn, search.row(dialect, post_id, ml.id, clean or parsed.subject,
+                                         new_text))
     _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
     return post_id
 

@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from .models import Base
+from .search import TABLE as SEARCH_TABLE
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
@@ -92,7 +93,12 @@ def differences(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                  Base.metadata)
-    return [d for d in diffs if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
+    return [d for d in diffs if not (d[0] == "remove_table" and _unmodelled(d[1].name))]
+
+
+def _unmodelled(table: str) -> bool:
+    """Tables the models do not describe: alembic's own, and the search index (search.py)."""
+    return table == VERSION_TABLE or table.startswith(SEARCH_TABLE)
 
 
 def revision(message: str, rev_id: str | None = None) -> None:

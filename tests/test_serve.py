@@ -65,7 +65,8 @@ def test_shipped_config_delivers_into_maildirs_and_stops_cleanly(tmp_path: Path)
     port = free_port()
     shipped = (ROOT / "config.toml").read_text()
     assert 'transport = "maildir"' in shipped and 'path = "var/mail"' in shipped
-    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}"))
+    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}")
+                                          .replace("port = 8080", f"port = {free_port()}"))
 
     assert listserv(tmp_path, "db", "init").returncode == 0
     assert listserv(tmp_path, "lists", "create", "living-with-als",

@@ -15,9 +15,9 @@ from enum import Enum
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from . import tokens
-from .models import Delivery, MailingList, Member, MemberEvent
-from .unsubscribe import personal_leave_address
+from .. import tokens
+from ..models import Delivery, MailingList, Member, MemberEvent
+from ..unsubscribe import personal_leave_address
 
 
 def binding(list_address: str, address: str) -> str:
