@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from listserv.server import Server
 
 from .conftest import LIST, Sink, make_message
