@@ -154,7 +154,7 @@ def search(conn: Connection, list_id: int, query: str, limit: int = 20,
             params[f"t{i}"] = " ".join(words)
             parts.append(f"phraseto_tsquery('simple', :t{i})")
         rows = conn.execute(text(
-            f"SELECT s.post_id FROM {TABLE} s, ({' && '.join(parts)}) AS q(q)"
+            f"SELECT s.post_id FROM {TABLE} s, (SELECT {' && '.join(parts)}) AS q(q)"
             " WHERE s.doc @@ q.q AND s.list_id = :list"
             " ORDER BY ts_rank(s.doc, q.q) DESC, s.post_id DESC LIMIT :limit OFFSET :offset"),
             params)
@@ -170,7 +170,8 @@ def snippet(text_: str, query: str, words: int = 36) -> Markup:
         return Markup("")
     first = max(0, (hits[0] if hits else 0) - words // 3)
     last = min(len(tokens), first + words)
-    start, end = tokens[first].start(), tokens[last - 1].end()
+    start = tokens[first].start() if first else 0
+    end = tokens[last - 1].end() if last < len(tokens) else len(text_)
     pieces: list[str] = ["… " if first else ""]
     at = start
     for m in tokens[first:last]:

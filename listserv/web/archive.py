@@ -20,6 +20,7 @@ from urllib.parse import quote
 from aiohttp import web
 from jinja2 import Environment
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .. import search
@@ -113,7 +114,14 @@ class Archive:
             opener = self.db.session if writes else self.db.read
             with opener() as session:
                 return work(session, self.visit(session, request))
-        return await asyncio.to_thread(go)
+        try:
+            return await asyncio.to_thread(go)
+        except SQLAlchemyError as exc:
+            log.error("database error on %s %s: %s", request.method, request.path,
+                      str(exc.__cause__ or exc).splitlines()[0])
+            body = self.templates.get_template("web/unavailable.html").render()
+            return web.Response(text=body, status=503, content_type=HTML,
+                                headers={"Retry-After": "60", "Cache-Control": "no-store"})
 
     def readable(self, session: Session, visit: Visit) -> MailingList | web.Response:
         """The list named in the URL if this reader may read it, else the page to show."""
