@@ -98,3 +98,18 @@ def test_a_public_list_is_readable_signed_out_and_may_be_indexed(
     assert cli("lists", "set", LIST, "--archive", "none").exit_code == 0
     assert reader.get("/living-with-als/t/1").status == 403
     assert "Living with ALS" not in reader.get("/").text
+
+
+def test_owners_and_moderators_see_how_many_messages_wait(
+        als: str, post: Any, drain: Any, sink: Sink, cli: Any, web_server: Server) -> None:
+    assert cli("lists", "set", LIST, "--owner", "olive@example.org").exit_code == 0
+    stranger = make_message("Stranger <stranger@example.com>", "Hello", "Hi all.",
+                            message_id="s@example.com")
+    assert post(stranger).code == 250  # held: not a member
+    olive = Client(web_server.web_port)
+    sign_in(olive, sink, drain, "olive@example.org")
+    assert "1 message waiting for a moderator" in olive.get("/living-with-als/").text
+    bob = Client(web_server.web_port)
+    sign_in(bob, sink, drain, "bob@example.net")
+    page = bob.get("/living-with-als/")
+    assert page.status == 200 and "waiting for a moderator" not in page.text

@@ -86,7 +86,7 @@ def threads(session: Session, ml: MailingList, page: int) -> tuple[list[ThreadRo
     found = session.execute(
         select(Thread.id, Thread.subject, Thread.post_count, Thread.last_activity)
         .where(Thread.list_id == ml.id)
-        .order_by(Thread.last_activity.desc(), Thread.id.desc())
+        .order_by(Thread.last_activity.desc())
         .limit(THREADS_PER_PAGE + 1).offset((page - 1) * THREADS_PER_PAGE)).all()
     more = len(found) > THREADS_PER_PAGE
     found = found[:THREADS_PER_PAGE]
