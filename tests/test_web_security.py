@@ -170,3 +170,17 @@ def _copy(cookie: Any, value: str) -> Any:
     made = copy.copy(cookie)
     made.value = value
     return made
+
+
+def test_an_html_post_is_shown_as_its_text(als: str, cli: Any, post: Any,
+                                           web_server: Server) -> None:
+    public(cli)
+    msg = make_message("Alice Archer <alice@example.org>", "Styled", "plain part dropped",
+                       message_id="html@example.org")
+    msg.set_content('<p>Massage <b>helps</b>.<script>alert(1)</script>'
+                    '<img src="https://tracker.example/x.gif" onerror="alert(2)"></p>',
+                    subtype="html")
+    assert post(msg).code == 250
+    page = Client(web_server.web_port).get("/living-with-als/t/1").text
+    assert "Massage helps." in page
+    assert "<b>" not in page and "<script" not in page and "tracker.example" not in page
