@@ -134,30 +134,46 @@ def terms(query: str) -> list[list[str]]:
     return out[:MAX_TERMS]
 
 
+# Ranking looks at the newest 2,000 matches of the list: a word in 2% of a million posts
+# would otherwise have 20,000 rows ranked for each page (0.9 s on SQLite, measured with
+# bench/web.py); the best of the newest 2,000 are the answers readers want.
+RANKED = 2000
+
+_SQLITE = f"""
+SELECT p.id FROM {TABLE} JOIN posts p ON p.id = {TABLE}.rowid
+WHERE {TABLE} MATCH :match AND p.list_id = :list AND {TABLE}.rowid >= coalesce((
+    SELECT f.rowid FROM {TABLE} AS f JOIN posts AS q ON q.id = f.rowid
+    WHERE f.{TABLE} MATCH :match AND q.list_id = :list
+    ORDER BY f.rowid DESC LIMIT 1 OFFSET :ranked), 0)
+ORDER BY bm25({TABLE}, 2.0, 1.0) LIMIT :limit OFFSET :offset
+"""
+
+_POSTGRESQL = f"""
+SELECT s.post_id FROM {TABLE} s, (SELECT {{query}}) AS q(q)
+WHERE s.doc @@ q.q AND s.list_id = :list AND s.post_id >= coalesce((
+    SELECT f.post_id FROM {TABLE} f WHERE f.doc @@ q.q AND f.list_id = :list
+    ORDER BY f.post_id DESC OFFSET :ranked LIMIT 1), 0)
+ORDER BY ts_rank(s.doc, q.q) DESC, s.post_id DESC LIMIT :limit OFFSET :offset
+"""
+
+
 def search(conn: Connection, list_id: int, query: str, limit: int = 20,
            offset: int = 0) -> list[int]:
     """Ids of the posts of a list matching every word and phrase, best first."""
     found = terms(query)
     if not found:
         return []
+    params: dict[str, object] = {"list": list_id, "limit": limit, "offset": offset,
+                                 "ranked": RANKED - 1}
     if conn.dialect.name == "sqlite":
-        match = " ".join('"' + " ".join(words) + '"' for words in found)
-        rows = conn.execute(text(
-            f"SELECT p.id FROM {TABLE} JOIN posts p ON p.id = {TABLE}.rowid"
-            f" WHERE {TABLE} MATCH :match AND p.list_id = :list"
-            f" ORDER BY bm25({TABLE}, 2.0, 1.0) LIMIT :limit OFFSET :offset"),
-            {"match": match, "list": list_id, "limit": limit, "offset": offset})
+        params["match"] = " ".join('"' + " ".join(words) + '"' for words in found)
+        rows = conn.execute(text(_SQLITE), params)
     else:
-        params: dict[str, object] = {"list": list_id, "limit": limit, "offset": offset}
         parts = []
         for i, words in enumerate(found):
             params[f"t{i}"] = " ".join(words)
             parts.append(f"phraseto_tsquery('simple', :t{i})")
-        rows = conn.execute(text(
-            f"SELECT s.post_id FROM {TABLE} s, (SELECT {' && '.join(parts)}) AS q(q)"
-            " WHERE s.doc @@ q.q AND s.list_id = :list"
-            " ORDER BY ts_rank(s.doc, q.q) DESC, s.post_id DESC LIMIT :limit OFFSET :offset"),
-            params)
+        rows = conn.execute(text(_POSTGRESQL.format(query=" && ".join(parts))), params)
     return [r[0] for r in rows]
 
 

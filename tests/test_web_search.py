@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import text
 
+from listserv import search
 from listserv.db import Database
 from listserv.search import fold, terms
 
@@ -123,3 +124,14 @@ def test_queries_become_words_and_phrases(query: str, expected: list[list[str]])
 def test_folding_keeps_positions() -> None:
     assert fold("Thérapie ÉTÉ Ærö Ωμέγα") == "therapie ete æro ωμεγα"
     assert len(fold("Thérapie ÉTÉ")) == len("Thérapie ÉTÉ")
+
+
+def test_a_common_word_is_ranked_among_its_newest_matches(
+        reader: Client, post: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search, "RANKED", 2)
+    say(post, "Massage massage massage", "massage, massage and massage", "m1@example.org")
+    say(post, "Pool", "swimming and a massage", "m2@example.org")
+    say(post, "Garden", "a massage after gardening", "m3@example.org")
+    assert sorted(found(reader, "massage")) == ["t/2#p2", "t/3#p3"]
+    assert found(reader, "garden") == []  # "gardening" is another word: no stemming
+    assert found(reader, "massage massage") == found(reader, "massage")

@@ -42,12 +42,13 @@ def test_a_hostile_post_renders_inert(als: str, cli: Any, post: Any,
             assert page.headers[name] == value
         html = page.text
         assert "<script" not in html.lower(), path
-        assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html, path
+        assert "<img" not in html, path
         assert 'href="javascript' not in html.lower(), path
         assert "42" not in html and "49" not in html and ">jinja<" not in html, path
     page = reader.get("/living-with-als/t/1").text
     assert "&lt;script&gt;alert(&#34;subject&#34;)&lt;/script&gt; {{ 7*7 }}" in page
     assert "{{ config }} {{ 6*7 }} {% if true %}jinja{% endif %}" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
     # The one real link becomes an <a>, cut at the quote, and marked as user content.
     links = re.findall(r'<a href="([^"]*)" rel="([^"]*)">', page)
     assert ("https://example.net/a?b=1&amp;c=", "nofollow ugc noopener") in links

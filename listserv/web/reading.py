@@ -123,11 +123,25 @@ class PostView:
 
 
 _MULTIPART_RE = re.compile(rb"(?im)^content-type:[ \t]*multipart/")
+HEAD_BYTES = 16384  # enough for the header block of nearly every message
+
+
+def _header_block(raw: bytes) -> bytes | None:
+    """The header block of a message's first bytes; None when it does not end in them."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return raw[:min(ends)] if ends else None
+
+
+def may_have_attachments(head: bytes) -> bool:
+    """Whether a message can hold attachments, from its first bytes: only multipart ones
+    are read whole and parsed."""
+    block = _header_block(head)
+    return block is None or bool(_MULTIPART_RE.search(block))
 
 
 def attachment_parts(raw: bytes) -> list[Message]:
     """A message's attachments, walked within the usual MIME limits."""
-    if not _MULTIPART_RE.search(raw.partition(b"\r\n\r\n")[0]):
+    if not may_have_attachments(raw[:HEAD_BYTES]):
         return []
     parts = walk(email.message_from_bytes(raw, policy=compat32), LimitsConfig())
     if not isinstance(parts, list):
@@ -163,18 +177,24 @@ def own_addresses(ml: MailingList) -> frozenset[str]:
 
 def thread(session: Session, ml: MailingList, thread_id: int) \
         -> tuple[Thread, list[PostView], int] | None:
-    """A thread of this list with its posts in order and its number of distinct authors."""
+    """A thread of this list with its posts in order and its number of distinct authors.
+    A post's raw message is read whole only when its header says it is multipart."""
     found = session.get(Thread, thread_id)
     if found is None or found.list_id != ml.id:
         return None
     allowed = own_addresses(ml)
     posts = []
     authors = set()
-    for p in session.scalars(select(Post).where(Post.thread_id == thread_id).order_by(Post.id)):
-        authors.add(p.author_address)
-        posts.append(PostView(p.id, text.author(p.author_name, p.author_address),
-                              p.received_at,
-                              text.body(p.body, p.new_text, allowed), attachments(p.raw)))
+    rows = session.execute(
+        select(Post.id, Post.author_name, Post.author_address, Post.received_at, Post.body,
+               Post.new_text, func.substr(Post.raw, 1, HEAD_BYTES))
+        .where(Post.thread_id == thread_id).order_by(Post.id))
+    for pid, name, address, received, body, new_text, head in rows:
+        authors.add(address)
+        files = (attachments(session.scalar(select(Post.raw).where(Post.id == pid)) or b"")
+                 if may_have_attachments(bytes(head or b"")) else [])
+        posts.append(PostView(pid, text.author(name, address), received,
+                              text.body(body, new_text, allowed), files))
     return found, posts, len(authors)
 
 
