@@ -138,6 +138,21 @@ def test_the_sign_in_page_says_the_same_to_everyone_and_limits_the_mail(
     assert "dave@example.org" not in sink.recipients()
 
 
+def test_behind_a_local_proxy_each_forwarded_client_has_its_own_limit(
+        als: str, drain: Any, sink: Sink, web_server: Server) -> None:
+    reader = Client(web_server.web_port)
+    for i in range(12):  # more than one client may ask in an hour
+        reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
+                                "address": f"someone{i}@example.com"},
+                    {"X-Forwarded-For": "192.0.2.1"})
+    reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
+                            "address": "dave@example.org"}, {"X-Forwarded-For": "192.0.2.2"})
+    reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
+                            "address": "bob@example.net"}, {"X-Forwarded-For": "192.0.2.1"})
+    drain()
+    assert sink.recipients() == ["dave@example.org"]
+
+
 def test_the_session_cookie_is_protected_and_signing_out_ends_it(
         als: str, drain: Any, sink: Sink, config_data: dict[str, Any],
         web_server: Server) -> None:

@@ -45,9 +45,11 @@ class Client:
     def get(self, path: str) -> Page:
         return self._open(urllib.request.Request(self.base + path))
 
-    def post(self, path: str, form: dict[str, str]) -> Page:
+    def post(self, path: str, form: dict[str, str],
+             headers: dict[str, str] | None = None) -> Page:
         data = urllib.parse.urlencode(form).encode()
-        return self._open(urllib.request.Request(self.base + path, data=data, method="POST"))
+        return self._open(urllib.request.Request(self.base + path, data=data, method="POST",
+                                                 headers=headers or {}))
 
     def _open(self, request: urllib.request.Request) -> Page:
         try:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -47,7 +47,6 @@ class Visit:
     browser: str | None
     new_browser: bool = False
     public: bool = False  # a public list's page: search engines may index it
-    cookies: dict[str, Any] = field(default_factory=dict)
 
     @property
     def csrf(self) -> str:
@@ -303,7 +302,7 @@ class Archive:
 
     async def signin_request(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        client = request.remote or ""
+        client = client_address(request)
 
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             if not signin.csrf_ok(visit.secret, visit.browser, form.get("csrf")):
@@ -360,6 +359,16 @@ class Archive:
             response.del_cookie(signin.COOKIE, path="/")
             return response
         return await self.run(request, work, writes=True)
+
+
+def client_address(request: web.Request) -> str:
+    """Who asks, for the rate limit: the peer, or behind a proxy on this machine (a TLS
+    proxy in front of us) the address it forwards for; no one else may claim one."""
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if peer in ("127.0.0.1", "::1") and forwarded.strip():
+        return forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return peer
 
 
 def _see_other(location: str) -> web.Response:
