@@ -93,11 +93,18 @@ def differences(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                  Base.metadata)
-    return [d for d in diffs if not (d[0] == "remove_table" and _unmodelled(d[1].name))]
+    return [d for d in diffs if not _unmodelled(d)]
 
 
-def _unmodelled(table: str) -> bool:
-    """Tables the models do not describe: alembic's own, and the search index (search.py)."""
+def _unmodelled(diff: Any) -> bool:
+    """A table the models do not describe, or its index: alembic's own, and the search
+    index (search.py, made by hand: an FTS5 table or a tsvector column with a GIN index)."""
+    if diff[0] == "remove_table":
+        table = diff[1].name
+    elif diff[0] == "remove_index":
+        table = diff[1].table.name
+    else:
+        return False
     return table == VERSION_TABLE or table.startswith(SEARCH_TABLE)
 
 

@@ -73,9 +73,13 @@ def _fold_char(char: str) -> str:
 
 def row(dialect: str, post_id: int, list_id: int, subject: str, new_text: str) -> dict[str, object]:
     """The values of one post's index row (PostgreSQL indexes the folded text)."""
-    if dialect == "postgresql":
-        subject, new_text = fold(subject), fold(new_text)
+    if dialect == "postgresql":  # words only: its parser would drop "<script>" as a tag
+        subject, new_text = _words(subject), _words(new_text)
     return {"post_id": post_id, "list_id": list_id, "subject": subject, "text": new_text}
+
+
+def _words(text_: str) -> str:
+    return " ".join(_WORD_RE.findall(fold(text_)))
 
 
 def create(conn: Connection) -> None:

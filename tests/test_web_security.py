@@ -44,7 +44,7 @@ def test_a_hostile_post_renders_inert(als: str, cli: Any, post: Any,
         assert "<script" not in html.lower(), path
         assert "<img" not in html, path
         assert 'href="javascript' not in html.lower(), path
-        assert "42" not in html and "49" not in html and ">jinja<" not in html, path
+        assert "{{ 7*7 }}" in html and ">jinja<" not in html, path  # shown as written
     page = reader.get("/living-with-als/t/1").text
     assert "&lt;script&gt;alert(&#34;subject&#34;)&lt;/script&gt; {{ 7*7 }}" in page
     assert "{{ config }} {{ 6*7 }} {% if true %}jinja{% endif %}" in page
@@ -166,7 +166,8 @@ def test_the_session_cookie_is_protected_and_signing_out_ends_it(
 
     # A cookie made up or altered is worth nothing.
     thief = Client(web_server.web_port)
-    for value in (session.value[:-1] + "0", "1-" + "0" * 32, "garbage"):
+    altered = session.value[:-1] + ("1" if session.value.endswith("0") else "0")
+    for value in (altered, "1-" + "0" * 32, "garbage"):
         thief.jar.clear()
         thief.jar.set_cookie(_copy(session, value))
         assert thief.get("/living-with-als/").status == 403
