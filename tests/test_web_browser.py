@@ -24,6 +24,13 @@ from .test_web_pages import seed_thread
 from .web import signin_link
 
 CHROMIUM = os.environ.get("LISTSERV_TEST_CHROMIUM", "/usr/bin/chromium")
+# Controls that are not links inside running text (which WCAG exempts) must be 44x44 px.
+SMALL_TARGETS = """[...document.querySelectorAll(
+    'button, summary, input, nav a, a.row, a.button, .crumb a, .thread-end a, .post header a,'
+    + ' ul.files a')]
+  .filter(e => { const r = e.getBoundingClientRect();
+                 return r.width > 0 && (r.height < 44 || r.width < 44); })
+  .map(e => e.outerHTML.slice(0, 80))"""
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 
 
@@ -85,6 +92,8 @@ class Check:
             f"{name} scrolls sideways at 360 px"
         assert page.evaluate(
             "parseFloat(getComputedStyle(document.body).fontSize)") >= 16, name
+        small = page.evaluate(SMALL_TARGETS)
+        assert not small, f"{name}: targets under 44x44 px at 360 px: {small}"
         page.set_viewport_size(VIEWPORTS["desktop"])
 
 
