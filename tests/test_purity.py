@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "listserv"
 PURE = ["addresses", "message", "threads", "policy", "replies", "compose", "robots", "replytext",
         "verp", "tokens", "commands", "notices", "unsubscribe", "digest", "signing",
-        "complaints", "stats", "aliases", "dmarc"]
+        "complaints", "stats", "aliases", "dmarc", "web/text", "web/paths"]
 FORBIDDEN = {"asyncio", "sqlalchemy", "smtplib", "socket", "os", "time", "aiosmtplib",
              "aiosmtpd", "subprocess", "random", "mailbox", "shutil", "urllib", "http"}
 
