@@ -85,7 +85,8 @@ def test_sign_in_links_are_refused_when_forged_expired_or_used_twice(
     path = signin_link(sink, "bob@example.net")
     ident = path.split("-")[1]
     forged = [path[:-3] + "aaa", f"/signin/s-{ident}-zzzzzz-aaaaaaaaaaaaaaaa",
-              "/signin/u-1-0-aaaaaaaaaaaaaaaa", "/signin/nonsense"]
+              "/signin/u-1-0-aaaaaaaaaaaaaaaa", "/signin/nonsense",
+              "/signin/s-99999999999999-zzzzzz-aaaaaaaaaaaaaaaa"]
     for bad in forged:
         page = reader.get(bad)
         assert page.status == 400 and "cannot be used" in page.text, bad
@@ -167,7 +168,7 @@ def test_the_session_cookie_is_protected_and_signing_out_ends_it(
     # A cookie made up or altered is worth nothing.
     thief = Client(web_server.web_port)
     altered = session.value[:-1] + ("1" if session.value.endswith("0") else "0")
-    for value in (altered, "1-" + "0" * 32, "garbage"):
+    for value in (altered, "1-" + "0" * 32, "garbage", "99999999999-" + "0" * 32):
         thief.jar.clear()
         thief.jar.set_cookie(_copy(session, value))
         assert thief.get("/living-with-als/").status == 403

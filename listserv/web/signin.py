@@ -31,6 +31,7 @@ SESSION_DAYS = 30
 PER_ADDRESS = 3
 PER_CLIENT = 10
 COOKIE = "listserv_session"
+MAX_ID = 2**31 - 1  # an INTEGER key; a bigger number in a forged link or cookie names nothing
 CSRF_COOKIE = "listserv_csrf"
 
 
@@ -85,7 +86,7 @@ def request_link(session: Session, config: Config, templates: Environment, secre
 def check_link(session: Session, secret: bytes, token: str, now: datetime) -> str | None:
     """The address a sign-in link is for, if it is ours, unexpired and unused."""
     peeked = tokens.peek(token)
-    if peeked is None or peeked.kind != "s":
+    if peeked is None or peeked.kind != "s" or peeked.ident > MAX_ID:
         return None
     row = session.get(SignInRequest, peeked.ident)
     if row is None:
@@ -129,7 +130,7 @@ def reader(session: Session, secret: bytes, cookie: str | None,
            now: datetime) -> tuple[int, str] | None:
     """(session id, address) of a valid session cookie; None for anything else."""
     ident, _, mac = (cookie or "").partition("-")
-    if not ident.isdigit() or len(ident) > 18:
+    if not ident.isdigit() or len(ident) > 10 or int(ident) > MAX_ID:
         return None
     row = session.get(WebSession, int(ident))
     if row is None or row.expires_at <= now:
