@@ -95,6 +95,10 @@ def test_a_public_list_is_readable_signed_out_and_may_be_indexed(
     page = reader.get("/living-with-als/t/1")
     assert page.status == 200 and "2 members · 1 reply" in page.text
     assert "X-Robots-Tag" not in page.headers
+    for path in ("/living-with-als/t/99999999999", "/living-with-als/p/99999999999",
+                 "/living-with-als/t/99999999999.mbox", "/living-with-als/a/99999999999/1",
+                 "/living-with-als/t/2", "/living-with-als/p/3"):
+        assert reader.get(path).status == 404, path
     assert cli("lists", "set", LIST, "--archive", "none").exit_code == 0
     assert reader.get("/living-with-als/t/1").status == 403
     assert "Living with ALS" not in reader.get("/").text

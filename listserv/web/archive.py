@@ -169,7 +169,7 @@ class Archive:
         return await self.run(request, work)
 
     async def thread(self, request: web.Request) -> web.StreamResponse:
-        thread_id = int(request.match_info["id"])
+        thread_id = _number(request, "id")
 
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             ml = self.readable(session, visit)
@@ -188,7 +188,7 @@ class Archive:
         return await self.run(request, work)
 
     async def permalink(self, request: web.Request) -> web.StreamResponse:
-        post_id = int(request.match_info["id"])
+        post_id = _number(request, "id")
 
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             ml = self.readable(session, visit)
@@ -203,7 +203,7 @@ class Archive:
         return await self.run(request, work)
 
     async def mbox(self, request: web.Request) -> web.StreamResponse:
-        thread_id = int(request.match_info["id"])
+        thread_id = _number(request, "id")
 
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             ml = self.readable(session, visit)
@@ -222,7 +222,7 @@ class Archive:
         return await self.run(request, work)
 
     async def attachment(self, request: web.Request) -> web.StreamResponse:
-        post_id, index = int(request.match_info["post"]), int(request.match_info["n"])
+        post_id, index = _number(request, "post"), _number(request, "n")
 
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             ml = self.readable(session, visit)
@@ -369,6 +369,12 @@ def client_address(request: web.Request) -> str:
     if peer in ("127.0.0.1", "::1") and forwarded.strip():
         return forwarded.rsplit(",", 1)[-1].strip()[:64]
     return peer
+
+
+def _number(request: web.Request, key: str) -> int:
+    """A number of the path; 0 (which names nothing) beyond what an INTEGER key holds."""
+    value = int(request.match_info[key])
+    return value if value <= signin.MAX_ID else 0
 
 
 def _see_other(location: str) -> web.Response:
