@@ -42,18 +42,62 @@ from listserv.config import LimitsConfig
 from listserv.db import Database, get_list
 
 WORDS = (
-    "massage", "therapy", "physio", "stretching", "wheelchair", "ramp", "cushion", "speech",
-    "breathing", "ventilator", "feeding", "sleep", "fatigue", "cramps", "tremor", "walking",
-    "cane", "splint", "exercise", "swimming", "diet", "protein", "vitamin", "doctor", "clinic",
-    "nurse", "carer", "family", "grief", "hope", "humour", "music", "garden", "dog", "travel",
-    "insurance", "housing", "transport", "computer", "eyegaze", "voice", "banking", "trial",
-    "research", "drug", "riluzole", "edaravone", "dentist", "saliva", "pain",
+    "massage",
+    "therapy",
+    "physio",
+    "stretching",
+    "wheelchair",
+    "ramp",
+    "cushion",
+    "speech",
+    "breathing",
+    "ventilator",
+    "feeding",
+    "sleep",
+    "fatigue",
+    "cramps",
+    "tremor",
+    "walking",
+    "cane",
+    "splint",
+    "exercise",
+    "swimming",
+    "diet",
+    "protein",
+    "vitamin",
+    "doctor",
+    "clinic",
+    "nurse",
+    "carer",
+    "family",
+    "grief",
+    "hope",
+    "humour",
+    "music",
+    "garden",
+    "dog",
+    "travel",
+    "insurance",
+    "housing",
+    "transport",
+    "computer",
+    "eyegaze",
+    "voice",
+    "banking",
+    "trial",
+    "research",
+    "drug",
+    "riluzole",
+    "edaravone",
+    "dentist",
+    "saliva",
+    "pain",
 )
 assert len(WORDS) == 50
 
 FILL = {
     "sqlite": "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < "
-              ":count) {insert} SELECT {columns} FROM seq",
+    ":count) {insert} SELECT {columns} FROM seq",
     "postgresql": "{insert} SELECT {columns} FROM generate_series(1, :count) AS seq(n)",
 }
 
@@ -74,39 +118,63 @@ def fill(db: Database, list_id: int, posts: int, threads: int) -> int:
     message = "From: member@example.net\nSubject: Re: a thread\n\nA reply of a few lines."
     blob = f"CAST('{message}' AS BLOB)" if sqlite else f"convert_to('{message}', 'UTF8')"
     per = posts // threads
-    text_ = (f"'A reply of a few lines about ' || {words.format('n % 50')} || ' and ' || "
-             f"{words.format('(n * 7 + n / 50) % 50')} || ', number ' || n")
-    thread_columns = (f"n, {list_id}, 'Thread about ' || {words.format('n % 50')} || ' ' || n,"
-                      f" 'thread ' || n, {at('n')}, {at(f'n + {threads} * ({per} - 1)')}, {per}")
+    text_ = (
+        f"'A reply of a few lines about ' || {words.format('n % 50')} || ' and ' || "
+        f"{words.format('(n * 7 + n / 50) % 50')} || ', number ' || n"
+    )
+    thread_columns = (
+        f"n, {list_id}, 'Thread about ' || {words.format('n % 50')} || ' ' || n,"
+        f" 'thread ' || n, {at('n')}, {at(f'n + {threads} * ({per} - 1)')}, {per}"
+    )
     post_columns = (
         f"n, {list_id}, ((n - 1) % {threads}) + 1, 'p' || n || '@bench.example.org', "
         f"'m' || (n * 7 % 5003) || '@example.net', 'Member ' || (n * 7 % 5003), "
         f"'Re: Thread ' || (((n - 1) % {threads}) + 1), {at('n')}, {at('n')}, {text_}, "
-        f"{text_}, {blob}")
+        f"{text_}, {blob}"
+    )
     long_thread = threads + 1
     long_columns = (
         f"{posts} + n, {list_id}, {long_thread}, 'long' || n || '@bench.example.org', "
         f"'m' || n || '@example.net', 'Member ' || n, 'Re: A long thread', "
-        f"{at(f'{posts} + n')}, {at(f'{posts} + n')}, {text_}, {text_}, {blob}")
-    insert_posts = ("INSERT INTO posts (id, list_id, thread_id, message_id, author_address, "
-                    "author_name, subject, date, received_at, body, new_text, raw)")
+        f"{at(f'{posts} + n')}, {at(f'{posts} + n')}, {text_}, {text_}, {blob}"
+    )
+    insert_posts = (
+        "INSERT INTO posts (id, list_id, thread_id, message_id, author_address, "
+        "author_name, subject, date, received_at, body, new_text, raw)"
+    )
     with db.session() as s:
-        s.execute(text(FILL[dialect].format(
-            insert="INSERT INTO threads (id, list_id, subject, subject_key, started_at, "
-                   "last_activity, post_count)", columns=thread_columns)), {"count": threads})
-        s.execute(text(FILL[dialect].format(insert=insert_posts, columns=post_columns)),
-                  {"count": posts})
-        s.execute(text(
-            "INSERT INTO threads (id, list_id, subject, subject_key, started_at, last_activity,"
-            f" post_count) VALUES ({long_thread}, {list_id}, 'A long thread about massage', "
-            f"'a long thread', {at(str(posts))}, {at(str(posts + 50))}, 50)"))
-        s.execute(text(FILL[dialect].format(insert=insert_posts, columns=long_columns)),
-                  {"count": 50})
+        s.execute(
+            text(
+                FILL[dialect].format(
+                    insert="INSERT INTO threads (id, list_id, subject, subject_key, started_at, "
+                    "last_activity, post_count)",
+                    columns=thread_columns,
+                )
+            ),
+            {"count": threads},
+        )
+        s.execute(
+            text(FILL[dialect].format(insert=insert_posts, columns=post_columns)), {"count": posts}
+        )
+        s.execute(
+            text(
+                "INSERT INTO threads (id, list_id, subject, subject_key, started_at, last_activity,"
+                f" post_count) VALUES ({long_thread}, {list_id}, 'A long thread about massage', "
+                f"'a long thread', {at(str(posts))}, {at(str(posts + 50))}, 50)"
+            )
+        )
+        s.execute(
+            text(FILL[dialect].format(insert=insert_posts, columns=long_columns)), {"count": 50}
+        )
         s.execute(text("UPDATE lists SET archive = 'public' WHERE id = :l"), {"l": list_id})
         if not sqlite:  # rows were given their ids: ingest's later rows take the next ones
             for table in ("threads", "posts"):
-                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                               f"(SELECT max(id) FROM {table}))"))
+                s.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
+                    )
+                )
     return long_thread
 
 
@@ -137,8 +205,11 @@ async def load(url: str, clients: int, seconds: float) -> tuple[float, float, fl
         await asyncio.gather(*(client(session) for _ in range(clients)))
         elapsed = time.perf_counter() - began
     latencies.sort()
-    return (len(latencies) / elapsed, statistics.median(latencies),
-            latencies[int(len(latencies) * 0.95)])
+    return (
+        len(latencies) / elapsed,
+        statistics.median(latencies),
+        latencies[int(len(latencies) * 0.95)],
+    )
 
 
 def ingest_cost(url: str, posts: int) -> dict[str, tuple[float, float]]:
@@ -161,14 +232,19 @@ def ingest_cost(url: str, posts: int) -> dict[str, tuple[float, float]]:
     def one_round(tag: str) -> tuple[float, float]:
         start, cpu = time.perf_counter(), time.process_time()
         for i in range(posts):
-            raw = (f"From: Poster <poster@example.org>\r\nTo: {ml.address}\r\n"
-                   f"Subject: About {WORDS[i % 50]} and {WORDS[i * 7 % 50]}\r\n"
-                   f"Message-ID: <{tag}{i}@bench.example.org>\r\n\r\n"
-                   f"A reply of a few lines about {WORDS[i % 50]}, number {i}.\r\n").encode()
-            ingest.receive(db, [route], raw, "poster@example.org", limits,
-                           now + timedelta(seconds=i)).result()
-        return ((time.perf_counter() - start) * 1000 / posts,
-                (time.process_time() - cpu) * 1000 / posts)
+            raw = (
+                f"From: Poster <poster@example.org>\r\nTo: {ml.address}\r\n"
+                f"Subject: About {WORDS[i % 50]} and {WORDS[i * 7 % 50]}\r\n"
+                f"Message-ID: <{tag}{i}@bench.example.org>\r\n\r\n"
+                f"A reply of a few lines about {WORDS[i % 50]}, number {i}.\r\n"
+            ).encode()
+            ingest.receive(
+                db, [route], raw, "poster@example.org", limits, now + timedelta(seconds=i)
+            ).result()
+        return (
+            (time.perf_counter() - start) * 1000 / posts,
+            (time.process_time() - cpu) * 1000 / posts,
+        )
 
     try:
         one_round("warm")
@@ -181,8 +257,10 @@ def ingest_cost(url: str, posts: int) -> dict[str, tuple[float, float]]:
     finally:
         ingest._INDEX[dialect] = indexing
         db.dispose()
-    return {name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
-            for name, runs in rounds.items()}
+    return {
+        name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+        for name, runs in rounds.items()
+    }
 
 
 def main() -> None:
@@ -204,8 +282,10 @@ def main() -> None:
             list_id = ml.id
         start = time.perf_counter()
         long_thread = fill(db, list_id, args.posts, args.threads)
-        print(f"filled {args.posts + 50} posts in {args.threads + 1} threads "
-              f"in {time.perf_counter() - start:.0f} s")
+        print(
+            f"filled {args.posts + 50} posts in {args.threads + 1} threads "
+            f"in {time.perf_counter() - start:.0f} s"
+        )
         start = time.perf_counter()
         with db.transaction() as conn:
             indexed = search.reindex(conn, list_id)
@@ -217,8 +297,9 @@ def main() -> None:
         port = free_port()
         config = write_config(Path(tmp), url, free_port(), free_port())
         config.write_text(config.read_text() + f'\n[web]\nhost = "127.0.0.1"\nport = {port}\n')
-        server = Proc([sys.executable, "-m", "listserv", "-c", str(config), "serve", "--role",
-                       "web"])
+        server = Proc(
+            [sys.executable, "-m", "listserv", "-c", str(config), "serve", "--role", "web"]
+        )
         try:
             wait_port(port)
             base = f"http://127.0.0.1:{port}/bench"
@@ -231,8 +312,10 @@ def main() -> None:
                 "search, two words": f"{base}/search?q=massage+therapy",
                 'search, "phrase"': f"{base}/search?q=%22about+massage%22",
             }
-            print(f"web on {args.db}: {args.clients} concurrent clients, {args.seconds:.0f} s "
-                  "each (targets: pages p95 < 50 ms, search p95 < 200 ms)")
+            print(
+                f"web on {args.db}: {args.clients} concurrent clients, {args.seconds:.0f} s "
+                "each (targets: pages p95 < 50 ms, search p95 < 200 ms)"
+            )
             for name, page in pages.items():
                 rate, p50, p95 = asyncio.run(load(page, args.clients, args.seconds))
                 print(f"  {name:32s} {rate:7.0f} req/s  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
@@ -244,8 +327,10 @@ def main() -> None:
         print(f"ingest cost per post ({args.ingest_posts} posts x 3, one per transaction):")
         for i, kind in enumerate(("wall", "CPU")):
             without, with_index = cost["without"][i], cost["with"][i]
-            print(f"  {kind:4s} {without:.2f} ms without the index row, {with_index:.2f} ms "
-                  f"with it (+{(with_index / without - 1) * 100:.0f}%)")
+            print(
+                f"  {kind:4s} {without:.2f} ms without the index row, {with_index:.2f} ms "
+                f"with it (+{(with_index / without - 1) * 100:.0f}%)"
+            )
 
 
 if __name__ == "__main__":

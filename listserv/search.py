@@ -45,16 +45,19 @@ _DDL = {
     ],
 }
 
-_fts = Table(TABLE, MetaData(), Column("rowid", Integer), Column("subject", Text),
-             Column("new_text", Text))
+_fts = Table(
+    TABLE, MetaData(), Column("rowid", Integer), Column("subject", Text), Column("new_text", Text)
+)
 
 # The index row of one post, per dialect: run by ingest's fast path with row()'s values.
 INSERTS: dict[str, Executable] = {
-    "sqlite": insert(_fts).values(rowid=bindparam("post_id"), subject=bindparam("subject"),
-                                  new_text=bindparam("text")),
+    "sqlite": insert(_fts).values(
+        rowid=bindparam("post_id"), subject=bindparam("subject"), new_text=bindparam("text")
+    ),
     "postgresql": text(
         f"INSERT INTO {TABLE} (post_id, list_id, doc) VALUES (:post_id, :list_id,"
-        " setweight(to_tsvector('simple', :subject), 'A') || to_tsvector('simple', :text))"),
+        " setweight(to_tsvector('simple', :subject), 'A') || to_tsvector('simple', :text))"
+    ),
 }
 
 
@@ -66,8 +69,7 @@ def fold(text: str) -> str:
 def _fold_char(char: str) -> str:
     if char.isascii():
         return char.lower()
-    base = "".join(c for c in unicodedata.normalize("NFKD", char)
-                   if not unicodedata.combining(c))
+    base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
     return (base[:1] or char).lower()
 
 
@@ -107,11 +109,17 @@ def reindex(conn: Connection, list_id: int | None = None) -> int:
         last = 0
         while rows := conn.execute(
             select(Post.id, Post.subject, Post.new_text)
-            .where(Post.list_id == each, Post.id > last).order_by(Post.id).limit(2000)
+            .where(Post.list_id == each, Post.id > last)
+            .order_by(Post.id)
+            .limit(2000)
         ).all():
-            conn.execute(INSERTS[conn.dialect.name], [
-                row(conn.dialect.name, pid, each, subject_words(subject, prefix or ""), body)
-                for pid, subject, body in rows])
+            conn.execute(
+                INSERTS[conn.dialect.name],
+                [
+                    row(conn.dialect.name, pid, each, subject_words(subject, prefix or ""), body)
+                    for pid, subject, body in rows
+                ],
+            )
             last = rows[-1][0]
             indexed += len(rows)
     return indexed
@@ -161,14 +169,19 @@ ORDER BY ts_rank(s.doc, q.q) DESC, s.post_id DESC LIMIT :limit OFFSET :offset
 """
 
 
-def search(conn: Connection, list_id: int, query: str, limit: int = 20,
-           offset: int = 0) -> list[int]:
+def search(
+    conn: Connection, list_id: int, query: str, limit: int = 20, offset: int = 0
+) -> list[int]:
     """Ids of the posts of a list matching every word and phrase, best first."""
     found = terms(query)
     if not found:
         return []
-    params: dict[str, object] = {"list": list_id, "limit": limit, "offset": offset,
-                                 "ranked": RANKED - 1}
+    params: dict[str, object] = {
+        "list": list_id,
+        "limit": limit,
+        "offset": offset,
+        "ranked": RANKED - 1,
+    }
     if conn.dialect.name == "sqlite":
         params["match"] = " ".join('"' + " ".join(words) + '"' for words in found)
         rows = conn.execute(text(_SQLITE), params)
@@ -196,10 +209,9 @@ def snippet(text_: str, query: str, words: int = 36) -> Markup:
     at = start
     for m in tokens[first:last]:
         if fold(m[0]) in wanted:
-            pieces += [str(escape(text_[at:m.start()])), "<mark>", str(escape(m[0])), "</mark>"]
+            pieces += [str(escape(text_[at : m.start()])), "<mark>", str(escape(m[0])), "</mark>"]
             at = m.end()
     pieces.append(str(escape(text_[at:end])))
     if last < len(tokens):
         pieces.append(" …")
     return Markup("".join(pieces))
-

@@ -27,8 +27,8 @@ def base_url(config_data: dict[str, Any]) -> None:
 
 
 def test_every_copy_links_its_post_and_the_list_archive(
-        base_url: None, als: str, post: Any, drain: Any, sink: Sink, cli: Any,
-        web_server: Server) -> None:
+    base_url: None, als: str, post: Any, drain: Any, sink: Sink, cli: Any, web_server: Server
+) -> None:
     seed_thread(post)
     drain()
     (question, answer) = sink.to("dave@example.org")
@@ -44,11 +44,16 @@ def test_every_copy_links_its_post_and_the_list_archive(
 
 
 def test_a_list_without_a_web_archive_names_none(
-        base_url: None, als: str, post: Any, drain: Any, sink: Sink, cli: Any) -> None:
+    base_url: None, als: str, post: Any, drain: Any, sink: Sink, cli: Any
+) -> None:
     assert cli("lists", "set", LIST, "--archive", "none").exit_code == 0
-    forged = make_message("Alice Archer <alice@example.org>", "Hello", "Hi.",
-                          message_id="h@example.org",
-                          headers={"Archived-At": "<https://evil.example/p/1>"})
+    forged = make_message(
+        "Alice Archer <alice@example.org>",
+        "Hello",
+        "Hi.",
+        message_id="h@example.org",
+        headers={"Archived-At": "<https://evil.example/p/1>"},
+    )
     assert post(forged).code == 250
     drain()
     (copy,) = sink.to("dave@example.org")
@@ -56,11 +61,16 @@ def test_a_list_without_a_web_archive_names_none(
 
 
 def test_a_thread_downloads_as_an_mbox_and_the_list_has_a_feed(
-        als: str, post: Any, cli: Any, web_server: Server, tmp_path: Path) -> None:
+    als: str, post: Any, cli: Any, web_server: Server, tmp_path: Path
+) -> None:
     seed_thread(post)
-    from_line = make_message("Carol Cole <carol@example.com>", "Re: massage",
-                             "From my experience: yes.\n", message_id="c@example.com",
-                             in_reply_to="a@example.net")
+    from_line = make_message(
+        "Carol Cole <carol@example.com>",
+        "Re: massage",
+        "From my experience: yes.\n",
+        message_id="c@example.com",
+        in_reply_to="a@example.net",
+    )
     assert post(from_line).code == 250
     assert cli("lists", "set", LIST, "--archive", "public").exit_code == 0
     reader = Client(web_server.web_port)
@@ -71,7 +81,10 @@ def test_a_thread_downloads_as_an_mbox_and_the_list_has_a_feed(
     path.write_bytes(download.body)
     messages = list(mailbox.mbox(str(path)))
     assert [m["Message-ID"] for m in messages] == [
-        "<q@example.org>", "<a@example.net>", "<c@example.com>"]
+        "<q@example.org>",
+        "<a@example.net>",
+        "<c@example.com>",
+    ]
     # mboxrd: a body line starting "From " is quoted, so it cannot split the message.
     assert messages[2].get_payload() == ">From my experience: yes.\n"
 
@@ -87,19 +100,41 @@ def test_a_thread_downloads_as_an_mbox_and_the_list_has_a_feed(
 
 
 def test_threads_page_and_a_long_thread_stays_small(
-        als: str, post: Any, cli: Any, web_server: Server, clock: Any) -> None:
+    als: str, post: Any, cli: Any, web_server: Server, clock: Any
+) -> None:
     assert cli("lists", "set", LIST, "--archive", "public", "--policy", "open").exit_code == 0
     for i in range(31):
         clock.advance(minutes=1)
-        assert post(make_message("Alice Archer <alice@example.org>", f"Topic number {i}",
-                                 f"Question {i}.", message_id=f"t{i}@example.org")).code == 250
-    body = ("I have been thinking about this for a while, and here is what helped us. " * 8
-            + "\n\nOn Fri, Bob wrote:\n" + "> an earlier message quoted in full\n" * 10)
+        assert (
+            post(
+                make_message(
+                    "Alice Archer <alice@example.org>",
+                    f"Topic number {i}",
+                    f"Question {i}.",
+                    message_id=f"t{i}@example.org",
+                )
+            ).code
+            == 250
+        )
+    body = (
+        "I have been thinking about this for a while, and here is what helped us. " * 8
+        + "\n\nOn Fri, Bob wrote:\n"
+        + "> an earlier message quoted in full\n" * 10
+    )
     for i in range(19):
         clock.advance(minutes=1)
-        assert post(make_message(f"Member {i} <m{i}@example.org>", "Re: Topic number 0", body,
-                                 message_id=f"r{i}@example.org",
-                                 in_reply_to="t0@example.org")).code == 250
+        assert (
+            post(
+                make_message(
+                    f"Member {i} <m{i}@example.org>",
+                    "Re: Topic number 0",
+                    body,
+                    message_id=f"r{i}@example.org",
+                    in_reply_to="t0@example.org",
+                )
+            ).code
+            == 250
+        )
     reader = Client(web_server.web_port)
     first = reader.get("/living-with-als/")
     assert "Topic number 0" in first.text  # the most recently active first

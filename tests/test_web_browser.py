@@ -80,18 +80,18 @@ class Check:
     def __call__(self, name: str) -> None:
         page = self.page
         results = self.axe.run(page)
-        bad = [v for v in results.response["violations"]
-               if v["impact"] in ("serious", "critical")]
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         assert not bad, f"{name}: " + "; ".join(
-            f"{v['id']} ({v['impact']}): {[n['html'] for n in v['nodes']][:3]}" for v in bad)
+            f"{v['id']} ({v['impact']}): {[n['html'] for n in v['nodes']][:3]}" for v in bad
+        )
         for label, size in VIEWPORTS.items():
             page.set_viewport_size(size)
             page.screenshot(path=str(self.folder / f"{name}-{label}.png"), full_page=True)
         page.set_viewport_size({"width": 360, "height": 740})
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), \
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
             f"{name} scrolls sideways at 360 px"
-        assert page.evaluate(
-            "parseFloat(getComputedStyle(document.body).fontSize)") >= 16, name
+        )
+        assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 16, name
         small = page.evaluate(SMALL_TARGETS)
         assert not small, f"{name}: targets under 44x44 px at 360 px: {small}"
         page.set_viewport_size(VIEWPORTS["desktop"])
@@ -112,8 +112,8 @@ def tab(browser: Any, tmp_path: Path) -> Iterator[tuple[Any, Check]]:
 
 
 def test_a_member_signs_in_reads_expands_searches_and_replies(
-        als: str, post: Any, drain: Any, sink: Sink, web_server: Server,
-        tab: tuple[Any, Check]) -> None:
+    als: str, post: Any, drain: Any, sink: Sink, web_server: Server, tab: tuple[Any, Check]
+) -> None:
     page, check = tab
     seed_thread(post)
     drain()
@@ -136,8 +136,7 @@ def test_a_member_signs_in_reads_expands_searches_and_replies(
     check("threads")
 
     page.get_by_role("link", name=re.compile("Does massage therapy help")).click()
-    assert page.get_by_role("heading", level=1).inner_text().startswith(
-        "Does massage therapy help")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Does massage therapy help")
     assert page.locator(".thread-end").get_by_text("2 members · 1 reply").is_visible()
     quoted = page.locator("details .quoted")
     assert not quoted.is_visible()
@@ -148,7 +147,8 @@ def test_a_member_signs_in_reads_expands_searches_and_replies(
     check("thread")
     reply = page.get_by_role("link", name="Reply by email")
     assert reply.get_attribute("href").startswith(
-        "mailto:living-with-als+t1@lists.example.org?subject=Re%3A%20Does%20massage")
+        "mailto:living-with-als+t1@lists.example.org?subject=Re%3A%20Does%20massage"
+    )
 
     page.get_by_role("link", name="Living with ALS").click()
     page.get_by_label("Search this list").fill("massage")
@@ -163,7 +163,8 @@ def test_a_member_signs_in_reads_expands_searches_and_replies(
 
 
 def test_a_stranger_sees_only_the_sign_in_page(
-        als: str, post: Any, web_server: Server, tab: tuple[Any, Check]) -> None:
+    als: str, post: Any, web_server: Server, tab: tuple[Any, Check]
+) -> None:
     page, check = tab
     seed_thread(post)
     base = f"http://127.0.0.1:{web_server.web_port}"
@@ -176,7 +177,8 @@ def test_a_stranger_sees_only_the_sign_in_page(
 
 
 def test_a_public_list_is_readable_signed_out(
-        als: str, post: Any, cli: Any, web_server: Server, tab: tuple[Any, Check]) -> None:
+    als: str, post: Any, cli: Any, web_server: Server, tab: tuple[Any, Check]
+) -> None:
     page, check = tab
     seed_thread(post)
     assert cli("lists", "set", LIST, "--archive", "public").exit_code == 0

@@ -27,15 +27,19 @@ def public(cli: Any) -> None:
     assert cli("lists", "set", LIST, "--archive", "public").exit_code == 0
 
 
-def test_a_hostile_post_renders_inert(als: str, cli: Any, post: Any,
-                                      web_server: Server) -> None:
+def test_a_hostile_post_renders_inert(als: str, cli: Any, post: Any, web_server: Server) -> None:
     public(cli)
-    html_post = make_message("Mallory <alice@example.org>", HOSTILE_SUBJECT, HOSTILE_BODY,
-                             message_id="evil@example.org")
+    html_post = make_message(
+        "Mallory <alice@example.org>", HOSTILE_SUBJECT, HOSTILE_BODY, message_id="evil@example.org"
+    )
     assert post(html_post).code == 250
     reader = Client(web_server.web_port)
-    for path in ("/living-with-als/", "/living-with-als/t/1",
-                 "/living-with-als/search?q=script", "/living-with-als/feed.atom"):
+    for path in (
+        "/living-with-als/",
+        "/living-with-als/t/1",
+        "/living-with-als/search?q=script",
+        "/living-with-als/feed.atom",
+    ):
         page = reader.get(path)
         assert page.status == 200, path
         for name, value in SECURITY_HEADERS.items():
@@ -56,13 +60,19 @@ def test_a_hostile_post_renders_inert(als: str, cli: Any, post: Any,
     assert "script-src" not in SECURITY_HEADERS["Content-Security-Policy"]
 
 
-def test_an_attachment_is_always_a_download(als: str, cli: Any, post: Any,
-                                            web_server: Server) -> None:
+def test_an_attachment_is_always_a_download(
+    als: str, cli: Any, post: Any, web_server: Server
+) -> None:
     public(cli)
-    msg = make_message("Alice Archer <alice@example.org>", "Exercise plan", "Attached.",
-                       message_id="plan@example.org")
-    msg.add_attachment(b"<script>alert(1)</script>", maintype="text", subtype="html",
-                       filename="pl\u00e4n.html")
+    msg = make_message(
+        "Alice Archer <alice@example.org>",
+        "Exercise plan",
+        "Attached.",
+        message_id="plan@example.org",
+    )
+    msg.add_attachment(
+        b"<script>alert(1)</script>", maintype="text", subtype="html", filename="pl\u00e4n.html"
+    )
     assert post(msg).code == 250
     reader = Client(web_server.web_port)
     page = reader.get("/living-with-als/t/1").text
@@ -76,22 +86,28 @@ def test_an_attachment_is_always_a_download(als: str, cli: Any, post: Any,
 
 
 def test_sign_in_links_are_refused_when_forged_expired_or_used_twice(
-        als: str, post: Any, drain: Any, sink: Sink, clock: Clock,
-        web_server: Server) -> None:
+    als: str, post: Any, drain: Any, sink: Sink, clock: Clock, web_server: Server
+) -> None:
     reader = Client(web_server.web_port)
     form = reader.get("/signin")
     reader.post("/signin", {"csrf": form.csrf(), "address": "bob@example.net"})
     drain()
     path = signin_link(sink, "bob@example.net")
     ident = path.split("-")[1]
-    forged = [path[:-3] + "aaa", f"/signin/s-{ident}-zzzzzz-aaaaaaaaaaaaaaaa",
-              "/signin/u-1-0-aaaaaaaaaaaaaaaa", "/signin/nonsense",
-              "/signin/s-99999999999999-zzzzzz-aaaaaaaaaaaaaaaa"]
+    forged = [
+        path[:-3] + "aaa",
+        f"/signin/s-{ident}-zzzzzz-aaaaaaaaaaaaaaaa",
+        "/signin/u-1-0-aaaaaaaaaaaaaaaa",
+        "/signin/nonsense",
+        "/signin/s-99999999999999-zzzzzz-aaaaaaaaaaaaaaaa",
+    ]
     for bad in forged:
         page = reader.get(bad)
         assert page.status == 400 and "cannot be used" in page.text, bad
-        assert reader.post(bad, {"csrf": page.csrf() if "csrf" in page.text
-                                 else form.csrf()}).status == 400, bad
+        assert (
+            reader.post(bad, {"csrf": page.csrf() if "csrf" in page.text else form.csrf()}).status
+            == 400
+        ), bad
     # Without the form's CSRF token the button does nothing.
     assert reader.post(path, {"csrf": "x"}).status == 400
     button = reader.get(path)
@@ -112,7 +128,8 @@ def test_sign_in_links_are_refused_when_forged_expired_or_used_twice(
 
 
 def test_the_sign_in_page_says_the_same_to_everyone_and_limits_the_mail(
-        als: str, drain: Any, sink: Sink, web_server: Server) -> None:
+    als: str, drain: Any, sink: Sink, web_server: Server
+) -> None:
     reader = Client(web_server.web_port)
     answers = set()
     for address in ("bob@example.net", "nobody@example.com", "not an address"):
@@ -125,38 +142,46 @@ def test_the_sign_in_page_says_the_same_to_everyone_and_limits_the_mail(
     assert sink.recipients() == ["bob@example.net"]
     # Per address: three links an hour, then the page still says the same and mails nothing.
     for _ in range(3):
-        reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
-                                "address": "bob@example.net"})
+        reader.post("/signin", {"csrf": reader.get("/signin").csrf(), "address": "bob@example.net"})
     drain()
     assert sink.recipients().count("bob@example.net") == 3
     # Per client: ten requests an hour, whatever the addresses.
     for i in range(6):
-        reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
-                                "address": f"someone{i}@example.com"})
-    reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
-                            "address": "dave@example.org"})
+        reader.post(
+            "/signin", {"csrf": reader.get("/signin").csrf(), "address": f"someone{i}@example.com"}
+        )
+    reader.post("/signin", {"csrf": reader.get("/signin").csrf(), "address": "dave@example.org"})
     drain()
     assert "dave@example.org" not in sink.recipients()
 
 
 def test_behind_a_local_proxy_each_forwarded_client_has_its_own_limit(
-        als: str, drain: Any, sink: Sink, web_server: Server) -> None:
+    als: str, drain: Any, sink: Sink, web_server: Server
+) -> None:
     reader = Client(web_server.web_port)
     for i in range(12):  # more than one client may ask in an hour
-        reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
-                                "address": f"someone{i}@example.com"},
-                    {"X-Forwarded-For": "192.0.2.1"})
-    reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
-                            "address": "dave@example.org"}, {"X-Forwarded-For": "192.0.2.2"})
-    reader.post("/signin", {"csrf": reader.get("/signin").csrf(),
-                            "address": "bob@example.net"}, {"X-Forwarded-For": "192.0.2.1"})
+        reader.post(
+            "/signin",
+            {"csrf": reader.get("/signin").csrf(), "address": f"someone{i}@example.com"},
+            {"X-Forwarded-For": "192.0.2.1"},
+        )
+    reader.post(
+        "/signin",
+        {"csrf": reader.get("/signin").csrf(), "address": "dave@example.org"},
+        {"X-Forwarded-For": "192.0.2.2"},
+    )
+    reader.post(
+        "/signin",
+        {"csrf": reader.get("/signin").csrf(), "address": "bob@example.net"},
+        {"X-Forwarded-For": "192.0.2.1"},
+    )
     drain()
     assert sink.recipients() == ["dave@example.org"]
 
 
 def test_the_session_cookie_is_protected_and_signing_out_ends_it(
-        als: str, drain: Any, sink: Sink, config_data: dict[str, Any],
-        web_server: Server) -> None:
+    als: str, drain: Any, sink: Sink, config_data: dict[str, Any], web_server: Server
+) -> None:
     reader = Client(web_server.web_port)
     done = sign_in(reader, sink, drain, "bob@example.net")
     cookie = done.headers["Set-Cookie"]
@@ -190,14 +215,21 @@ def _copy(cookie: Any, value: str) -> Any:
     return made
 
 
-def test_an_html_post_is_shown_as_its_text(als: str, cli: Any, post: Any,
-                                           web_server: Server) -> None:
+def test_an_html_post_is_shown_as_its_text(
+    als: str, cli: Any, post: Any, web_server: Server
+) -> None:
     public(cli)
-    msg = make_message("Alice Archer <alice@example.org>", "Styled", "plain part dropped",
-                       message_id="html@example.org")
-    msg.set_content('<p>Massage <b>helps</b>.<script>alert(1)</script>'
-                    '<img src="https://tracker.example/x.gif" onerror="alert(2)"></p>',
-                    subtype="html")
+    msg = make_message(
+        "Alice Archer <alice@example.org>",
+        "Styled",
+        "plain part dropped",
+        message_id="html@example.org",
+    )
+    msg.set_content(
+        "<p>Massage <b>helps</b>.<script>alert(1)</script>"
+        '<img src="https://tracker.example/x.gif" onerror="alert(2)"></p>',
+        subtype="html",
+    )
     assert post(msg).code == 250
     page = Client(web_server.web_port).get("/living-with-als/t/1").text
     assert "Massage helps." in page

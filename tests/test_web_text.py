@@ -10,29 +10,49 @@ import pytest
 from listserv.web import text
 
 
-@pytest.mark.parametrize(("raw", "html"), [
-    ("plain words", "plain words"),
-    ("<b>bold</b> & co", "&lt;b&gt;bold&lt;/b&gt; &amp; co"),
-    ("see https://example.org/x.", 'see <a href="https://example.org/x" '
-     'rel="nofollow ugc noopener">https://example.org/x</a>.'),
-    ("(http://a.example/b?c=1&d=2)", '(<a href="http://a.example/b?c=1&amp;d=2" '
-     'rel="nofollow ugc noopener">http://a.example/b?c=1&amp;d=2</a>)'),
-    ('https://x.example/"onmouseover="alert(1)', '<a href="https://x.example/" '
-     'rel="nofollow ugc noopener">https://x.example/</a>&#34;onmouseover=&#34;alert(1)'),
-    ("javascript:alert(1) data:text/html,<script>", "javascript:alert(1) "
-     "data:text/html,&lt;script&gt;"),
-    ("{{ 7*7 }}", "{{ 7*7 }}"),
-])
+@pytest.mark.parametrize(
+    ("raw", "html"),
+    [
+        ("plain words", "plain words"),
+        ("<b>bold</b> & co", "&lt;b&gt;bold&lt;/b&gt; &amp; co"),
+        (
+            "see https://example.org/x.",
+            'see <a href="https://example.org/x" '
+            'rel="nofollow ugc noopener">https://example.org/x</a>.',
+        ),
+        (
+            "(http://a.example/b?c=1&d=2)",
+            '(<a href="http://a.example/b?c=1&amp;d=2" '
+            'rel="nofollow ugc noopener">http://a.example/b?c=1&amp;d=2</a>)',
+        ),
+        (
+            'https://x.example/"onmouseover="alert(1)',
+            '<a href="https://x.example/" '
+            'rel="nofollow ugc noopener">https://x.example/</a>&#34;onmouseover=&#34;alert(1)',
+        ),
+        (
+            "javascript:alert(1) data:text/html,<script>",
+            "javascript:alert(1) data:text/html,&lt;script&gt;",
+        ),
+        ("{{ 7*7 }}", "{{ 7*7 }}"),
+    ],
+)
 def test_links_and_escaping(raw: str, html: str) -> None:
     assert str(text.linkify(raw)) == html
 
 
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("write to alice@example.org", "write to alice@…"),
-    ("Ünïcode: jörg.müller@exämple.de", "Ünïcode: jörg.müller@…"),
-    ("the list: living-with-als@lists.example.org", "the list: living-with-als@lists.example.org"),
-    ("no address @ all", "no address @ all"),
-])
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("write to alice@example.org", "write to alice@…"),
+        ("Ünïcode: jörg.müller@exämple.de", "Ünïcode: jörg.müller@…"),
+        (
+            "the list: living-with-als@lists.example.org",
+            "the list: living-with-als@lists.example.org",
+        ),
+        ("no address @ all", "no address @ all"),
+    ],
+)
 def test_addresses_are_hidden_but_the_lists_own(raw: str, shown: str) -> None:
     assert text.hide_addresses(raw, frozenset({"living-with-als@lists.example.org"})) == shown
 
@@ -50,11 +70,14 @@ def test_quoted_text_and_signatures_are_folded() -> None:
     assert str(inline.shown) == "Answer." and inline.whole
 
 
-@pytest.mark.parametrize(("zone", "shown"), [
-    ("UTC", "18 Sep 2019, 10:15"),
-    ("Europe/Paris", "18 Sep 2019, 12:15"),
-    ("America/New_York", "18 Sep 2019, 06:15"),
-])
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("UTC", "18 Sep 2019, 10:15"),
+        ("Europe/Paris", "18 Sep 2019, 12:15"),
+        ("America/New_York", "18 Sep 2019, 06:15"),
+    ],
+)
 def test_dates_are_written_as_people_read_them(zone: str, shown: str) -> None:
     assert text.when(datetime(2019, 9, 18, 10, 15, tzinfo=UTC), zone) == shown
 

@@ -40,16 +40,19 @@ class Client:
         self.base = f"http://127.0.0.1:{port}"
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
+            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
+        )
 
     def get(self, path: str) -> Page:
         return self._open(urllib.request.Request(self.base + path))
 
-    def post(self, path: str, form: dict[str, str],
-             headers: dict[str, str] | None = None) -> Page:
+    def post(self, path: str, form: dict[str, str], headers: dict[str, str] | None = None) -> Page:
         data = urllib.parse.urlencode(form).encode()
-        return self._open(urllib.request.Request(self.base + path, data=data, method="POST",
-                                                 headers=headers or {}))
+        return self._open(
+            urllib.request.Request(
+                self.base + path, data=data, method="POST", headers=headers or {}
+            )
+        )
 
     def _open(self, request: urllib.request.Request) -> Page:
         try:

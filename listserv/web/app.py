@@ -19,7 +19,7 @@ from .unsubscribe import Endpoint
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -43,9 +43,13 @@ def _protect(response: web.StreamResponse) -> None:
         response.headers.setdefault(name, value)
 
 
-def application(db: Database, config: Config, templates: Environment,
-                clock: Callable[[], datetime],
-                on_notice: Callable[[], None] | None = None) -> web.Application:
+def application(
+    db: Database,
+    config: Config,
+    templates: Environment,
+    clock: Callable[[], datetime],
+    on_notice: Callable[[], None] | None = None,
+) -> web.Application:
     """`on_notice` wakes the outbox when a sign-in link was queued."""
     endpoint = Endpoint(db, config, templates, clock)
     archive = Archive(db, config, templates, clock, on_notice)

@@ -56,8 +56,14 @@ class Visit:
 
 
 class Archive:
-    def __init__(self, db: Database, config: Config, templates: Environment,
-                 clock: Callable[[], datetime], on_notice: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        templates: Environment,
+        clock: Callable[[], datetime],
+        on_notice: Callable[[], None] | None,
+    ) -> None:
         self.db = db
         self.config = config
         self.templates = templates
@@ -84,13 +90,13 @@ class Archive:
         return self._secret
 
     def visit(self, session: Session, request: web.Request) -> Visit:
-        found = signin.reader(session, self.secret(), request.cookies.get(signin.COOKIE),
-                              self.clock())
+        found = signin.reader(
+            session, self.secret(), request.cookies.get(signin.COOKIE), self.clock()
+        )
         reader = reading.Reader(found[1], found[0]) if found else reading.Reader()
         return Visit(request, reader, self.secret(), request.cookies.get(signin.CSRF_COOKIE))
 
-    def page(self, visit: Visit, template: str, status: int = 200,
-             **values: Any) -> web.Response:
+    def page(self, visit: Visit, template: str, status: int = 200, **values: Any) -> web.Response:
         body = self.templates.get_template(template).render(visit=visit, **values)
         response = web.Response(text=body, status=status, content_type=HTML)
         self.finish(visit, response)
@@ -101,26 +107,45 @@ class Archive:
         if not visit.public:
             response.headers["X-Robots-Tag"] = "noindex, nofollow"
         if visit.new_browser and visit.browser:
-            response.set_cookie(signin.CSRF_COOKIE, visit.browser, httponly=True,
-                                samesite="Lax", secure=self.secure, path="/")
+            response.set_cookie(
+                signin.CSRF_COOKIE,
+                visit.browser,
+                httponly=True,
+                samesite="Lax",
+                secure=self.secure,
+                path="/",
+            )
 
-    async def run(self, request: web.Request,
-                  work: Callable[[Session, Visit], web.StreamResponse],
-                  writes: bool = False) -> web.StreamResponse:
+    async def run(
+        self,
+        request: web.Request,
+        work: Callable[[Session, Visit], web.StreamResponse],
+        writes: bool = False,
+    ) -> web.StreamResponse:
         """Do a page's database work and rendering in a thread, in one transaction."""
+
         def go() -> web.StreamResponse:
             self.secret()  # made in its own transaction the first time
             opener = self.db.session if writes else self.db.read
             with opener() as session:
                 return work(session, self.visit(session, request))
+
         try:
             return await asyncio.to_thread(go)
         except SQLAlchemyError as exc:
-            log.error("database error on %s %s: %s", request.method, request.path,
-                      str(exc.__cause__ or exc).splitlines()[0])
+            log.error(
+                "database error on %s %s: %s",
+                request.method,
+                request.path,
+                str(exc.__cause__ or exc).splitlines()[0],
+            )
             body = self.templates.get_template("web/unavailable.html").render()
-            return web.Response(text=body, status=503, content_type=HTML,
-                                headers={"Retry-After": "60", "Cache-Control": "no-store"})
+            return web.Response(
+                text=body,
+                status=503,
+                content_type=HTML,
+                headers={"Retry-After": "60", "Cache-Control": "no-store"},
+            )
 
     def readable(self, session: Session, visit: Visit) -> MailingList | web.Response:
         """The list named in the URL if this reader may read it, else the page to show."""
@@ -138,15 +163,18 @@ class Archive:
 
     # -- pages ---------------------------------------------------------------------------
     async def style(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.css, content_type="text/css",
-                            headers={"Cache-Control": "public, max-age=86400"})
+        return web.Response(
+            body=self.css,
+            content_type="text/css",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             cards = reading.lists(session, visit.reader)
             visit.public = visit.reader.address is None
-            return self.page(visit, "web/lists.html", cards=cards, name=self.name,
-                             when=self.when)
+            return self.page(visit, "web/lists.html", cards=cards, name=self.name, when=self.when)
+
         return await self.run(request, work)
 
     def when(self, moment: datetime | None, ml: MailingList | None = None) -> str:
@@ -162,10 +190,19 @@ class Archive:
             if not isinstance(ml, MailingList):
                 return ml
             rows, more = reading.threads(session, ml, page)
-            return self.page(visit, "web/threads.html", ml=ml, rows=rows, page=page,
-                             more=more, base=f"/{self.name(ml)}/", when=self.when,
-                             plural=text.plural,
-                             held=reading.held_count(session, visit.reader, ml))
+            return self.page(
+                visit,
+                "web/threads.html",
+                ml=ml,
+                rows=rows,
+                page=page,
+                more=more,
+                base=f"/{self.name(ml)}/",
+                when=self.when,
+                plural=text.plural,
+                held=reading.held_count(session, visit.reader, ml),
+            )
+
         return await self.run(request, work)
 
     async def thread(self, request: web.Request) -> web.StreamResponse:
@@ -180,11 +217,21 @@ class Archive:
                 return self.page(visit, "web/notfound.html", 404)
             thread, posts, authors = found
             subject = thread.subject
-            return self.page(visit, "web/thread.html", ml=ml, thread=thread, posts=posts,
-                             authors=authors, base=f"/{self.name(ml)}/", when=self.when,
-                             plural=text.plural, size=text.size,
-                             reply=reading.reply_address(ml, thread.id),
-                             reply_subject=f"Re: {subject}")
+            return self.page(
+                visit,
+                "web/thread.html",
+                ml=ml,
+                thread=thread,
+                posts=posts,
+                authors=authors,
+                base=f"/{self.name(ml)}/",
+                when=self.when,
+                plural=text.plural,
+                size=text.size,
+                reply=reading.reply_address(ml, thread.id),
+                reply_subject=f"Re: {subject}",
+            )
+
         return await self.run(request, work)
 
     async def permalink(self, request: web.Request) -> web.StreamResponse:
@@ -200,6 +247,7 @@ class Archive:
             response = _see_other(f"/{self.name(ml)}/t/{post.thread_id}#p{post.id}")
             self.finish(visit, response)
             return response
+
         return await self.run(request, work)
 
     async def mbox(self, request: web.Request) -> web.StreamResponse:
@@ -212,13 +260,20 @@ class Archive:
             thread = session.get(Thread, thread_id)
             if thread is None or thread.list_id != ml.id:
                 return self.page(visit, "web/notfound.html", 404)
-            rows = session.execute(select(Post.received_at, Post.raw)
-                                   .where(Post.thread_id == thread_id).order_by(Post.id))
+            rows = session.execute(
+                select(Post.received_at, Post.raw)
+                .where(Post.thread_id == thread_id)
+                .order_by(Post.id)
+            )
             body = b"".join(_mbox_entry(at, raw) for at, raw in rows)
-            response = web.Response(body=body, content_type="application/mbox", headers={
-                "Content-Disposition": f'attachment; filename="thread-{thread_id}.mbox"'})
+            response = web.Response(
+                body=body,
+                content_type="application/mbox",
+                headers={"Content-Disposition": f'attachment; filename="thread-{thread_id}.mbox"'},
+            )
             self.finish(visit, response)
             return response
+
         return await self.run(request, work)
 
     async def attachment(self, request: web.Request) -> web.StreamResponse:
@@ -240,9 +295,11 @@ class Archive:
             response = web.Response(
                 body=data if isinstance(data, bytes) else b"",
                 content_type="application/octet-stream",
-                headers={"Content-Disposition": _disposition(name)})
+                headers={"Content-Disposition": _disposition(name)},
+            )
             self.finish(visit, response)
             return response
+
         return await self.run(request, work)
 
     async def search(self, request: web.Request) -> web.StreamResponse:
@@ -253,22 +310,48 @@ class Archive:
             ml = self.readable(session, visit)
             if not isinstance(ml, MailingList):
                 return ml
-            ids = search.search(session.connection(), ml.id, query, POSTS_PER_SEARCH + 1,
-                                (page - 1) * POSTS_PER_SEARCH)
+            ids = search.search(
+                session.connection(),
+                ml.id,
+                query,
+                POSTS_PER_SEARCH + 1,
+                (page - 1) * POSTS_PER_SEARCH,
+            )
             more = len(ids) > POSTS_PER_SEARCH
             ids = ids[:POSTS_PER_SEARCH]
             found = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(ids)))}
-            subjects = dict(session.execute(select(Thread.id, Thread.subject).where(
-                Thread.id.in_({p.thread_id for p in found.values()}))).all())
+            subjects = dict(
+                session.execute(
+                    select(Thread.id, Thread.subject).where(
+                        Thread.id.in_({p.thread_id for p in found.values()})
+                    )
+                ).all()
+            )
             allowed = reading.own_addresses(ml)
-            results = [{
-                "post": found[i], "subject": subjects.get(found[i].thread_id, ""),
-                "author": text.author(found[i].author_name, found[i].author_address),
-                "snippet": search.snippet(text.hide_addresses(found[i].new_text, allowed),
-                                          query),
-            } for i in ids if i in found]
-            return self.page(visit, "web/search.html", ml=ml, query=query, results=results,
-                             page=page, more=more, base=f"/{self.name(ml)}/", when=self.when)
+            results = [
+                {
+                    "post": found[i],
+                    "subject": subjects.get(found[i].thread_id, ""),
+                    "author": text.author(found[i].author_name, found[i].author_address),
+                    "snippet": search.snippet(
+                        text.hide_addresses(found[i].new_text, allowed), query
+                    ),
+                }
+                for i in ids
+                if i in found
+            ]
+            return self.page(
+                visit,
+                "web/search.html",
+                ml=ml,
+                query=query,
+                results=results,
+                page=page,
+                more=more,
+                base=f"/{self.name(ml)}/",
+                when=self.when,
+            )
+
         return await self.run(request, work)
 
     async def feed(self, request: web.Request) -> web.StreamResponse:
@@ -276,28 +359,44 @@ class Archive:
             ml = self.readable(session, visit)
             if not isinstance(ml, MailingList):
                 return ml
-            posts = list(session.scalars(select(Post).where(Post.list_id == ml.id)
-                                         .order_by(Post.id.desc()).limit(FEED_ENTRIES)))
-            subjects = dict(session.execute(select(Thread.id, Thread.subject).where(
-                Thread.id.in_({p.thread_id for p in posts}))).all())
+            posts = list(
+                session.scalars(
+                    select(Post)
+                    .where(Post.list_id == ml.id)
+                    .order_by(Post.id.desc())
+                    .limit(FEED_ENTRIES)
+                )
+            )
+            subjects = dict(
+                session.execute(
+                    select(Thread.id, Thread.subject).where(
+                        Thread.id.in_({p.thread_id for p in posts})
+                    )
+                ).all()
+            )
             base = self.config.web.base_url or str(visit.request.url.origin())
             allowed = reading.own_addresses(ml)
             body = self.templates.get_template("web/feed.xml").render(
-                ml=ml, posts=posts, subjects=subjects, author=text.author,
+                ml=ml,
+                posts=posts,
+                subjects=subjects,
+                author=text.author,
                 list_url=paths.list_url(base, ml.address, self.config.lists.domain),
-                post_url=lambda p: paths.post_url(base, ml.address,
-                                                  self.config.lists.domain, p.id),
+                post_url=lambda p: paths.post_url(base, ml.address, self.config.lists.domain, p.id),
                 own_words=lambda p: text.hide_addresses(p.new_text, allowed),
-                updated=(posts[0].received_at if posts else ml.created_at).isoformat())
+                updated=(posts[0].received_at if posts else ml.created_at).isoformat(),
+            )
             response = web.Response(text=body, content_type="application/atom+xml")
             self.finish(visit, response)
             return response
+
         return await self.run(request, work)
 
     # -- signing in and out ----------------------------------------------------------------
     async def signin_form(self, request: web.Request) -> web.StreamResponse:
         def work(session: Session, visit: Visit) -> web.StreamResponse:
             return self.page(visit, "web/signin.html", asked=False)
+
         return await self.run(request, work)
 
     async def signin_request(self, request: web.Request) -> web.StreamResponse:
@@ -308,12 +407,20 @@ class Archive:
             if not signin.csrf_ok(visit.secret, visit.browser, form.get("csrf")):
                 return self.page(visit, "web/expired.html", 400)
             address = form.get("address")
-            sent = signin.request_link(session, self.config, self.templates, visit.secret,
-                                       address if isinstance(address, str) else "",
-                                       client, self.base_url, self.clock())
+            sent = signin.request_link(
+                session,
+                self.config,
+                self.templates,
+                visit.secret,
+                address if isinstance(address, str) else "",
+                client,
+                self.base_url,
+                self.clock(),
+            )
             if sent:
                 log.info("sign-in link queued (request from %s)", client)
             return self.page(visit, "web/signin_sent.html")
+
         response = await self.run(request, work, writes=True)
         if self.on_notice is not None:  # the outbox sends a queued link now
             self.on_notice()
@@ -326,6 +433,7 @@ class Archive:
             if signin.check_link(session, visit.secret, token, self.clock()) is None:
                 return self.page(visit, "web/signin_refused.html", 400)
             return self.page(visit, "web/signin_confirm.html")
+
         return await self.run(request, work)
 
     async def signin_confirm(self, request: web.Request) -> web.StreamResponse:
@@ -340,10 +448,17 @@ class Archive:
                 return self.page(visit, "web/signin_refused.html", 400)
             response = _see_other("/")
             self.finish(visit, response)
-            response.set_cookie(signin.COOKIE, signed.cookie, httponly=True, samesite="Lax",
-                                secure=self.secure, path="/",
-                                max_age=signin.SESSION_DAYS * 86400)
+            response.set_cookie(
+                signin.COOKIE,
+                signed.cookie,
+                httponly=True,
+                samesite="Lax",
+                secure=self.secure,
+                path="/",
+                max_age=signin.SESSION_DAYS * 86400,
+            )
             return response
+
         return await self.run(request, work, writes=True)
 
     async def signout(self, request: web.Request) -> web.StreamResponse:
@@ -358,6 +473,7 @@ class Archive:
             self.finish(visit, response)
             response.del_cookie(signin.COOKIE, path="/")
             return response
+
         return await self.run(request, work, writes=True)
 
 
@@ -394,9 +510,7 @@ def _disposition(name: str) -> str:
 def _mbox_entry(at: datetime, raw: bytes) -> bytes:
     """One message of an mbox (mboxrd: a line starting ">*From " gets one more ">")."""
     lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-    quoted = [b">" + line if line.lstrip(b">").startswith(b"From ") else line
-              for line in lines]
+    quoted = [b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in lines]
     stamp = at.strftime("%a %b %d %H:%M:%S %Y").encode()
     body = b"\n".join(quoted).rstrip(b"\n")
     return b"From MAILER-DAEMON " + stamp + b"\n" + body + b"\n\n"
-

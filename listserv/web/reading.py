@@ -34,23 +34,39 @@ def may_read(session: Session, reader: Reader, ml: MailingList) -> bool:
         return True
     if ml.archive != "members" or reader.address is None:
         return False
-    return bool(session.scalar(select(
-        select(Member.id).where(Member.list_id == ml.id, Member.address == reader.address)
-        .exists()
-        | select(ListRole.id).where(ListRole.list_id == ml.id,
-                                    ListRole.address == reader.address,
-                                    ListRole.role.in_(("owner", "moderator"))).exists())))
+    return bool(
+        session.scalar(
+            select(
+                select(Member.id)
+                .where(Member.list_id == ml.id, Member.address == reader.address)
+                .exists()
+                | select(ListRole.id)
+                .where(
+                    ListRole.list_id == ml.id,
+                    ListRole.address == reader.address,
+                    ListRole.role.in_(("owner", "moderator")),
+                )
+                .exists()
+            )
+        )
+    )
 
 
 def held_count(session: Session, reader: Reader, ml: MailingList) -> int | None:
     """Messages waiting for a moderator, for the list's owners and moderators; else None."""
-    if reader.address is None or not session.scalar(select(
-            select(ListRole.id).where(ListRole.list_id == ml.id,
-                                      ListRole.address == reader.address,
-                                      ListRole.role.in_(("owner", "moderator"))).exists())):
+    if reader.address is None or not session.scalar(
+        select(
+            select(ListRole.id)
+            .where(
+                ListRole.list_id == ml.id,
+                ListRole.address == reader.address,
+                ListRole.role.in_(("owner", "moderator")),
+            )
+            .exists()
+        )
+    ):
         return None
-    return session.scalar(select(func.count()).select_from(Held)
-                          .where(Held.list_id == ml.id)) or 0
+    return session.scalar(select(func.count()).select_from(Held).where(Held.list_id == ml.id)) or 0
 
 
 @dataclass(frozen=True)
@@ -62,13 +78,19 @@ class ListCard:
 
 def lists(session: Session, reader: Reader) -> list[ListCard]:
     """The lists this reader may read, with member counts and latest activity."""
-    members = dict(session.execute(
-        select(Member.list_id, func.count()).group_by(Member.list_id)).all())
-    latest = dict(session.execute(
-        select(Thread.list_id, func.max(Thread.last_activity)).group_by(Thread.list_id)).all())
-    return [ListCard(ml, members.get(ml.id, 0), latest.get(ml.id))
-            for ml in session.scalars(select(MailingList).order_by(MailingList.title))
-            if may_read(session, reader, ml)]
+    members = dict(
+        session.execute(select(Member.list_id, func.count()).group_by(Member.list_id)).all()
+    )
+    latest = dict(
+        session.execute(
+            select(Thread.list_id, func.max(Thread.last_activity)).group_by(Thread.list_id)
+        ).all()
+    )
+    return [
+        ListCard(ml, members.get(ml.id, 0), latest.get(ml.id))
+        for ml in session.scalars(select(MailingList).order_by(MailingList.title))
+        if may_read(session, reader, ml)
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,22 +109,32 @@ def threads(session: Session, ml: MailingList, page: int) -> tuple[list[ThreadRo
         select(Thread.id, Thread.subject, Thread.post_count, Thread.last_activity)
         .where(Thread.list_id == ml.id)
         .order_by(Thread.last_activity.desc())
-        .limit(THREADS_PER_PAGE + 1).offset((page - 1) * THREADS_PER_PAGE)).all()
+        .limit(THREADS_PER_PAGE + 1)
+        .offset((page - 1) * THREADS_PER_PAGE)
+    ).all()
     more = len(found) > THREADS_PER_PAGE
     found = found[:THREADS_PER_PAGE]
     ids = [row[0] for row in found]
     if not ids:
         return [], False
-    authors = dict(session.execute(
-        select(Post.thread_id, func.count(distinct(Post.author_address)))
-        .where(Post.thread_id.in_(ids)).group_by(Post.thread_id)).all())
+    authors = dict(
+        session.execute(
+            select(Post.thread_id, func.count(distinct(Post.author_address)))
+            .where(Post.thread_id.in_(ids))
+            .group_by(Post.thread_id)
+        ).all()
+    )
     first = select(func.min(Post.id)).where(Post.thread_id.in_(ids)).group_by(Post.thread_id)
-    starters = {tid: text.author(name, address) for tid, name, address in session.execute(
-        select(Post.thread_id, Post.author_name, Post.author_address)
-        .where(Post.id.in_(first)))}
-    return [ThreadRow(tid, subject, starters.get(tid, ""), authors.get(tid, 0),
-                      max(count - 1, 0), last)
-            for tid, subject, count, last in found], more
+    starters = {
+        tid: text.author(name, address)
+        for tid, name, address in session.execute(
+            select(Post.thread_id, Post.author_name, Post.author_address).where(Post.id.in_(first))
+        )
+    }
+    return [
+        ThreadRow(tid, subject, starters.get(tid, ""), authors.get(tid, 0), max(count - 1, 0), last)
+        for tid, subject, count, last in found
+    ], more
 
 
 @dataclass(frozen=True)
@@ -129,7 +161,7 @@ HEAD_BYTES = 16384  # enough for the header block of nearly every message
 def _header_block(raw: bytes) -> bytes | None:
     """The header block of a message's first bytes; None when it does not end in them."""
     ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return raw[:min(ends)] if ends else None
+    return raw[: min(ends)] if ends else None
 
 
 def may_have_attachments(head: bytes) -> bool:
@@ -164,19 +196,27 @@ def attachments(raw: bytes) -> list[Attachment]:
     out = []
     for i, part in enumerate(attachment_parts(raw), 1):
         data = part.get_payload(decode=True)
-        out.append(Attachment(i, filename(part, i), len(data) if isinstance(data, bytes) else 0,
-                              part.get_content_type()))
+        out.append(
+            Attachment(
+                i,
+                filename(part, i),
+                len(data) if isinstance(data, bytes) else 0,
+                part.get_content_type(),
+            )
+        )
     return out
 
 
 def own_addresses(ml: MailingList) -> frozenset[str]:
     """The list's addresses, which pages may show."""
-    return frozenset({ml.address, *(role_address(ml.address, r)
-                                    for r in ("request", "owner", "join", "leave"))})
+    return frozenset(
+        {ml.address, *(role_address(ml.address, r) for r in ("request", "owner", "join", "leave"))}
+    )
 
 
-def thread(session: Session, ml: MailingList, thread_id: int) \
-        -> tuple[Thread, list[PostView], int] | None:
+def thread(
+    session: Session, ml: MailingList, thread_id: int
+) -> tuple[Thread, list[PostView], int] | None:
     """A thread of this list with its posts in order and its number of distinct authors.
     A post's raw message is read whole only when its header says it is multipart."""
     found = session.get(Thread, thread_id)
@@ -186,15 +226,30 @@ def thread(session: Session, ml: MailingList, thread_id: int) \
     posts = []
     authors = set()
     rows = session.execute(
-        select(Post.id, Post.author_name, Post.author_address, Post.received_at, Post.body,
-               Post.new_text, func.substr(Post.raw, 1, HEAD_BYTES))
-        .where(Post.thread_id == thread_id).order_by(Post.id))
+        select(
+            Post.id,
+            Post.author_name,
+            Post.author_address,
+            Post.received_at,
+            Post.body,
+            Post.new_text,
+            func.substr(Post.raw, 1, HEAD_BYTES),
+        )
+        .where(Post.thread_id == thread_id)
+        .order_by(Post.id)
+    )
     for pid, name, address, received, body, new_text, head in rows:
         authors.add(address)
-        files = (attachments(session.scalar(select(Post.raw).where(Post.id == pid)) or b"")
-                 if may_have_attachments(bytes(head or b"")) else [])
-        posts.append(PostView(pid, text.author(name, address), received,
-                              text.body(body, new_text, allowed), files))
+        files = (
+            attachments(session.scalar(select(Post.raw).where(Post.id == pid)) or b"")
+            if may_have_attachments(bytes(head or b""))
+            else []
+        )
+        posts.append(
+            PostView(
+                pid, text.author(name, address), received, text.body(body, new_text, allowed), files
+            )
+        )
     return found, posts, len(authors)
 
 

@@ -41,26 +41,45 @@ def _binding(address: str) -> str:
 
 def _known(session: Session, address: str) -> MailingList | None:
     """A list this address belongs to (as member, owner or moderator), if any."""
-    list_ids = select(Member.list_id).where(Member.address == address).union(
-        select(ListRole.list_id).where(ListRole.address == address,
-                                       ListRole.role.in_(("owner", "moderator"))))
-    return session.scalar(select(MailingList).where(MailingList.id.in_(list_ids))
-                          .order_by(MailingList.id).limit(1))
+    list_ids = (
+        select(Member.list_id)
+        .where(Member.address == address)
+        .union(
+            select(ListRole.list_id).where(
+                ListRole.address == address, ListRole.role.in_(("owner", "moderator"))
+            )
+        )
+    )
+    return session.scalar(
+        select(MailingList).where(MailingList.id.in_(list_ids)).order_by(MailingList.id).limit(1)
+    )
 
 
-def request_link(session: Session, config: Config, templates: Environment, secret: bytes,
-                 typed: str, client: str, base_url: str, now: datetime) -> bool:
+def request_link(
+    session: Session,
+    config: Config,
+    templates: Environment,
+    secret: bytes,
+    typed: str,
+    client: str,
+    base_url: str,
+    now: datetime,
+) -> bool:
     """Mail a sign-in link if `typed` is a member's address and no limit is reached; whether
     one was queued (for the log only: the reader is told the same either way)."""
     address = try_normalize(typed)
     if address is None:
         return False
     hour_ago = now - LINK_VALID
-    by_address, by_client = session.execute(select(
-        func.count().filter(SignInRequest.address == address),
-        func.count().filter(SignInRequest.client == client),
-    ).where(SignInRequest.at > hour_ago,
-            or_(SignInRequest.address == address, SignInRequest.client == client))).one()
+    by_address, by_client = session.execute(
+        select(
+            func.count().filter(SignInRequest.address == address),
+            func.count().filter(SignInRequest.client == client),
+        ).where(
+            SignInRequest.at > hour_ago,
+            or_(SignInRequest.address == address, SignInRequest.client == client),
+        )
+    ).one()
     row = SignInRequest(address=address, client=client[:64], at=now)
     session.add(row)
     session.flush()
@@ -71,15 +90,30 @@ def request_link(session: Session, config: Config, templates: Environment, secre
         return False
     token = tokens.issue(secret, "s", row.id, _binding(address), now, LINK_VALID)
     rendered = templates.get_template("web/signin.txt").render(
-        link=f"{base_url.rstrip('/')}/signin/{token}", title=ml.title)
+        link=f"{base_url.rstrip('/')}/signin/{token}", title=ml.title
+    )
     notice = notices.compose(
-        rendered=rendered, template_name="web/signin.txt", from_name=ml.title,
+        rendered=rendered,
+        template_name="web/signin.txt",
+        from_name=ml.title,
         from_address=role_address(ml.address, "request"),
-        envelope_sender=role_address(ml.address, "bounces"), recipient=address,
-        list_id=list_id(ml.address), loop_value=ml.address,
-        message_id=f"{uuid.uuid4().hex}@{ml.domain}", now=now, auto="auto-generated")
-    queue_notice(session, kind="signin", sender=notice.sender, recipient=address,
-                 payload=notice.payload, now=now, list_id=ml.id)
+        envelope_sender=role_address(ml.address, "bounces"),
+        recipient=address,
+        list_id=list_id(ml.address),
+        loop_value=ml.address,
+        message_id=f"{uuid.uuid4().hex}@{ml.domain}",
+        now=now,
+        auto="auto-generated",
+    )
+    queue_notice(
+        session,
+        kind="signin",
+        sender=notice.sender,
+        recipient=address,
+        payload=notice.payload,
+        now=now,
+        list_id=ml.id,
+    )
     return True
 
 
@@ -114,8 +148,7 @@ def sign_in(session: Session, secret: bytes, token: str, now: datetime) -> Signe
     peeked = tokens.peek(token)
     assert peeked is not None
     session.add(UsedToken(key=peeked.key, used_at=now))
-    row = WebSession(address=address, created_at=now,
-                     expires_at=now + timedelta(days=SESSION_DAYS))
+    row = WebSession(address=address, created_at=now, expires_at=now + timedelta(days=SESSION_DAYS))
     session.add(row)
     session.flush()
     return Signed(f"{row.id}-{_mac(secret, row.id, address)}", address)
@@ -126,8 +159,9 @@ def _mac(secret: bytes, session_id: int, address: str) -> str:
     return hmac.new(secret, text, hashlib.sha256).hexdigest()[:32]
 
 
-def reader(session: Session, secret: bytes, cookie: str | None,
-           now: datetime) -> tuple[int, str] | None:
+def reader(
+    session: Session, secret: bytes, cookie: str | None, now: datetime
+) -> tuple[int, str] | None:
     """(session id, address) of a valid session cookie; None for anything else."""
     ident, _, mac = (cookie or "").partition("-")
     if not ident.isdigit() or len(ident) > 10 or int(ident) > MAX_ID:
@@ -142,8 +176,9 @@ def reader(session: Session, secret: bytes, cookie: str | None,
 
 def sign_out(session: Session, session_id: int, now: datetime) -> None:
     """End this session, and sweep the expired ones."""
-    session.execute(delete(WebSession).where(
-        or_(WebSession.id == session_id, WebSession.expires_at <= now)))
+    session.execute(
+        delete(WebSession).where(or_(WebSession.id == session_id, WebSession.expires_at <= now))
+    )
 
 
 def csrf_token(secret: bytes, browser: str) -> str:
@@ -152,5 +187,8 @@ def csrf_token(secret: bytes, browser: str) -> str:
 
 
 def csrf_ok(secret: bytes, browser: str | None, sent: object) -> bool:
-    return bool(browser) and isinstance(sent, str) and hmac.compare_digest(
-        csrf_token(secret, browser or ""), sent)
+    return (
+        bool(browser)
+        and isinstance(sent, str)
+        and hmac.compare_digest(csrf_token(secret, browser or ""), sent)
+    )

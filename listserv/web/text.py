@@ -21,11 +21,13 @@ REL = "nofollow ugc noopener"
 
 def hide_addresses(text: str, allowed: frozenset[str] = frozenset()) -> str:
     """Every email address but the list's own shown as its local part and "@…"."""
+
     def mask(match: re.Match[str]) -> str:
         address = match[0]
         if address.lower() in allowed:
             return address
         return address.partition("@")[0] + "@…"
+
     return _EMAIL_RE.sub(mask, text)
 
 
@@ -36,8 +38,10 @@ def linkify(text: str) -> Markup:
     for match in _URL_RE.finditer(text):
         url = match[0].rstrip(_TRAILING)
         end = match.start() + len(url)
-        out += [str(escape(text[at:match.start()])),
-                f'<a href="{escape(url)}" rel="{REL}">{escape(url)}</a>']
+        out += [
+            str(escape(text[at : match.start()])),
+            f'<a href="{escape(url)}" rel="{REL}">{escape(url)}</a>',
+        ]
         at = end
     out.append(str(escape(text[at:])))
     return Markup("".join(out))
@@ -59,7 +63,7 @@ def body(text: str, new_text: str, allowed: frozenset[str] = frozenset()) -> Bod
     if not own.strip() or own == text:
         return Body(linkify(text), None, False)
     if text.startswith(own):
-        rest = text[len(own):].strip("\n")
+        rest = text[len(own) :].strip("\n")
         return Body(linkify(own), linkify(rest) if rest.strip() else None, False)
     return Body(linkify(own), linkify(text), True)
 
