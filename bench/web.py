@@ -311,6 +311,7 @@ def main() -> None:
                 "search, one word (2% of posts)": f"{base}/search?q=massage",
                 "search, two words": f"{base}/search?q=massage+therapy",
                 'search, "phrase"': f"{base}/search?q=%22about+massage%22",
+                "search, a word of one post": f"{base}/search?q=999999",
             }
             print(
                 f"web on {args.db}: {args.clients} concurrent clients, {args.seconds:.0f} s "

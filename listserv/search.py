@@ -164,11 +164,16 @@ WHERE {TABLE} MATCH :match AND p.list_id = :list AND {TABLE}.rowid >= coalesce((
 ORDER BY bm25({TABLE}, 2.0, 1.0) LIMIT :limit OFFSET :offset
 """
 
-_POSTGRESQL = f"""
+# PostgreSQL: the cutoff first, then the ranking, as two statements. In one, a rare word
+# (no cutoff: fewer matches than RANKED) had the planner AND the GIN bitmap with every row
+# of the primary key (50 ms for a word of one post in 1,000,000; 4 ms as two statements).
+_PG_CUTOFF = f"""
+SELECT f.post_id FROM {TABLE} f, (SELECT {{query}}) AS q(q)
+WHERE f.doc @@ q.q AND f.list_id = :list ORDER BY f.post_id DESC OFFSET :ranked LIMIT 1
+"""
+_PG_RANKED = f"""
 SELECT s.post_id FROM {TABLE} s, (SELECT {{query}}) AS q(q)
-WHERE s.doc @@ q.q AND s.list_id = :list AND s.post_id >= coalesce((
-    SELECT f.post_id FROM {TABLE} f WHERE f.doc @@ q.q AND f.list_id = :list
-    ORDER BY f.post_id DESC OFFSET :ranked LIMIT 1), 0)
+WHERE s.doc @@ q.q AND s.list_id = :list {{after}}
 ORDER BY ts_rank(s.doc, q.q) DESC, s.post_id DESC LIMIT :limit OFFSET :offset
 """
 
@@ -194,7 +199,10 @@ def search(
         for i, words in enumerate(found):
             params[f"t{i}"] = " ".join(words)
             parts.append(f"phraseto_tsquery('simple', :t{i})")
-        rows = conn.execute(text(_POSTGRESQL.format(query=" && ".join(parts))), params)
+        tsquery = " && ".join(parts)
+        params["cutoff"] = conn.scalar(text(_PG_CUTOFF.format(query=tsquery)), params)
+        after = "AND s.post_id >= :cutoff" if params["cutoff"] is not None else ""
+        rows = conn.execute(text(_PG_RANKED.format(query=tsquery, after=after)), params)
     return [r[0] for r in rows]
 
 
