@@ -156,11 +156,12 @@ class DkimConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The HTTP endpoint for one-click unsubscribe (RFC 8058); off when base_url is empty."""
+    """The HTTP server of the web role: the archive and one-click unsubscribe (RFC 8058)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
-    # The public URL the endpoint is reached at, e.g. "https://lists.example.org".
+    # The public URL it is reached at, e.g. "https://lists.example.org", for the links we
+    # mail; empty: no one-click links or Archived-At, sign-in links to http://host:port.
     base_url: str = ""
 
 

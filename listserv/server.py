@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import uvloop
 from aiohttp.web import AppRunner
 
-from listserv import web
 from listserv.config import Config
 from listserv.core.replies import Outcome, reply
 from listserv.inbound import moderation
@@ -24,6 +23,7 @@ from listserv.outbound.transports import MaildirDelivery, SmtpRelay, Transport
 from listserv.schedule.scheduler import Scheduler
 from listserv.store.database import Database
 from listserv.templating import environment
+from listserv.web import app as web
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,12 @@ def make_transport(config: Config) -> Transport:
     return MaildirDelivery(config.maildir_path)
 
 
-ROLES = ("receiver", "dispatcher", "scheduler")
+ROLES = ("receiver", "dispatcher", "scheduler", "web")
 
 
 class Server:
     """The roles this process plays: receiver (SMTP in), dispatcher (outbox out), scheduler
-    (digests due), any or all of them.
+    (digests due), web (the archive and one-click unsubscribe), any or all of them.
 
     With `[receiver] workers` above 1, this process accepts the SMTP connections and hands
     them to that many receiver processes, each a Server given its end of the `handoff`.
@@ -118,13 +118,13 @@ class Server:
         await asyncio.to_thread(self.db.create_schema)
         if "receiver" in self.roles:
             await self._start_receiving()
-            if self.config.web.base_url and self.handoff is None:
-                app = web.application(self.db, self.config, self.outbox.templates,
-                                      self.clock)
-                self._web, self.web_port = await web.start(
-                    app, self.config.web.host, self.config.web.port)
-                log.info("one-click unsubscribe on %s:%d for %s", self.config.web.host,
-                         self.web_port, self.config.web.base_url)
+        if "web" in self.roles and self.handoff is None:
+            app = web.application(self.db, self.config, self.outbox.templates, self.clock,
+                                  self._wake.set if "dispatcher" in self.roles else None)
+            self._web, self.web_port = await web.start(
+                app, self.config.web.host, self.config.web.port)
+            log.info("web archive on http://%s:%d/ (public URL: %s)", self.config.web.host,
+                     self.web_port, self.config.web.base_url or "none set")
         if "dispatcher" in self.roles:
             self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
             log.info("delivering by %s", self.config.delivery.transport)

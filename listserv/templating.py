@@ -19,11 +19,12 @@ def shipped_templates() -> Path:
 
 
 def environment(config_dir: Path) -> Environment:
-    """Autoescape on for HTML, off for text; undefined names are errors, not blanks."""
+    """Autoescape on for HTML and XML (feeds), off for text; undefined names are errors,
+    not blanks."""
     folders = [config_dir / "templates", shipped_templates()]
     return Environment(
         loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders if f.is_dir()]),
-        autoescape=select_autoescape(["html"], default_for_string=False, default=False),
+        autoescape=select_autoescape(["html", "xml"], default_for_string=False, default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=False,
     )

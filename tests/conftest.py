@@ -215,6 +215,7 @@ def config_data(database_url: str, sink: Sink) -> dict[str, Any]:
         "delivery": {"transport": "smtp", "host": "127.0.0.1", "port": sink.port,
                      "timeout": 10.0},
         "lists": {"domain": "lists.example.org"},
+        "web": {"host": "127.0.0.1", "port": 0},
     }
 
 
@@ -250,6 +251,16 @@ def receiver(config: Config, clock: Clock, loop_thread: LoopThread,
              db: Database) -> Iterator[Server]:
     """The SMTP receiver on an ephemeral port (the tests drive the outbox themselves)."""
     server = Server(config, clock, roles=("receiver",))
+    loop_thread.run(server.start())
+    yield server
+    loop_thread.run(server.stop())
+
+
+@pytest.fixture
+def web_server(config: Config, clock: Clock, loop_thread: LoopThread,
+               db: Database) -> Iterator[Server]:
+    """The web role (archive, sign-in, one-click unsubscribe) on an ephemeral port."""
+    server = Server(config, clock, roles=("web",))
     loop_thread.run(server.start())
     yield server
     loop_thread.run(server.stop())

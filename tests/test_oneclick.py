@@ -86,11 +86,11 @@ def test_each_member_gets_their_own_one_click_link(web_on: None, signed: Any,
 
 
 def test_post_unsubscribes_at_once_and_again_is_still_success(
-    web_on: None, als: str, post: Any, drain: Any, sink: Sink, receiver: Server, db: Database
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, web_server: Server, db: Database
 ) -> None:
     deliver_one_post(post, drain)
     path = link_of(sink, "bob@example.net")
-    status, page = http(receiver, "POST", path, ONE_CLICK)
+    status, page = http(web_server, "POST", path, ONE_CLICK)
     assert status == 200
     assert "You have left Living with ALS" in page
     assert "bob@example.net" not in members(db)
@@ -99,7 +99,7 @@ def test_post_unsubscribes_at_once_and_again_is_still_success(
         (event,) = s.scalars(select(MemberEvent)).all()
         assert (event.address, event.kind) == ("bob@example.net", "unsubscribe")
     # Providers may repeat the POST: still a success, nothing else changes.
-    assert http(receiver, "POST", path, ONE_CLICK)[0] == 200
+    assert http(web_server, "POST", path, ONE_CLICK)[0] == 200
     with db.session() as s:
         assert len(s.scalars(select(MemberEvent)).all()) == 1
     # And bob gets no more posts.
@@ -111,36 +111,36 @@ def test_post_unsubscribes_at_once_and_again_is_still_success(
 
 
 def test_get_shows_a_confirm_page_and_never_unsubscribes(
-    web_on: None, als: str, post: Any, drain: Any, sink: Sink, receiver: Server, db: Database
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, web_server: Server, db: Database
 ) -> None:
     deliver_one_post(post, drain)
     path = link_of(sink, "dave@example.org")
     for _ in range(3):  # a link scanner, a preview, the person
-        status, page = http(receiver, "GET", path)
+        status, page = http(web_server, "GET", path)
         assert status == 200
         # No action: the button posts to this very URL, whatever proxy prefix it has.
         assert '<form method="post">' in page
         assert 'name="List-Unsubscribe" value="One-Click"' in page
     assert "dave@example.org" in members(db)
     # The button posts the same form a provider sends.
-    assert http(receiver, "POST", path, ONE_CLICK)[0] == 200
+    assert http(web_server, "POST", path, ONE_CLICK)[0] == 200
     assert "dave@example.org" not in members(db)
-    status, page = http(receiver, "GET", path)
+    status, page = http(web_server, "GET", path)
     assert status == 200 and "no longer subscribed" in page
 
 
 def test_post_without_the_one_click_body_changes_nothing(
-    web_on: None, als: str, post: Any, drain: Any, sink: Sink, receiver: Server, db: Database
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, web_server: Server, db: Database
 ) -> None:
     deliver_one_post(post, drain)
     path = link_of(sink, "dave@example.org")
-    assert http(receiver, "POST", path, b"")[0] == 400
-    assert http(receiver, "POST", path, b"List-Unsubscribe=Yes")[0] == 400
+    assert http(web_server, "POST", path, b"")[0] == 400
+    assert http(web_server, "POST", path, b"List-Unsubscribe=Yes")[0] == 400
     assert "dave@example.org" in members(db)
 
 
 def test_forged_or_foreign_tokens_are_refused_revealing_nothing(
-    web_on: None, als: str, cli: Any, post: Any, drain: Any, sink: Sink, receiver: Server,
+    web_on: None, als: str, cli: Any, post: Any, drain: Any, sink: Sink, web_server: Server,
     db: Database
 ) -> None:
     deliver_one_post(post, drain)
@@ -157,7 +157,7 @@ def test_forged_or_foreign_tokens_are_refused_revealing_nothing(
     pages = set()
     for bad in forged:
         for method, body in (("GET", None), ("POST", ONE_CLICK)):
-            status, page = http(receiver, method, f"/u/{bad}", body)
+            status, page = http(web_server, method, f"/u/{bad}", body)
             assert status == 404, (bad, method)
             assert "Living with ALS" not in page and "example" not in page
             pages.add(page)
@@ -178,7 +178,7 @@ def test_without_base_url_posts_carry_only_a_mailto(als: str, post: Any, drain: 
 
 
 def test_unsubscribing_drops_posts_still_waiting_for_the_member(
-    web_on: None, als: str, post: Any, drain: Any, sink: Sink, receiver: Server, clock: Any
+    web_on: None, als: str, post: Any, drain: Any, sink: Sink, web_server: Server, clock: Any
 ) -> None:
     deliver_one_post(post, drain)
     path = link_of(sink, "dave@example.org")
@@ -186,7 +186,7 @@ def test_unsubscribing_drops_posts_still_waiting_for_the_member(
     sink.rcpt_replies["dave@example.org"] = "451 4.3.0 Try later"
     assert post(make_message("alice@example.org", "Next", "x", message_id="n@x.org")).code == 250
     drain()
-    assert http(receiver, "POST", path, ONE_CLICK)[0] == 200
+    assert http(web_server, "POST", path, ONE_CLICK)[0] == 200
     del sink.rcpt_replies["dave@example.org"]
     sink.received.clear()
     clock.advance(hours=1)
@@ -196,7 +196,7 @@ def test_unsubscribing_drops_posts_still_waiting_for_the_member(
 
 def test_a_digest_reader_gets_the_same_personal_one_click_link_and_it_works(
     web_on: None, signed: Any, als: str, post: Any, clock: Clock, scheduler: Any,
-    drain: Any, sink: Sink, receiver: Server, db: Database
+    drain: Any, sink: Sink, web_server: Server, db: Database
 ) -> None:
     """A digest is bulk mail: Carol's copy carries her own one-click link in the signed
     header and in both footers, as a post copy does, and one POST of it lets her go."""
@@ -218,5 +218,5 @@ def test_a_digest_reader_gets_the_same_personal_one_click_link_and_it_works(
     assert f'href="{BASE}{path}"' in html
     # A post copy for Bob carries a link of its own, never Carol's.
     assert path not in str(sink.to("bob@example.net")[0]["List-Unsubscribe"])
-    assert http(receiver, "POST", path, ONE_CLICK)[0] == 200
+    assert http(web_server, "POST", path, ONE_CLICK)[0] == 200
     assert CAROL not in members(db)

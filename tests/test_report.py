@@ -30,7 +30,7 @@ def web_on(config_data: dict[str, Any]) -> None:
 
 def test_report_counts_what_happened(web_on: None, als: str, cli: Any, post: Any,
                                      drain: Any, sink: Sink, clock: Clock,
-                                     receiver: Server) -> None:
+                                     web_server: Server) -> None:
     for address in ("frank@example.org", "gina@example.org", "hank@example.org"):
         assert cli("members", "add", LIST, address).exit_code == 0
     sink.rcpt_replies.update({
@@ -49,7 +49,7 @@ def test_report_counts_what_happened(web_on: None, als: str, cli: Any, post: Any
     drain()
     # Nov 28: bob leaves with one click; dave's provider reports a complaint.
     clock.now = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
-    assert http(receiver, "POST", link_of(sink, "bob@example.net"), ONE_CLICK)[0] == 200
+    assert http(web_server, "POST", link_of(sink, "bob@example.net"), ONE_CLICK)[0] == 200
     (dave_copy,) = [r.content for r in sink.received if "dave@example.org" in r.rcpt_tos]
     assert post(arf(dave_copy, rcpt="dave@example.org"), to=[BOUNCES], sender="").code == 250
     # Dec 2: more than five days of 4xx for hank: we give up, a soft bounce.

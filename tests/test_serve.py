@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,10 @@ def test_shipped_config_delivers_into_maildirs_and_stops_cleanly(tmp_path: Path)
     port = free_port()
     shipped = (ROOT / "config.toml").read_text()
     assert 'transport = "maildir"' in shipped and 'path = "var/mail"' in shipped
-    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}"))
+    web_port = free_port()
+    assert "port = 8080" in shipped
+    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}")
+                                          .replace("port = 8080", f"port = {web_port}"))
 
     assert listserv(tmp_path, "db", "init").returncode == 0
     assert listserv(tmp_path, "lists", "create", "living-with-als",
@@ -90,6 +94,9 @@ def test_shipped_config_delivers_into_maildirs_and_stops_cleanly(tmp_path: Path)
         assert b"Message-ID: <q@example.org>" in content
         assert b"Does it help?" in content
         assert not (tmp_path / "var" / "mail" / "alice@example.org").exists()
+        # The web archive is served too, members-only until the list says otherwise.
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=10) as page:
+            assert page.status == 200 and b"Sign in" in page.read()
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=15)

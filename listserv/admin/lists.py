@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listserv import oneclick
 from listserv.config import Config
 from listserv.core.addresses import AddressError, identity, list_address, normalize
 from listserv.store.models import MODES, MailingList, Member
+from listserv.web import oneclick
 
 
 class AdminError(ValueError):

@@ -25,7 +25,7 @@ from listserv.core.digest import Period, latest_due, parse_day, period
 from listserv.inbound import moderation
 from listserv.store import roles as listroles
 from listserv.store.database import Database, sqlite_path
-from listserv.store.models import MODES, POLICIES, MailingList
+from listserv.store.models import ARCHIVES, MODES, POLICIES, MailingList
 from listserv.store.settings import token_secret
 
 
@@ -184,7 +184,8 @@ def _migrate(ctx: Context, revision: str = "head",
 
 # -- serve ---------------------------------------------------------------------------------
 @main.command()
-@click.option("--role", "role", type=click.Choice(["all", "receiver", "dispatcher", "scheduler"]),
+@click.option("--role", "role",
+              type=click.Choice(["all", "receiver", "dispatcher", "scheduler", "web"]),
               default="all", show_default=True, help="Which part of listserv this process runs.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Receiver processes sharing the SMTP port, e.g. one per core "
@@ -192,7 +193,8 @@ def _migrate(ctx: Context, revision: str = "head",
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details too.")
 @pass_ctx
 def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
-    """Receive posts by SMTP and deliver them (Ctrl-C stops cleanly)."""
+    """Receive posts by SMTP, deliver them, and serve the web archive (Ctrl-C stops
+    cleanly)."""
     from listserv.outbound.signing import SigningKeyError
     from listserv.server import ROLES, configure_logging, run
 
@@ -275,6 +277,7 @@ def lists_show(ctx: Context, address: str, as_json: bool) -> None:
     with ctx.session() as s:
         ml = admin.require_list(s, address, ctx.config.lists.domain)
         row = {**admin.list_summary(s, ml), "policy": listroles.policy(s, ml),
+               "archive": ml.archive,
                **admin.retry_setting(ml, ctx.config)}
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
@@ -545,16 +548,19 @@ def outbox_retry(ctx: Context, ids: tuple[int, ...], retry_all: bool) -> None:
 @click.option("--max-retry-hours", "retry_hours", default=None, metavar="H|default",
               help="Hours a temporarily failing delivery of this list is retried before it "
                    "counts as a bounce (> 0); 'default' follows [delivery] max_age_hours.")
+@click.option("--archive", type=click.Choice(ARCHIVES), default=None,
+              help="Who may read the list on the web: its members once signed in "
+                   "(the default), anyone, or nobody.")
 @pass_ctx
 def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str, ...],
               moderators: tuple[str, ...], posters: tuple[str, ...],
-              removed: tuple[str, ...], retry_hours: str | None) -> None:
-    """Set the posting policy, the owners, moderators and approved posters, and the maximum
-    retry age of a list."""
-    if policy is None and retry_hours is None and not (owners or moderators or posters
-                                                       or removed):
-        fail("nothing to change: give --policy, --owner, --moderator, --poster, --remove "
-             "or --max-retry-hours")
+              removed: tuple[str, ...], retry_hours: str | None, archive: str | None) -> None:
+    """Set the posting policy, the owners, moderators and approved posters, the maximum
+    retry age and who may read the web archive of a list."""
+    if policy is None and retry_hours is None and archive is None and not (
+            owners or moderators or posters or removed):
+        fail("nothing to change: give --policy, --owner, --moderator, --poster, --remove, "
+             "--max-retry-hours or --archive")
     try:
         hours = None if retry_hours is None else admin.parse_retry_hours(retry_hours)
     except admin.AdminError as exc:
@@ -570,10 +576,32 @@ def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str,
             listroles.set_policy(s, ml, policy)
         if retry_hours is not None:
             ml.max_retry_hours = hours
+        if archive is not None:
+            ml.archive = archive
         retry = admin.retry_setting(ml, ctx.config)
         default = " (default)" if retry["max_retry_hours_default"] else ""
         click.echo(f"{ml.address}: policy={listroles.policy(s, ml)} "
                    f"max_retry_hours={retry['max_retry_hours']:g}{default}")
+        if archive is not None:
+            click.echo(f"{ml.address}: archive={ml.archive}")
+
+
+@main.group()
+def archive() -> None:
+    """The web archive's search index."""
+
+
+@archive.command("reindex")
+@click.argument("list_address", metavar="LIST")
+@pass_ctx
+def archive_reindex(ctx: Context, list_address: str) -> None:
+    """Rebuild the search index of LIST from its stored posts (on SQLite: of every list)."""
+    from listserv.store import search
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        indexed = search.reindex(s.connection(), ml.id)
+    click.echo(f"{ml.address}: search index rebuilt, {indexed} posts indexed")
 
 
 @lists.command("roles")

@@ -27,7 +27,7 @@ STRIP_HEADERS = (
     "Return-Path", "Delivered-To", "X-Original-To", "Envelope-To",
     "DKIM-Signature", "ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results",
     "List-Id", "List-Post", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Help",
-    "List-Subscribe", "List-Archive", "List-Owner", "Precedence", "X-BeenThere",
+    "List-Subscribe", "List-Archive", "List-Owner", "Archived-At", "Precedence", "X-BeenThere",
     "Errors-To", "Sender", "Auto-Submitted", "X-Auto-Response-Suppress",
 )
 
@@ -133,7 +133,7 @@ def to_bytes(msg: Message) -> bytes:
 def render_post(
     raw: bytes, info: ListInfo, author_name: str, author_address: str, footer: str,
     reply_to: str = "", unsubscribe: str = "", author_alias: str = "",
-    keep_arc: bool = False,
+    keep_arc: bool = False, archived_at: str = "",
 ) -> bytes:
     """The post as delivered to members (RFC 2369 headers, DMARC-safe From, footer).
 
@@ -143,6 +143,7 @@ def render_post(
     also gets List-Unsubscribe-Post, so providers can offer one-click unsubscribe (RFC 8058).
     `author_alias` is the From address of lists whose from_rewrite is "alias".
     `keep_arc` keeps the ARC sets of earlier hops, so our seal continues their chain.
+    `archived_at` is the post's permalink in the web archive (RFC 5064).
     """
     msg = email.message_from_bytes(raw, policy=POLICY)
     for name in STRIP_HEADERS:
@@ -167,6 +168,8 @@ def render_post(
         msg[name] = unsubscribe if name == "List-Unsubscribe" and unsubscribe else value
     if unsubscribe.startswith("<http"):
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if archived_at:
+        msg["Archived-At"] = f"<{archived_at}>"
     _append_footer(msg, footer)
     return to_bytes(msg)
 

@@ -18,7 +18,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from listserv import oneclick
 from listserv.config import Config
 from listserv.core import verp
 from listserv.core.addresses import Route, role_address
@@ -27,6 +26,7 @@ from listserv.inbound.bounces import find_member
 from listserv.store.database import Database, get_list
 from listserv.store.models import MailingList, Member, MemberEvent
 from listserv.store.settings import token_secret
+from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ from listserv.core import dmarc, policy, replytext, robots, threads
 from listserv.core.addresses import Route, list_id
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.core.replies import Outcome, combine
+from listserv.store import search
 from listserv.store.database import Database, is_disk_full
 from listserv.store.models import (
     FanoutJob,
@@ -222,6 +223,7 @@ class _Compiled:
 
 _FACTS, _NEW_THREAD, _NEW_POST, _NEW_JOB, _TOUCH = map(
     _FastStatement, (_LIST_AND_FACTS, _INSERT_THREAD, _INSERT_POST, _INSERT_JOB, _TOUCH_THREAD))
+_INDEX = {dialect: _FastStatement(statement) for dialect, statement in search.INSERTS.items()}
 
 
 @dataclass(frozen=True)
@@ -289,8 +291,8 @@ def _store_post(
     conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime,
     new_text: str | None = None,
 ) -> int:
-    """Insert the post, open or touch its thread, and queue its one fan-out job; the id.
-    `new_text` is the author's own words, when worked out already."""
+    """Insert the post, open or touch its thread, index it for search, and queue its one
+    fan-out job; the id. `new_text` is the author's own words, when worked out already."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
     if candidates:
@@ -314,6 +316,8 @@ def _store_post(
         }).fetchone()[0]
     else:
         _TOUCH.run(conn, {"thread_id": thread_id, "now": now})
+    if new_text is None:
+        new_text = replytext.new_text(parsed.text)
     post_id: int = _NEW_POST.run(conn, {
         "list_id": ml.id,
         "thread_id": thread_id,
@@ -325,9 +329,12 @@ def _store_post(
         "date": parsed.date,
         "received_at": now,
         "body": parsed.text,
-        "new_text": replytext.new_text(parsed.text) if new_text is None else new_text,
+        "new_text": new_text,
         "raw": raw,
     }).fetchone()[0]
+    dialect = conn.dialect.name
+    _INDEX[dialect].run(conn, search.row(dialect, post_id, ml.id, clean or parsed.subject,
+                                         new_text))
     _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
     return post_id
 

@@ -17,7 +17,6 @@ from jinja2 import Environment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listserv import oneclick
 from listserv.config import Config
 from listserv.core import commands, compose, robots, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
@@ -29,6 +28,7 @@ from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
 from listserv.store.models import ListRole, MailingList, Member, Pending, UsedToken
 from listserv.store.settings import token_secret
+from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from jinja2 import Environment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv import oneclick
 from listserv.config import Config
 from listserv.core import aliases, compose, unsubscribe
 from listserv.core.addresses import role_address, tagged
@@ -26,6 +25,7 @@ from listserv.outbound.signing import Signer
 from listserv.store.database import Database
 from listserv.store.models import MailingList, Member, Notice, Post
 from listserv.store.settings import token_secret
+from listserv.web import oneclick, paths
 
 # Headers every message we send on our own account carries, and no post does.
 AUTOMATIC_HEADERS = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
@@ -147,16 +147,28 @@ def render_post(config: Config, templates: Environment, post: Post, ml: MailingL
                 keep_from: bool = False) -> bytes:
     """A post as members get it: list-wide, or with one member's unsubscribe links;
     `keep_from` leaves the author's From as written."""
+    archive_url, archived_at = archive_links(config, ml, post.id)
     footer = templates.get_template("footer.txt").render(
         title=ml.title, list_address=ml.address,
         leave_address=role_address(ml.address, "leave"),
-        archive_url=config.lists.archive_url, unsubscribe_url=links.url if links else "",
+        archive_url=archive_url, unsubscribe_url=links.url if links else "",
     )
-    info = list_info(ml, config.lists.archive_url)
+    info = list_info(ml, archive_url)
     if keep_from:
         info = replace(info, from_rewrite="never")
     return compose.render_post(post.raw, info,
                                post.author_name, post.author_address, footer,
                                reply_to=tagged(ml.address, f"t{post.thread_id}"),
                                unsubscribe=links.header() if links else "",
-                               author_alias=alias, keep_arc=config.dkim.arc)
+                               author_alias=alias, keep_arc=config.dkim.arc,
+                               archived_at=archived_at)
+
+
+def archive_links(config: Config, ml: MailingList, post_id: int) -> tuple[str, str]:
+    """(List-Archive, Archived-At) of a post: our own archive's pages when [web] base_url
+    is set and the list has a web archive, else [lists] archive_url and no permalink."""
+    base, domain = config.web.base_url, config.lists.domain
+    if not base or ml.archive == "none":
+        return config.lists.archive_url, ""
+    return paths.list_url(base, ml.address, domain), paths.post_url(base, ml.address, domain,
+                                                                    post_id)

@@ -19,7 +19,6 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from listserv import oneclick
 from listserv.config import Config
 from listserv.core import digest
 from listserv.core.addresses import role_address
@@ -27,6 +26,7 @@ from listserv.core.compose import ListInfo
 from listserv.store.database import Database
 from listserv.store.models import Delivery, DigestRun, MailingList, Member, Post, Thread
 from listserv.store.settings import token_secret
+from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
 

@@ -197,12 +197,13 @@ class Database:
     def create_schema(self) -> None:
         """Make the schema current: an empty database gets the models' tables, stamped as
         migrated to head; an older one (or one from before migrations) is migrated."""
-        from listserv.store import migrate
+        from listserv.store import migrate, search
 
         with self.engine.begin() as conn:
             migrate.lock_schema(conn)
             if not inspect(conn).get_table_names():
                 Base.metadata.create_all(conn)
+                search.create(conn)
                 migrate.stamp_head(conn)
                 return
         if migrate.current(self.engine) != migrate.head():

@@ -23,6 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from listserv.store.models import Base
+from listserv.store.search import TABLE as SEARCH_TABLE
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
@@ -96,7 +97,19 @@ def differences(engine: Engine) -> list[Any]:
         warnings.filterwarnings("ignore", message=".*expression-based index")
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                  Base.metadata)
-    return [d for d in diffs if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
+    return [d for d in diffs if not _unmodelled(d)]
+
+
+def _unmodelled(diff: Any) -> bool:
+    """A table the models do not describe, or its index: alembic's own, and the search
+    index (search.py, made by hand: an FTS5 table or a tsvector column with a GIN index)."""
+    if diff[0] == "remove_table":
+        table = diff[1].name
+    elif diff[0] == "remove_index":
+        table = diff[1].table.name
+    else:
+        return False
+    return table == VERSION_TABLE or table.startswith(SEARCH_TABLE)
 
 
 def revision(message: str, rev_id: str | None = None) -> None:

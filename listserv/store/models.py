@@ -25,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 from listserv.core import addresses
 
 MODES = ("each", "digest", "nomail")
+ARCHIVES = ("members", "public", "none")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -62,6 +63,9 @@ class MailingList(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Hours a temporarily failing delivery is retried; NULL: [delivery] max_age_hours.
     max_retry_hours: Mapped[float | None] = mapped_column(Float)
+    # Who may read the archive on the web: members (signed in), public, or none.
+    archive: Mapped[str] = mapped_column(String(10), default="members",
+                                         server_default="members")
 
     @property
     def domain(self) -> str:
@@ -383,3 +387,31 @@ class DeliveryFailure(Base):
     kind: Mapped[str] = mapped_column(String(10))
     reply: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# -- the web archive -------------------------------------------------------------------------
+class SignInRequest(Base):
+    """One sign-in link asked for on the web, by a member or not: the single-use token names
+    this row, and the rows of the last hour are the rate limit per address and per client."""
+
+    __tablename__ = "web_signin_requests"
+    __table_args__ = (Index("ix_web_signin_address_at", "address", "at"),
+                      Index("ix_web_signin_client_at", "client", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    client: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A reader signed in on the web; the cookie names the row and is signed with the token
+    secret, and signing out deletes the row, so a copied cookie stops working too."""
+
+    __tablename__ = "web_sessions"
+    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

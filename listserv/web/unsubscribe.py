@@ -17,10 +17,10 @@ from aiohttp import web
 from jinja2 import Environment
 from sqlalchemy.exc import SQLAlchemyError
 
-from listserv import oneclick
 from listserv.config import Config
 from listserv.store.database import Database
 from listserv.store.settings import token_secret
+from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +81,3 @@ class Endpoint:
         return self.page("unsubscribe_done.html", list_title=target.list_title,
                          list_address=target.list_address, address=target.address)
 
-
-def application(db: Database, config: Config, templates: Environment,
-                clock: Callable[[], datetime]) -> web.Application:
-    endpoint = Endpoint(db, config, templates, clock)
-    app = web.Application(client_max_size=16 * 1024)
-    app.router.add_get("/u/{token}", endpoint.confirm)
-    app.router.add_post("/u/{token}", endpoint.unsubscribe)
-    return app
-
-
-async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve `app`; returns the runner (to clean up) and the port actually bound."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    return runner, runner.addresses[0][1]
