@@ -401,6 +401,16 @@ def _apply(
     return Result(combine(outcomes), "; ".join(details), tuple(post_ids))
 
 
+def apply_in_session(session: Session, route: Route, raw: bytes, parsed: Parsed, sender: str,
+                     now: datetime, on_held: OnHeld | None,
+                     authenticity: Authenticity | None = None) -> Result:
+    """Decide and store one message for one list route in the caller's transaction, as if
+    it had been sent there (a reply to a digest, received at `-request`)."""
+    prepared = Prepared.of(parsed, sender, [route], authenticity)
+    return _apply(_Transaction(session.connection(), session), [route], raw, prepared, sender,
+                  now, on_held)
+
+
 def _clean(address: str) -> str:
     return address.replace("\r", "").replace("\n", "").replace(">", "")
 
