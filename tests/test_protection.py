@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from listserv.core import policy
+from listserv.core import dmarc, policy
 from listserv.core.message import Parsed
 from listserv.core.replies import Outcome
 from listserv.store.database import Database
@@ -230,3 +230,20 @@ def test_protection_rules(facts: dict[str, Any], outcome: Outcome, reason: str) 
     decision = policy.decide(PARSED, policy.Facts(**{**base, **facts}))
     assert decision.outcome is outcome
     assert reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("results", "verified"),
+    [
+        ([], False),
+        (["lists.example.org; spf=pass smtp.mailfrom=sam@example.com"], True),
+        (["lists.example.org; spf=pass smtp.mailfrom=sam@mail.example.com"], True),
+        (["lists.example.org; spf=pass smtp.mailfrom=x@evil.example"], False),
+        (["lists.example.org; dkim=pass header.d=example.com"], True),
+        (["lists.example.org; dmarc=pass header.from=example.com"], True),
+        (["lists.example.org; spf=softfail smtp.mailfrom=sam@example.com"], False),
+        (["mx.evil.example; spf=pass smtp.mailfrom=sam@example.com"], False),
+    ],
+)
+def test_which_senders_our_front_mta_vouches_for(results: list[str], verified: bool) -> None:
+    assert dmarc.sender_verified(results, "lists.example.org", "sam@example.com") is verified
