@@ -111,9 +111,11 @@ def test_a_reply_quoting_one_section_or_naming_its_subject_lands_there(
     assert thread_of(db, "c4@example.com") == RAMPS
 
 
-def test_an_ambiguous_reply_is_held_and_the_member_chooses_the_conversation(
-    als: str, post: Any, clock: Clock, scheduler: Any, drain: Any, sink: Sink, db: Database
-) -> None:
+def ambiguous_reply(
+    post: Any, clock: Clock, scheduler: Any, drain: Any, sink: Sink, db: Database
+) -> EmailMessage:
+    """Carol thanks everyone on top of the whole digest: which thread is not said. The one
+    email she gets back."""
     msg = digest_with_two_threads(post, clock, scheduler, drain, sink)
     text, _ = parts(msg)
     words = "Thank you all, this list is such a help to our family."
@@ -125,15 +127,48 @@ def test_an_ambiguous_reply_is_held_and_the_member_chooses_the_conversation(
     assert count(db, Held, Held.message_id == "c5@example.com") == 1
     drain()
     (question,) = [m for m in sink.to(CAROL) if m["Subject"] == "Which conversation did you mean?"]
-    body = question.get_content()
-    assert "Nothing was sent to the list yet." in body
-    lines = body.splitlines()
+    assert "Nothing was sent to the list yet." in question.get_content()
+    return question
+
+
+def test_answering_which_conversation_with_its_number_posts_the_reply_there(
+    als: str, post: Any, clock: Clock, scheduler: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    question = ambiguous_reply(post, clock, scheduler, drain, sink, db)
+    reply_to = email.utils.parseaddr(str(question["Reply-To"]))[1]
+    assert "-confirm+t0." in reply_to
+
+    def answer(words: str, mid: str) -> None:
+        msg = make_message(
+            "Carol Cole <carol@example.com>",
+            "Re: " + question["Subject"],
+            f"{words}\n\n> Which conversation did you mean?",
+            to=reply_to,
+            message_id=mid,
+        )
+        assert post(msg, to=[reply_to]).code == 250
+
+    answer("the one about ramps", "c7@example.com")  # not a number: asked again
+    assert count(db, Held, Held.message_id == "c5@example.com") == 1
+    drain()
+    assert len([m for m in sink.to(CAROL) if m["Subject"] == question["Subject"]]) == 2
+    answer("2", "c8@example.com")
+    assert thread_of(db, "c5@example.com") == RAMPS
+    assert count(db, Held) == 0
+
+
+def test_an_ambiguous_reply_is_held_and_the_member_chooses_the_conversation(
+    als: str, post: Any, clock: Clock, scheduler: Any, drain: Any, sink: Sink, db: Database
+) -> None:
+    question = ambiguous_reply(post, clock, scheduler, drain, sink, db)
+    lines = question.get_content().splitlines()
     addresses = {
         lines[i - 1].strip(): lines[i].strip()
         for i, line in enumerate(lines)
         if "-confirm+t" in line
     }
-    assert set(addresses) == {"Massage therapy?", RAMPS}
+    assert set(addresses) == {"1. Massage therapy?", "2. " + RAMPS}
+    addresses = {key.split(". ", 1)[1]: value for key, value in addresses.items()}
     # Someone else cannot use Carol's choice.
     forged = make_message("Bob Baker <bob@example.net>", "yes", "yes", to=addresses[RAMPS])
     assert post(forged, to=[addresses[RAMPS]]).code == 250
@@ -223,3 +258,20 @@ def test_digest_message_ids_and_subjects_are_recognised() -> None:
     new = digestreply.with_subject(raw, "Re: Ελένη")
     assert b"old" not in new and new.endswith(b"\r\n\r\nbody\r\n")
     assert email.message_from_bytes(new, policy=email.policy.default)["Subject"] == "Re: Ελένη"
+
+
+@pytest.mark.parametrize(
+    ("body", "number"),
+    [
+        ("2", 2),
+        ("#2 please", 2),
+        ("2.", 2),
+        ("Number 1\n\n> Which conversation did you mean?", 1),
+        ("3", None),  # only two were offered
+        ("0", None),
+        ("the one about ramps", None),
+        ("> 2\nyes", None),
+    ],
+)
+def test_the_number_of_a_conversation_in_a_reply(body: str, number: int | None) -> None:
+    assert digestreply.chosen_number(body, 2) == number

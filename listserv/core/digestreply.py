@@ -108,6 +108,18 @@ def choose(
     return Choice(None, "the reply does not say which conversation it answers")
 
 
+_NUMBER_RE = re.compile(r"^\s*(?:#|no\.?\s*|number\s*)?(\d{1,3})\b\.?", re.IGNORECASE)
+
+
+def chosen_number(body: str, choices: int) -> int | None:
+    """The number of a conversation a member answered with ("2", "#2", "2." or "number 2"
+    starting their reply), if it is one of the `choices` offered."""
+    match = _NUMBER_RE.match(replytext.new_text(body))
+    if match and 1 <= int(match[1]) <= choices:
+        return int(match[1])
+    return None
+
+
 def looks_like_a_post(text: str) -> bool:
     """Whether a message that is not a command reads as words meant for the list: more
     than a few words of its own (quotes and signature trimmed)."""

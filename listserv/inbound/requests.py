@@ -49,6 +49,7 @@ ROLES = ("request", "owner", "join", "leave", "confirm")
 # The address of one conversation offered to a member whose digest reply was held:
 # LIST-confirm+t<thread id>.<token of kind p>@domain.
 _CHOSEN_THREAD_RE = re.compile(r"^t(\d{1,18})\.(.+)$")
+ANY_THREAD = 0  # the Reply-To of that email: the conversation is named by its number
 MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
                  ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
 
@@ -273,13 +274,19 @@ class ListDesk:
                     raw=f"Return-Path: <{msg.sender}>\r\n".encode() + msg.raw)
         self.session.add(held)
         self.session.flush()
-        choices = [{"subject": s.subject,
-                    "address": self.thread_choice_address(held, msg.sender, s.thread_id)}
-                   for s in sections]
-        self.notifier.send("which-thread", "which_thread.txt", msg.sender,
-                           in_reply_to=msg.message_id, subject=msg.parsed.subject,
-                           choices=choices)
+        self.ask_which(held, msg.sender, sections, msg.message_id)
         return True
+
+    def ask_which(self, held: Held, sender: str, sections: Sequence[digestreply.Section],
+                  in_reply_to: str | None) -> None:
+        """The one "Which conversation did you mean?" email: an address per thread, and a
+        Reply-To that takes the number of a conversation."""
+        choices = [{"subject": s.subject,
+                    "address": self.thread_choice_address(held, sender, s.thread_id)}
+                   for s in sections]
+        self.notifier.send("which-thread", "which_thread.txt", sender, in_reply_to=in_reply_to,
+                           reply_to=self.thread_choice_address(held, sender, ANY_THREAD),
+                           subject=held.subject, choices=choices)
 
     def thread_choice_address(self, held: Held, sender: str, thread_id: int) -> str:
         token = tokens.issue(self.secret, "p", held.id,
@@ -288,7 +295,8 @@ class ListDesk:
         return tagged(role_address(self.ml.address, "confirm"), f"t{thread_id}.{token}")
 
     def choose_thread(self, thread_id: int, text: str, msg: Incoming) -> None:
-        """The member chose the conversation of their held digest reply: post it there."""
+        """The member chose the conversation of their held digest reply (by its address,
+        or by its number in a reply): post it there."""
         try:
             peeked = tokens.peek(text)
             held = self.session.get(Held, peeked.ident) if peeked and peeked.kind == "p" \
@@ -302,6 +310,16 @@ class ListDesk:
             token = tokens.verify(self.secret, text,
                                   self.binding("reply", held.id, sender, f"t{thread_id}"),
                                   self.now)
+            parsed = parse(held.raw, self.config.limits)
+            if isinstance(parsed, Malformed):  # it was parsed when it was held
+                raise tokens.TokenError(f"the held message cannot be read: {parsed.reason}")
+            sections = self.digest_sections(Incoming(parsed, held.raw, sender, ""))
+            if thread_id == ANY_THREAD:
+                number = digestreply.chosen_number(msg.parsed.text, len(sections))
+                if number is None:  # not a number we offered: ask again, nothing spent
+                    self.ask_which(held, sender, sections, msg.message_id)
+                    return
+                thread_id = sections[number - 1].thread_id
             thread = self.session.get(Thread, thread_id)
             if thread is None or thread.list_id != self.ml.id:
                 raise tokens.TokenError("this conversation is unknown to this list")
@@ -310,8 +328,6 @@ class ListDesk:
                                in_reply_to=msg.message_id, reason=str(exc))
             return
         self.use(token)
-        parsed = parse(held.raw, self.config.limits)
-        assert not isinstance(parsed, Malformed)  # it was parsed when it was held
         self.session.delete(held)
         self.session.flush()
         self.post_in_thread(held.raw, parsed, sender, thread_id, thread.subject)
