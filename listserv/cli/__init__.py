@@ -623,10 +623,11 @@ def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str,
             ml.emergency = emergency == "on"
         retry = admin.retry_setting(ml, ctx.config)
         default = " (default)" if retry["max_retry_hours_default"] else ""
-        guard = " ".join(f"{k}={'off' if v is None else v}"
-                         for k, v in admin.protection(ml).items())
         click.echo(f"{ml.address}: policy={listroles.policy(s, ml)} "
-                   f"max_retry_hours={retry['max_retry_hours']:g}{default} {guard}")
+                   f"max_retry_hours={retry['max_retry_hours']:g}{default}")
+        if any(c is not None for c in (probation, per_member, per_list, emergency)):
+            click.echo(f"{ml.address}: " + " ".join(
+                f"{k}={'off' if v is None else v}" for k, v in admin.protection(ml).items()))
     if emergency == "on":
         click.echo("emergency brake on: every post to this list is held for moderation")
 
