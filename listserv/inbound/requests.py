@@ -20,26 +20,15 @@ from sqlalchemy.orm import Session
 
 from listserv import oneclick
 from listserv.config import Config
-from listserv.core import commands, compose, digestreply, replytext, robots, threads, tokens
+from listserv.core import commands, compose, digestreply, replytext, robots, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.core.replies import Outcome, combine
 from listserv.core.unsubscribe import personal_leave_address
-from listserv.inbound import moderation
-from listserv.inbound import posts as ingest
+from listserv.inbound import digestreplies, moderation
 from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
-from listserv.store.models import (
-    DigestRun,
-    Held,
-    ListRole,
-    MailingList,
-    Member,
-    Pending,
-    Post,
-    Thread,
-    UsedToken,
-)
+from listserv.store.models import ListRole, MailingList, Member, Pending, UsedToken
 from listserv.store.settings import token_secret
 
 log = logging.getLogger(__name__)
@@ -49,7 +38,6 @@ ROLES = ("request", "owner", "join", "leave", "confirm")
 # The address of one conversation offered to a member whose digest reply was held:
 # LIST-confirm+t<thread id>.<token of kind p>@domain.
 _CHOSEN_THREAD_RE = re.compile(r"^t(\d{1,18})\.(.+)$")
-ANY_THREAD = 0  # the Reply-To of that email: the conversation is named by its number
 MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
                  ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
 
@@ -223,7 +211,7 @@ class ListDesk:
     def not_a_command(self, msg: Incoming) -> None:
         """Never drop a member's words: a reply to a digest goes to its thread (or the member
         is asked which); other words that read as a post are quoted back with how to post."""
-        if self.reply_to_digest(msg):
+        if digestreplies.reply_to_digest(self, msg):
             return
         if digestreply.looks_like_a_post(msg.parsed.text):
             quoted = "\n".join(f"> {line}" if line else ">" for line in
@@ -233,122 +221,6 @@ class ListDesk:
                                quoted=quoted)
             return
         self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
-
-    def digest_sections(self, msg: Incoming) -> list[digestreply.Section]:
-        """The threads of the digest a message replies to; none if it is not one."""
-        parsed = msg.parsed
-        run_id = digestreply.digest_run(parsed.parent_candidates)
-        run = self.session.get(DigestRun, run_id) if run_id is not None else None
-        if run is not None and run.list_id == self.ml.id:
-            where = (Post.list_id == self.ml.id, Post.received_at >= run.window_start,
-                     Post.received_at < run.window_end)
-        elif digestreply.is_digest_subject(parsed.subject, self.ml.title):
-            where = (Post.list_id == self.ml.id, Post.thread_id.in_(
-                digestreply.thread_addresses(parsed.text, self.ml.address)))
-        else:
-            return []
-        rows = self.session.execute(
-            select(Thread.id, Thread.subject).join(Post, Post.thread_id == Thread.id)
-            .where(*where).group_by(Thread.id, Thread.subject).order_by(func.min(Post.id))
-        ).all()
-        return [digestreply.Section(tid, subject) for tid, subject in rows]
-
-    def reply_to_digest(self, msg: Incoming) -> bool:
-        """Post a reply to a digest in the thread it answers, or hold it and ask the member
-        which conversation they meant; False if it is not a reply to a digest."""
-        sections = self.digest_sections(msg)
-        if not sections:
-            return False
-        choice = digestreply.choose(msg.parsed.subject, msg.parsed.text, self.ml.address,
-                                    self.ml.subject_prefix, sections)
-        log.info("%s: reply to a digest from %s: %s", self.ml.address, msg.sender,
-                 choice.reason)
-        if choice.thread_id is not None:
-            subject = next(s.subject for s in sections if s.thread_id == choice.thread_id)
-            self.post_in_thread(msg.raw, msg.parsed, msg.sender, choice.thread_id, subject)
-            return True
-        held = Held(list_id=self.ml.id, message_id=msg.message_id,
-                    sender=msg.parsed.author_address or msg.sender, subject=msg.parsed.subject,
-                    reason="a reply to a digest waiting for its author to choose the"
-                    " conversation", received_at=self.now,
-                    raw=f"Return-Path: <{msg.sender}>\r\n".encode() + msg.raw)
-        self.session.add(held)
-        self.session.flush()
-        self.ask_which(held, msg.sender, sections, msg.message_id)
-        return True
-
-    def ask_which(self, held: Held, sender: str, sections: Sequence[digestreply.Section],
-                  in_reply_to: str | None) -> None:
-        """The one "Which conversation did you mean?" email: an address per thread, and a
-        Reply-To that takes the number of a conversation."""
-        choices = [{"subject": s.subject,
-                    "address": self.thread_choice_address(held, sender, s.thread_id)}
-                   for s in sections]
-        self.notifier.send("which-thread", "which_thread.txt", sender, in_reply_to=in_reply_to,
-                           reply_to=self.thread_choice_address(held, sender, ANY_THREAD),
-                           subject=held.subject, choices=choices)
-
-    def thread_choice_address(self, held: Held, sender: str, thread_id: int) -> str:
-        token = tokens.issue(self.secret, "p", held.id,
-                             self.binding("reply", held.id, sender, f"t{thread_id}"), self.now,
-                             timedelta(days=self.config.security.confirm_days))
-        return tagged(role_address(self.ml.address, "confirm"), f"t{thread_id}.{token}")
-
-    def choose_thread(self, thread_id: int, text: str, msg: Incoming) -> None:
-        """The member chose the conversation of their held digest reply (by its address,
-        or by its number in a reply): post it there."""
-        try:
-            peeked = tokens.peek(text)
-            held = self.session.get(Held, peeked.ident) if peeked and peeked.kind == "p" \
-                else None
-            if held is None or held.list_id != self.ml.id:
-                raise tokens.TokenError("this message was already posted or has expired")
-            sender = moderation.return_path(held.raw) or held.sender
-            if identity(msg.sender) != identity(sender):
-                raise tokens.TokenError("only the author of the message may choose where it"
-                                        " is posted")
-            token = tokens.verify(self.secret, text,
-                                  self.binding("reply", held.id, sender, f"t{thread_id}"),
-                                  self.now)
-            parsed = parse(held.raw, self.config.limits)
-            if isinstance(parsed, Malformed):  # it was parsed when it was held
-                raise tokens.TokenError(f"the held message cannot be read: {parsed.reason}")
-            sections = self.digest_sections(Incoming(parsed, held.raw, sender, ""))
-            if thread_id == ANY_THREAD:
-                number = digestreply.chosen_number(msg.parsed.text, len(sections))
-                if number is None:  # not a number we offered: ask again, nothing spent
-                    self.ask_which(held, sender, sections, msg.message_id)
-                    return
-                thread_id = sections[number - 1].thread_id
-            thread = self.session.get(Thread, thread_id)
-            if thread is None or thread.list_id != self.ml.id:
-                raise tokens.TokenError("this conversation is unknown to this list")
-        except tokens.TokenError as exc:
-            self.notifier.send("refused", "token_refused.txt", msg.sender,
-                               in_reply_to=msg.message_id, reason=str(exc))
-            return
-        self.use(token)
-        self.session.delete(held)
-        self.session.flush()
-        self.post_in_thread(held.raw, parsed, sender, thread_id, thread.subject)
-
-    def post_in_thread(self, raw: bytes, parsed: Parsed, sender: str, thread_id: int,
-                       subject: str) -> None:
-        """Post as if sent to the thread's reply address: the list's rules apply alike."""
-        if digestreply.is_digest_subject(parsed.subject, self.ml.title):
-            raw = digestreply.with_subject(raw, f"Re: {threads.strip_prefix(subject, '')}")
-            reparsed = parse(raw, self.config.limits)
-            parsed = parsed if isinstance(reparsed, Malformed) else reparsed
-        route = Route("list", self.ml.address, "post", f"t{thread_id}")
-        authenticity = ingest.Authenticity(self.config.dkim.arc_authserv_id
-                                           or self.config.lists.domain)
-        result = ingest.apply_in_session(
-            self.session, route, raw, parsed, sender, self.now,
-            lambda session, ml, held, parsed, sender, now: moderation.on_held(
-                session, self.config, self.notifier.templates, ml, held, parsed, sender, now),
-            authenticity)
-        log.info("%s: reply to a digest from %s: %s (%s)", self.ml.address, sender,
-                 result.outcome.value, result.detail)
 
     # -- the -owner address --------------------------------------------------------------------
     def forward_to_owners(self, msg: Incoming) -> None:
@@ -378,7 +250,7 @@ class ListDesk:
         elif role == "leave":
             self.request_change("leave", msg)
         elif role == "confirm" and (chosen := _CHOSEN_THREAD_RE.match(detail or "")):
-            self.choose_thread(int(chosen[1]), chosen[2], msg)
+            digestreplies.choose_thread(self, int(chosen[1]), chosen[2], msg)
         elif role == "confirm":
             self.apply_token(detail or "", msg, kinds="jlm")
         elif role == "request":
