@@ -31,8 +31,13 @@ def moderated(als: str, cli: Any) -> str:
     return als
 
 
+# Our front MTA vouches for the stranger's address, so the hold notice is no backscatter.
+VOUCHED = {"Authentication-Results": f"lists.example.org; spf=pass smtp.mailfrom={STRANGER}"}
+
+
 def hold(post: Any, sender: str = STRANGER, mid: str = "held@example.com") -> None:
-    reply = send(post, sender, LIST, "A question", "Can I ask here?", message_id=mid)
+    reply = send(post, sender, LIST, "A question", "Can I ask here?", message_id=mid,
+                 headers=VOUCHED)
     assert "held" in reply.text
 
 
@@ -81,7 +86,7 @@ def test_held_message_approved_by_email(
 ) -> None:
     hold(post)
     again = send(post, STRANGER, LIST, "A question", "Can I ask here?",
-                 message_id="held@example.com")
+                 message_id="held@example.com", headers=VOUCHED)
     assert "already" in again.text  # the same message again: stored once, poster told once
     drain()
     (waiting,) = sink.to(STRANGER)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 from email.utils import parseaddr
 from typing import Any
@@ -160,7 +161,11 @@ def test_duplicate_message_id_is_accepted_and_stored_once(
 def test_non_member_post_is_held_not_delivered(
     als: str, post: Any, db: Database, drain: Any, sink: Sink
 ) -> None:
-    msg = make_message("stranger@example.com", "Buy now", "spam", message_id="s@x.com")
+    # Our front MTA found the stranger's address genuine (an SPF pass for it).
+    vouched = {"Authentication-Results":
+               "lists.example.org; spf=pass smtp.mailfrom=stranger@example.com"}
+    msg = make_message("stranger@example.com", "Buy now", "spam", message_id="s@x.com",
+                       headers=vouched)
     reply = post(msg)
     assert reply.code == 250
     assert "held" in reply.text
@@ -170,6 +175,39 @@ def test_non_member_post_is_held_not_delivered(
     # Only the poster hears from us: the message waits for a moderator.
     assert sink.recipients() == ["stranger@example.com"]
     assert "awaits moderation" in str(sink.to("stranger@example.com")[0]["Subject"])
+
+
+@pytest.mark.parametrize("results", [
+    None,  # the front MTA recorded nothing: we cannot tell the sender is real
+    "lists.example.org; spf=fail smtp.mailfrom=innocent@example.com; dmarc=fail"
+    " header.from=example.com",
+    "evil.example; spf=pass smtp.mailfrom=innocent@example.com",  # not our front MTA
+])
+def test_a_held_strangers_post_with_an_unverified_sender_causes_no_backscatter(
+    als: str, post: Any, db: Database, drain: Any, sink: Sink, results: str | None
+) -> None:
+    msg = make_message("innocent@example.com", "Buy now", "spam", message_id="bs@x.com",
+                       headers={"Authentication-Results": results} if results else None)
+    assert "held" in post(msg).text
+    assert count(db, Held) == 1
+    drain()
+    assert sink.to("innocent@example.com") == []
+
+
+def test_an_earlier_poster_is_told_that_their_post_waits(
+    als: str, cli: Any, post: Any, db: Database, drain: Any, sink: Sink
+) -> None:
+    first = make_message("Fay <fay@example.com>", "Hello", "Hi all.", message_id="f1@x.com")
+    assert post(first).code == 250
+    held = json.loads(cli("held", "list", LIST, "--json").output)
+    assert cli("held", "approve", str(held[0]["id"])).exit_code == 0
+    drain()
+    assert sink.to("fay@example.com") == []  # unverified and unknown: not told
+    again = make_message("Fay <fay@example.com>", "Again", "Me again.", message_id="f2@x.com")
+    assert "held" in post(again).text
+    drain()
+    (told,) = sink.to("fay@example.com")
+    assert "awaits moderation" in str(told["Subject"])
 
 
 def test_post_to_two_lists_is_stored_in_each(als: str, cli: Any, post: Any,

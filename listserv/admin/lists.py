@@ -68,6 +68,26 @@ def parse_retry_hours(value: str) -> float | None:
     return hours
 
 
+def parse_limit(option: str, value: str) -> int | None:
+    """A daily limit option: a whole number of posts > 0, or "off" (None: no limit)."""
+    if value.strip().lower() == "off":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise AdminError(f"invalid {option} {value!r}: give a number of posts > 0, or 'off'")
+    return int(value)
+
+
+def protection(ml: MailingList) -> dict[str, Any]:
+    """What `lists set` and `lists show` say of probation, limits, the brake and sending."""
+    return {
+        "probation": ml.probation,
+        "max_posts_per_day": ml.max_posts_per_day,
+        "max_list_posts_per_day": ml.max_list_posts_per_day,
+        "emergency": "on" if ml.emergency else "off",
+        "sending": "paused" if ml.sending_paused else "on",
+    }
+
+
 def retry_setting(ml: MailingList, config: Config) -> dict[str, Any]:
     """What `lists show` says of the retry age: the hours in force and whether they are the
     global default."""

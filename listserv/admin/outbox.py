@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from listserv.store.models import Delivery, MailingList, Member, Notice
+from listserv.store.models import Delivery, MailingList, Member, Notice, Setting
+from listserv.store.settings import PAUSED_KEY, sending_paused
 
 UNSENT = ("queued", "deferred", "failed")
 
@@ -84,3 +85,33 @@ def bouncing_members(session: Session, ml: MailingList) -> list[dict[str, Any]]:
         }
         for m in found
     ]
+
+
+def pause(session: Session, ml: MailingList | None, now: datetime) -> None:
+    """Stop sending (posts, digests, notices) of one list, or of all; nothing is dropped:
+    deliveries wait queued, and fan-outs and digests are still prepared."""
+    if ml is not None:
+        ml.sending_paused = True
+    elif session.get(Setting, PAUSED_KEY) is None:
+        session.add(Setting(key=PAUSED_KEY, value=now.isoformat()))
+
+
+def resume(session: Session, ml: MailingList | None) -> None:
+    """Send again what one list (or every list, and the whole outbox) holds."""
+    if ml is not None:
+        ml.sending_paused = False
+        return
+    setting = session.get(Setting, PAUSED_KEY)
+    if setting is not None:
+        session.delete(setting)
+    session.execute(update(MailingList).values(sending_paused=False))
+
+
+def paused_line(session: Session) -> str | None:
+    """What `outbox` says first while sending is paused, or None."""
+    everything, lists = sending_paused(session)
+    if everything:
+        return "SENDING PAUSED for every list (listserv outbox resume)"
+    if lists:
+        return f"SENDING PAUSED for {', '.join(lists)} (listserv outbox resume LIST)"
+    return None

@@ -278,7 +278,7 @@ def lists_show(ctx: Context, address: str, as_json: bool) -> None:
         ml = admin.require_list(s, address, ctx.config.lists.domain)
         row = {**admin.list_summary(s, ml), "policy": listroles.policy(s, ml),
                "archive": ml.archive,
-               **admin.retry_setting(ml, ctx.config)}
+               **admin.retry_setting(ml, ctx.config), **admin.protection(ml)}
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
@@ -512,6 +512,9 @@ def outbox(click_ctx: click.Context, statuses: tuple[str, ...], limit: int,
     ctx = click_ctx.find_object(Context)
     with ctx.session() as s:
         rows = deliveries.pending(s, statuses or deliveries.UNSENT, limit)
+        paused = deliveries.paused_line(s)
+    if paused:
+        click.echo(paused, err=as_json)
     emit(rows, as_json, ["id", "status", "recipient", "message", "attempts", "next_attempt",
                          "last_error"])
 
@@ -533,6 +536,32 @@ def outbox_retry(ctx: Context, ids: tuple[int, ...], retry_all: bool) -> None:
     click.echo(f"{changed} deliveries due now")
 
 
+@outbox.command("pause")
+@click.argument("address", required=False)
+@pass_ctx
+def outbox_pause(ctx: Context, address: str | None) -> None:
+    """Stop sending posts, digests and notices (of one list, or all); nothing is lost."""
+    from listserv.admin import outbox as deliveries
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, address, ctx.config.lists.domain) if address else None
+        deliveries.pause(s, ml, now())
+        click.echo(deliveries.paused_line(s))
+
+
+@outbox.command("resume")
+@click.argument("address", required=False)
+@pass_ctx
+def outbox_resume(ctx: Context, address: str | None) -> None:
+    """Send again what was paused (one list, or everything)."""
+    from listserv.admin import outbox as deliveries
+
+    with ctx.session() as s:
+        ml = admin.require_list(s, address, ctx.config.lists.domain) if address else None
+        deliveries.resume(s, ml)
+        click.echo(deliveries.paused_line(s) or "sending resumed")
+
+
 # -- membership and moderation ---------------------------------------------------------------
 @lists.command("set")
 @click.argument("address")
@@ -551,18 +580,34 @@ def outbox_retry(ctx: Context, ids: tuple[int, ...], retry_all: bool) -> None:
 @click.option("--archive", type=click.Choice(ARCHIVES), default=None,
               help="Who may read the list on the web: its members once signed in "
                    "(the default), anyone, or nobody.")
+@click.option("--probation", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Hold a new member's first N posts for a moderator (0: off).")
+@click.option("--max-posts-per-day", "per_member", default=None, metavar="N|off",
+              help="Hold a member's posts beyond N in the last 24 hours.")
+@click.option("--max-list-posts-per-day", "per_list", default=None, metavar="N|off",
+              help="Hold every post beyond N to this list in the last 24 hours.")
+@click.option("--emergency", type=click.Choice(["on", "off"]), default=None,
+              help="The emergency brake: hold every post of this list for moderation.")
 @pass_ctx
 def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str, ...],
               moderators: tuple[str, ...], posters: tuple[str, ...],
-              removed: tuple[str, ...], retry_hours: str | None, archive: str | None) -> None:
+              removed: tuple[str, ...], retry_hours: str | None, archive: str | None,
+              probation: int | None, per_member: str | None, per_list: str | None,
+              emergency: str | None) -> None:
     """Set the posting policy, the owners, moderators and approved posters, the maximum
-    retry age and who may read the web archive of a list."""
-    if policy is None and retry_hours is None and archive is None and not (
-            owners or moderators or posters or removed):
+    retry age, who may read the web archive, probation, daily limits and the emergency
+    brake of a list."""
+    changes = (policy, retry_hours, archive, probation, per_member, per_list, emergency)
+    if all(c is None for c in changes) and not (owners or moderators or posters or removed):
         fail("nothing to change: give --policy, --owner, --moderator, --poster, --remove, "
-             "--max-retry-hours or --archive")
+             "--max-retry-hours, --archive, --probation, --max-posts-per-day, "
+             "--max-list-posts-per-day or --emergency")
     try:
         hours = None if retry_hours is None else admin.parse_retry_hours(retry_hours)
+        member_limit = (None if per_member is None
+                        else admin.parse_limit("--max-posts-per-day", per_member))
+        list_limit = (None if per_list is None
+                      else admin.parse_limit("--max-list-posts-per-day", per_list))
     except admin.AdminError as exc:
         fail(str(exc))
     with ctx.session() as s:
@@ -578,12 +623,25 @@ def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str,
             ml.max_retry_hours = hours
         if archive is not None:
             ml.archive = archive
+        if probation is not None:
+            ml.probation = probation
+        if per_member is not None:
+            ml.max_posts_per_day = member_limit
+        if per_list is not None:
+            ml.max_list_posts_per_day = list_limit
+        if emergency is not None:
+            ml.emergency = emergency == "on"
         retry = admin.retry_setting(ml, ctx.config)
         default = " (default)" if retry["max_retry_hours_default"] else ""
         click.echo(f"{ml.address}: policy={listroles.policy(s, ml)} "
                    f"max_retry_hours={retry['max_retry_hours']:g}{default}")
         if archive is not None:
             click.echo(f"{ml.address}: archive={ml.archive}")
+        if any(c is not None for c in (probation, per_member, per_list, emergency)):
+            click.echo(f"{ml.address}: " + " ".join(
+                f"{k}={'off' if v is None else v}" for k, v in admin.protection(ml).items()))
+    if emergency == "on":
+        click.echo("emergency brake on: every post to this list is held for moderation")
 
 
 @main.group()
@@ -668,11 +726,15 @@ def held_show(ctx: Context, held_id: int, as_json: bool) -> None:
     click.echo(row["text"].rstrip())
 
 
-def _decide(ctx: Context, held_id: int, verb: str, reason: str = "") -> None:
+def _decide(ctx: Context, held_id: int, verb: str, reason: str = "",
+            trust: bool = False) -> None:
     from listserv.templating import environment
 
     with ctx.session() as s:
         held = moderation.require_held(s, held_id)
+        if trust and not moderation.trust(s, held):
+            fail(f"held message {held_id}: {held.sender} is not a member, so there is no "
+                 "probation to end")
         done = moderation.decide(s, ctx.config, environment(ctx.config.base_dir), held, verb,
                                  reason, now())
     click.echo(done)
@@ -680,10 +742,12 @@ def _decide(ctx: Context, held_id: int, verb: str, reason: str = "") -> None:
 
 @held.command("approve")
 @click.argument("held_id", type=int)
+@click.option("--trust", is_flag=True,
+              help="Also end the sender's probation: their next posts go through.")
 @pass_ctx
-def held_approve(ctx: Context, held_id: int) -> None:
+def held_approve(ctx: Context, held_id: int, trust: bool) -> None:
     """Deliver a held message to the list and store it like any post."""
-    _decide(ctx, held_id, "approve")
+    _decide(ctx, held_id, "approve", trust=trust)
 
 
 @held.command("reject")

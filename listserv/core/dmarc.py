@@ -120,3 +120,11 @@ def forged_reason(found: Checked | None, author_domain: str,
         return (f"no SPF or DKIM pass aligned with {author_domain}, which publishes"
                 f" DMARC p={published}: the From may be forged")
     return None
+
+
+def sender_verified(values: list[str], authserv_id: str, sender: str) -> bool:
+    """Whether our front MTA vouches for an envelope sender (a DMARC pass, or an SPF or
+    DKIM pass aligned with its domain), so that answering it cannot be backscatter to an
+    innocent address; False when the front MTA recorded nothing."""
+    found = checked(values, authserv_id, _domain_of(sender))
+    return found is not None and (found.dmarc == "pass" or found.aligned_pass)

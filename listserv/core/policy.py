@@ -30,6 +30,18 @@ class Facts:
     author_is_moderated: bool = False
     # The author may post to an announce list (an owner or approved poster).
     author_may_announce: bool = False
+    # The emergency brake: every post of the list waits for a moderator.
+    emergency: bool = False
+    # Probation: a new member's first `probation` posts wait (0: off); `author_posts` is how
+    # many of the author's posts the list holds, `author_trusted` ends probation early.
+    probation: int = 0
+    author_posts: int = 0
+    author_trusted: bool = False
+    # Daily limits (None: none) and the posts of the last 24 hours they count.
+    max_posts_per_day: int | None = None
+    author_posts_today: int = 0
+    max_list_posts_per_day: int | None = None
+    list_posts_today: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,13 @@ def forged_author(parsed: Parsed, facts: Facts) -> Decision | None:
     return None
 
 
+def emergency(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.emergency:
+        return Decision(Outcome.HELD, "the list's emergency brake is on: every post waits"
+                        " for a moderator")
+    return None
+
+
 def announce(parsed: Parsed, facts: Facts) -> Decision | None:
     if facts.posting_policy != "announce":
         return None
@@ -92,6 +111,28 @@ def non_member(parsed: Parsed, facts: Facts) -> Decision | None:
     return None
 
 
+def probation(parsed: Parsed, facts: Facts) -> Decision | None:
+    if (facts.author_is_member and not facts.author_trusted
+            and facts.author_posts < facts.probation):
+        return Decision(Outcome.HELD, f"{parsed.author_address} is a new member: their first"
+                        f" {facts.probation} posts wait for a moderator (this is post"
+                        f" {facts.author_posts + 1})")
+    return None
+
+
+def daily_limits(parsed: Parsed, facts: Facts) -> Decision | None:
+    if facts.max_posts_per_day is not None and \
+            facts.author_posts_today >= facts.max_posts_per_day:
+        return Decision(Outcome.HELD, f"{parsed.author_address} already posted"
+                        f" {facts.author_posts_today} times in the last 24 hours (the limit"
+                        f" is {facts.max_posts_per_day} a day)")
+    if facts.max_list_posts_per_day is not None and \
+            facts.list_posts_today >= facts.max_list_posts_per_day:
+        return Decision(Outcome.HELD, f"the list had {facts.list_posts_today} posts in the"
+                        f" last 24 hours (its limit is {facts.max_list_posts_per_day} a day)")
+    return None
+
+
 def member(parsed: Parsed, facts: Facts) -> Decision | None:
     who = "member" if facts.author_is_member else "non-member (open list)"
     return Decision(Outcome.ACCEPTED, f"post from {who} {parsed.author_address}")
@@ -102,10 +143,13 @@ RULES: tuple[Rule, ...] = (
     robot,       # our own mail coming back, vacation notices, DSNs: never posted or answered
     duplicate,   # the same Message-ID again (a retry after a lost 250): accept, store once
     forged_author,  # a From failing its domain's DMARC may be anyone: a moderator decides
+    emergency,   # the emergency brake: every post waits, announcements included
     announce,    # announce lists: owners and approved posters only, others refused at SMTP
     moderated_list,    # moderated lists: every post waits for a moderator
     moderated_member,  # members marked moderated wait for a moderator
     non_member,  # strangers wait for a moderator, unless the list is open
+    probation,   # a new member's first posts wait, until a moderator trusts them
+    daily_limits,  # beyond a member's or the list's posts per day: held, never lost
     member,      # members post (and anyone, on an open list)
 )
 

@@ -13,18 +13,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from listserv.admin.lists import AdminError
 from listserv.config import Config
-from listserv.core import commands, tokens
-from listserv.core.addresses import Route, role_address, tagged, try_normalize
+from listserv.core import commands, dmarc, tokens
+from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.inbound import posts as ingest
 from listserv.outbound.notifier import Notifier
 from listserv.store.database import Database
-from listserv.store.models import Held, ListRole, MailingList, Pending, Post, UsedToken
+from listserv.store.models import Held, ListRole, MailingList, Member, Pending, Post, UsedToken
 from listserv.store.settings import token_secret
 
 if TYPE_CHECKING:
@@ -76,12 +76,31 @@ def excerpt(text: str) -> str:
     return shown + ("\n  | ..." if len(lines) > EXCERPT_LINES else "")
 
 
+def may_tell_poster(session: Session, config: Config, ml: MailingList, parsed: Parsed,
+                    poster: str) -> bool:
+    """No backscatter: tell only a member, an earlier poster to this list, or a sender our
+    front MTA's Authentication-Results vouch for (DMARC or aligned SPF/DKIM pass); spam
+    with a forged sender must not make us mail an innocent address."""
+    known = session.scalar(select(Member.id).where(
+        Member.list_id == ml.id, func.lower(Member.address) == identity(poster)).limit(1))
+    known = known or session.scalar(select(Post.id).where(
+        Post.list_id == ml.id, func.lower(Post.author_address) == identity(poster)).limit(1))
+    if known:
+        return True
+    results = [v for k, v in parsed.headers if k.lower() == "authentication-results"]
+    return dmarc.sender_verified(results, config.dkim.arc_authserv_id or config.lists.domain,
+                                 poster)
+
+
 def on_held(session: Session, config: Config, templates: Environment, ml: MailingList,
             held: Held, parsed: Parsed, envelope_sender: str, now: datetime) -> None:
     """Tell the poster once that the message waits, and the moderators what to decide."""
     notifier = Notifier(session, config, templates, ml, now)
     poster = try_normalize(envelope_sender)
-    if poster:
+    if poster and not may_tell_poster(session, config, ml, parsed, poster):
+        log.info("%s: message %s held; %s not told (unverified sender, not known here)",
+                 ml.address, held.id, poster)
+    elif poster:
         notifier.send("held", "held_poster.txt", poster,
                       in_reply_to=parsed.message_id, subject=held.subject, reason=held.reason)
     address = moderation_address(session, config, ml, held, now)
@@ -114,6 +133,16 @@ def approve(session: Session, config: Config, ml: MailingList, held: Held,
     row = ingest.ListRow(ml.id, ml.address, ml.subject_prefix)
     return session.get_one(Post, ingest._store_post(session.connection(), row, parsed,
                                                     held.raw, route, now))
+
+
+def trust(session: Session, held: Held) -> bool:
+    """End the probation of a held message's author (False: not a member of its list)."""
+    member = session.scalar(select(Member).where(
+        Member.list_id == held.list_id, func.lower(Member.address) == identity(held.sender)))
+    if member is None:
+        return False
+    member.trusted = True
+    return True
 
 
 def reject(notifier: Notifier, held: Held, reason: str) -> None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -56,6 +56,7 @@ from listserv.store.models import (
 
 log = logging.getLogger(__name__)
 
+DAY = timedelta(hours=24)  # the window of the daily limits: the last 24 hours
 _THREAD_TAG_RE = re.compile(r"^t(\d{1,18})$")
 
 # Called in the storing transaction when a message is held: (session, list, held row,
@@ -141,7 +142,19 @@ _LIST_AND_FACTS = select(
     .label("moderated"),
     _exists(_roles, func.lower(_roles.c.address) == func.lower(_AUTHOR),
             or_(_roles.c.role == "owner", _roles.c.role == "poster")).label("announcer"),
+    _lists.c.emergency,
+    _lists.c.probation,
+    _lists.c.max_posts_per_day,
+    _lists.c.max_list_posts_per_day,
+    _exists(_members, func.lower(_members.c.address) == func.lower(_AUTHOR),
+            _members.c.trusted.is_(True)).label("trusted"),
 ).where(_lists.c.address == bindparam("address"))
+# Counted only for lists with probation or daily limits, so other lists pay nothing.
+_AUTHOR_ALL = select(func.count()).select_from(_posts).where(
+    _posts.c.list_id == bindparam("list_id"), _posts.c.author_address == bindparam("author"))
+_AUTHOR_POSTS = _AUTHOR_ALL.where(_posts.c.received_at >= bindparam("since"))
+_LIST_POSTS = select(func.count()).select_from(_posts).where(
+    _posts.c.list_id == bindparam("list_id"), _posts.c.received_at >= bindparam("since"))
 
 _PARENTS = select(_posts.c.message_id, _posts.c.id, _posts.c.thread_id).where(
     _posts.c.list_id == bindparam("list_id"),
@@ -268,12 +281,22 @@ class Prepared:
 
 
 def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str | None,
-                    forged: str | None = None) -> tuple[ListRow, policy.Facts] | None:
+                    forged: str | None, now: datetime) -> tuple[ListRow, policy.Facts] | None:
     row = _FACTS.run(conn, {"address": address, "author": parsed.author_address or "",
                             "message_id": parsed.message_id}).fetchone()
     if row is None:
         return None
-    list_pk, list_address, prefix, is_member, stored, posting, moderated, announcer = row
+    (list_pk, list_address, prefix, is_member, stored, posting, moderated, announcer,
+     brake, probation, per_member, per_list, trusted) = row
+    author = parsed.author_address or ""
+    author_posts = author_today = list_today = 0
+    if probation and is_member and not trusted:
+        author_posts = conn.scalar(_AUTHOR_ALL, {"list_id": list_pk, "author": author}) or 0
+    if per_member is not None:
+        author_today = conn.scalar(_AUTHOR_POSTS, {"list_id": list_pk, "author": author,
+                                                   "since": now - DAY}) or 0
+    if per_list is not None:
+        list_today = conn.scalar(_LIST_POSTS, {"list_id": list_pk, "since": now - DAY}) or 0
     facts = policy.Facts(
         list_address=address,
         author_is_member=bool(is_member),
@@ -283,6 +306,14 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
         posting_policy=posting or "members",
         author_is_moderated=bool(moderated),
         author_may_announce=bool(announcer),
+        emergency=bool(brake),
+        probation=probation or 0,
+        author_posts=author_posts,
+        author_trusted=bool(trusted),
+        max_posts_per_day=per_member,
+        author_posts_today=author_today,
+        max_list_posts_per_day=per_list,
+        list_posts_today=list_today,
     )
     return ListRow(list_pk, list_address, prefix), facts
 
@@ -377,7 +408,7 @@ def _apply(
         list_raw, list_parsed = ensure_date(*ensure_message_id(
             raw, prepared.parsed, address.rpartition("@")[2]), now)
         found = _list_and_facts(conn, address, list_parsed, prepared.robots[address],
-                                prepared.forged)
+                                prepared.forged, now)
         if found is None:  # deleted between RCPT and DATA
             outcomes.append(Outcome.TEMPORARY_FAILURE)
             continue
@@ -406,6 +437,16 @@ def _apply(
                 on_held(session, session.get_one(MailingList, ml.id), held, list_parsed,
                         sender, now)
     return Result(combine(outcomes), "; ".join(details), tuple(post_ids))
+
+
+def apply_in_session(session: Session, route: Route, raw: bytes, parsed: Parsed, sender: str,
+                     now: datetime, on_held: OnHeld | None,
+                     authenticity: Authenticity | None = None) -> Result:
+    """Decide and store one message for one list route in the caller's transaction, as if
+    it had been sent there (a reply to a digest, received at `-request`)."""
+    prepared = Prepared.of(parsed, sender, [route], authenticity)
+    return _apply(_Transaction(session.connection(), session), [route], raw, prepared, sender,
+                  now, on_held)
 
 
 def _clean(address: str) -> str:

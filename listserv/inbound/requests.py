@@ -9,6 +9,7 @@ list. Robots are never answered.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,12 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
-from listserv.core import commands, compose, robots, tokens
+from listserv.core import commands, compose, digestreply, replytext, robots, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.core.replies import Outcome, combine
 from listserv.core.unsubscribe import personal_leave_address
-from listserv.inbound import moderation
+from listserv.inbound import digestreplies, moderation
 from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
 from listserv.store.models import ListRole, MailingList, Member, Pending, UsedToken
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Roles of a list address handled here rather than posted.
 ROLES = ("request", "owner", "join", "leave", "confirm")
+# The address of one conversation offered to a member whose digest reply was held:
+# LIST-confirm+t<thread id>.<token of kind p>@domain.
+_CHOSEN_THREAD_RE = re.compile(r"^t(\d{1,18})\.(.+)$")
 MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
                  ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
 
@@ -172,7 +176,7 @@ class ListDesk:
         """Run the commands of a message to `-request` and answer with what each did."""
         found = commands.parse(msg.parsed.subject, msg.parsed.text)
         if not found:
-            self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
+            self.not_a_command(msg)
             return
         results: list[dict[str, str]] = []
         answered_apart = True
@@ -203,6 +207,21 @@ class ListDesk:
         member.mode = mode
         return f"Delivery mode of {msg.sender} is now: {mode}.", False
 
+    # -- words that are not commands --------------------------------------------------------
+    def not_a_command(self, msg: Incoming) -> None:
+        """Never drop a member's words: a reply to a digest goes to its thread (or the member
+        is asked which); other words that read as a post are quoted back with how to post."""
+        if digestreplies.reply_to_digest(self, msg):
+            return
+        if digestreply.looks_like_a_post(msg.parsed.text):
+            quoted = "\n".join(f"> {line}" if line else ">" for line in
+                                replytext.new_text(msg.parsed.text).splitlines())
+            self.notifier.send("not-posted", "not_posted.txt", msg.sender,
+                               in_reply_to=msg.message_id, subject=msg.parsed.subject,
+                               quoted=quoted)
+            return
+        self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
+
     # -- the -owner address --------------------------------------------------------------------
     def forward_to_owners(self, msg: Incoming) -> None:
         """Forward mail to `-owner` From that address with the author in Reply-To, so it
@@ -230,6 +249,8 @@ class ListDesk:
             self.apply_token(detail, msg, kinds="u")
         elif role == "leave":
             self.request_change("leave", msg)
+        elif role == "confirm" and (chosen := _CHOSEN_THREAD_RE.match(detail or "")):
+            digestreplies.choose_thread(self, int(chosen[1]), chosen[2], msg)
         elif role == "confirm":
             self.apply_token(detail or "", msg, kinds="jlm")
         elif role == "request":

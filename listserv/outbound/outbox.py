@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import ColumnElement, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from listserv.admin import reports
@@ -34,6 +34,7 @@ from listserv.outbound.transports import SendResult, Transport
 from listserv.schedule import digests
 from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
 from listserv.store.models import Delivery, DigestRun, FanoutJob, MailingList, Member, Notice, Post
+from listserv.store.settings import sending_paused
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ EXPAND_BATCH = 1000
 # transaction per round, not per message (one message per member made 1.2 ms of CPU and a
 # commit per message; measured with bench/fanout.py --batch-size 1).
 CLAIM_AT_LEAST = 500
+PAUSED_WARN_EVERY = timedelta(minutes=1)
 RECORD_ATTEMPTS = 5
 _ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -85,6 +87,18 @@ def provably_dead(owner: str, me: str, alive: Callable[[int], bool]) -> bool:
     if host != my_host or not pid.isdigit() or not nonce or owner == me:
         return False
     return pid == my_pid or (int(pid) > 0 and not alive(int(pid)))
+
+
+def _not_of_lists(addresses: list[str]) -> list[ColumnElement[bool]]:
+    """Deliveries that are not of these lists (posts, notices and digests alike)."""
+    if not addresses:
+        return []
+    of = select(MailingList.id).where(MailingList.address.in_(addresses))
+    return [
+        ~exists().where(Post.id == Delivery.post_id, Post.list_id.in_(of)),
+        ~exists().where(Notice.id == Delivery.notice_id, Notice.list_id.in_(of)),
+        ~exists().where(DigestRun.id == Delivery.digest_id, DigestRun.list_id.in_(of)),
+    ]
 
 
 def max_age(list_hours: float | None, default_hours: float) -> timedelta:
@@ -162,6 +176,7 @@ class Outbox:
         self._composed: dict[int, tuple[str, bytes]] = {}
         self._digests = digests.Composer(config, templates, clock)
         self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
+        self._paused_warned: datetime | None = None
         self.finisher = Finisher(db, config, templates, load_signer(config), clock)
 
     # -- expansion ---------------------------------------------------------------------
@@ -210,9 +225,14 @@ class Outbox:
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
         earlier = aliased(Delivery)
         with self.db.session() as session:
+            everything, paused = sending_paused(session)
+            self._warn_paused(everything, paused, now)
+            if everything:
+                return []
             ids = session.scalars(
                 select(Delivery.id)
                 .where(
+                    *_not_of_lists(paused),
                     Delivery.status.in_(("queued", "deferred")),
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
@@ -240,6 +260,17 @@ class Outbox:
                 .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
             ).all()
         return [Claim(*row) for row in rows]
+
+    def _warn_paused(self, everything: bool, paused: list[str], now: datetime) -> None:
+        """Say loudly, once a minute, that sending is paused: queued mail is waiting."""
+        if not (everything or paused):
+            self._paused_warned = None
+            return
+        if self._paused_warned is not None and now - self._paused_warned < PAUSED_WARN_EVERY:
+            return
+        self._paused_warned = now
+        log.warning("SENDING PAUSED for %s: queued mail waits until `listserv outbox resume`",
+                    "every list" if everything else ", ".join(paused))
 
     def record(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
         """Record the results of a round's SMTP transactions in one database transaction."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -66,6 +67,15 @@ class MailingList(Base):
     # Who may read the archive on the web: members (signed in), public, or none.
     archive: Mapped[str] = mapped_column(String(10), default="members",
                                          server_default="members")
+    # Protecting the community: a new member's first N posts wait for a moderator (0: off);
+    # posts per member and per list in the last 24 hours beyond which they are held (NULL:
+    # no limit); the emergency brake, holding every post; sending paused for this list.
+    probation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_posts_per_day: Mapped[int | None] = mapped_column(Integer)
+    max_list_posts_per_day: Mapped[int | None] = mapped_column(Integer)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    sending_paused: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
 
     @property
     def domain(self) -> str:
@@ -91,6 +101,8 @@ class Member(Base):
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_on: Mapped[date | None] = mapped_column(Date)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Probation ended early by a moderator (`held approve --trust`).
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 # One membership per mailbox however its address is spelled (addresses.identity): without
@@ -120,6 +132,8 @@ class Post(Base):
         UniqueConstraint("list_id", "message_id"),
         Index("ix_posts_thread", "thread_id", "id"),
         Index("ix_posts_list_received", "list_id", "received_at"),
+        # Probation and per-member daily limits count an author's posts.
+        Index("ix_posts_list_author", "list_id", "author_address", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

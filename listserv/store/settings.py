@@ -1,4 +1,5 @@
-"""Installation-wide values stored with the data: the token secret."""
+"""Installation-wide values stored with the data: the token secret, whether sending is
+paused."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Config
 from listserv.store.database import insert_ignore
-from listserv.store.models import Setting
+from listserv.store.models import MailingList, Setting
 
 SECRET_KEY = "token_secret"
+PAUSED_KEY = "outbox_paused"  # present: every list's sending is paused
 
 
 def token_secret(session: Session, config: Config) -> bytes:
@@ -23,3 +25,12 @@ def token_secret(session: Session, config: Config) -> bytes:
     value = session.scalar(select(Setting.value).where(Setting.key == SECRET_KEY))
     assert value is not None
     return bytes.fromhex(value)
+
+
+def sending_paused(session: Session) -> tuple[bool, list[str]]:
+    """(all sending paused, addresses of the lists whose sending is paused)."""
+    everything = session.get(Setting, PAUSED_KEY) is not None
+    lists = session.scalars(select(MailingList.address)
+                            .where(MailingList.sending_paused.is_(True))
+                            .order_by(MailingList.address)).all()
+    return everything, list(lists)
