@@ -106,3 +106,114 @@ def parse_moderation(subject: str, body: str) -> Moderation | None:
         if verb in MODERATION_VERBS:
             return Moderation(verb, rest.strip() if verb == "reject" else "")
     return None
+
+
+# -- commands in plain words ---------------------------------------------------------------
+# Members write to the list itself "please take me off this list" or "stop"; those are
+# read here. A phrasing must match as a whole (after courtesy words are dropped), so a
+# sentence that merely mentions unsubscribing is never taken for a command.
+
+_COURTESY = re.compile(
+    r"\b(please|pls|plz|kindly|thanks?( you)?( so much| very much)?|thx|ty|hi|hello|hey|"
+    r"dear( all| list| sir| madam| moderators?| admin)?|ok|okay|sorry|asap|now|immediately|"
+    r"at once|i would like to|i'd like to|i want to|i wish to|could you|can you|"
+    r"would you|will you|you|i need to|i have to|just)\b"
+)
+_ME = r"(me|my (e-?mail )?(e-?mail|address|account|name|subscription))"
+_LIST = r"((this|the|your|that) (mailing )?(list|group|forum)|(this|the) mailing list)"
+_MAIL = (r"(((these|those|the|your|all|any) )?(e-?mails?|mails?|messages?|posts?)"
+         r"|these|them|it|this)")
+
+_STRONG: tuple[tuple[Command, str], ...] = (
+    (Command("unsubscribe"),
+     rf"(unsubscribe|unsub|unsuscribe|unsubcribe|signoff|sign off|opt out|optout)"
+     rf"( {_ME})?( (from|of) {_LIST})?"),
+    (Command("unsubscribe"),
+     rf"(remove|delete|drop|take) {_ME}( (off|from|of) {_LIST})?( off)?"),
+    (Command("unsubscribe"), rf"(take|get) {_ME} off( {_LIST})?"),
+    (Command("unsubscribe"), rf"(leave|quit|exit) {_LIST}"),
+    (Command("unsubscribe"),
+     rf"(stop|no more) (sending|emailing) {_ME}?( any)?( more)?( {_MAIL})?"
+     rf"( from {_LIST})?"),
+    (Command("unsubscribe"), rf"stop sending( {_MAIL})?( to {_ME})?"),
+    (Command("unsubscribe"), rf"(i )?(do not|don't|dont) (want|wish) to (be on|receive) "
+                             rf"({_LIST}|{_MAIL}|any more {_MAIL})( any ?more)?"),
+    (Command("unsubscribe"), rf"no more {_MAIL}"),
+    (Command("digest", "on"),
+     rf"((send|switch|change|put) ({_ME}|it) (to|on) )?(the )?(daily )?digest"
+     r"( mode| on| only| instead| once a day)*"),
+    (Command("digest", "on"),
+     rf"(one|a single|1) ({_MAIL}|e-?mail) (a|per) day( only| instead)?"),
+    (Command("digest", "on"), r"(send|give) me (a|the) (daily )?(digest|summary)( instead)?"),
+    (Command("digest", "off"),
+     r"(digest off|no (more )?digests?|(each|every|all|individual) (messages?|posts?|e-?mails?)"
+     r"( one by one| again| please)*)"),
+    (Command("nomail", "on"),
+     r"(no ?mail|no ?mail on|no e-?mail|pause|pause (my )?(mail|e-?mails?|delivery)|"
+     r"hold (my )?(mail|e-?mails?|delivery)|(i am|i'm|im) (on|going on) (holiday|vacation)|"
+     r"vacation|holiday)( until i write( back| again)?| until further notice)?"),
+    (Command("nomail", "off"),
+     r"(nomail off|resume|resume (my )?(mail|e-?mails?|delivery)|unpause|"
+     r"start (sending|emailing) (me )?again|(i am|i'm|im) back|back)"),
+    (Command("subscribe"),
+     rf"(subscribe|join|add me|sign me up)( {_ME})?( (to|on) {_LIST})?"),
+)
+# Phrasings that are commands only when written on their own: in a reply inside a
+# discussion ("stop!" about a medication, "pause" about a breath exercise) they are held
+# for a moderator instead of guessed.
+_WEAK = {"stop", "stop it", "enough", "end", "cancel", "pause", "digest", "back", "resume",
+         "remove", "holiday", "vacation", "join", "no more", "quit", "leave", "i'm back",
+         "im back", "i am back"}
+_WEAK_MEANS = {"stop": Command("unsubscribe"), "stop it": Command("unsubscribe"),
+               "enough": Command("unsubscribe"), "end": Command("unsubscribe"),
+               "cancel": Command("unsubscribe"), "remove": Command("unsubscribe"),
+               "quit": Command("unsubscribe"), "leave": Command("unsubscribe"),
+               "no more": Command("unsubscribe")}
+# A short text with one of these words that is no known phrasing may still be a wish.
+_HINT = re.compile(r"\b(unsubscribe|unsub|remove|stop|digest|pause|nomail|no mail|"
+                   r"opt out|take me off|leave)\b")
+MAYBE_MAX_WORDS = 4  # a longer text that is no known phrasing is a post
+
+_COMPILED = tuple((command, re.compile(pattern)) for command, pattern in _STRONG)
+
+
+@dataclass(frozen=True)
+class Maybe:
+    """A short text that might be `command`: a moderator decides, nothing is guessed."""
+
+    command: Command | None
+
+
+def _normalize(text: str) -> str:
+    text = text.lower().replace("\u2019", "'")
+    text = re.sub(r"[^\w\s']", " ", text)
+    text = _COURTESY.sub(" ", text)
+    return " ".join(text.split())
+
+
+def classify(text: str, in_discussion: bool = False) -> Command | Maybe | None:
+    """What the whole new text of a message to the list asks, if it is a command.
+
+    `text` is the author's own words (replytext.new_text), or the Subject when the body
+    is empty; `in_discussion` is true for a reply to a thread.
+    """
+    words = _normalize(text)
+    raw_words = text.split()
+    if not words or len(raw_words) > 3 * MAYBE_MAX_WORDS:
+        return None
+    if words in _WEAK:
+        meant = _WEAK_MEANS.get(words) or _match(words)
+        return Maybe(meant) if in_discussion or meant is None else meant
+    found = _match(words)
+    if found is not None:
+        return found
+    if len(raw_words) <= MAYBE_MAX_WORDS and _HINT.search(words):
+        return Maybe(None)
+    return None
+
+
+def _match(words: str) -> Command | None:
+    for command, pattern in _COMPILED:
+        if pattern.fullmatch(words):
+            return command
+    return None
