@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 # What a token authorises: joining or leaving after confirmation, leaving with a member's
-# personal token (no expiry: it lives as long as the membership), moderating one message.
-KINDS = {"j": "join", "l": "leave", "u": "unsubscribe", "m": "moderate"}
+# personal token (no expiry: it lives as long as the membership), moderating one message,
+# changing one's delivery mode after confirmation.
+KINDS = {"j": "join", "l": "leave", "u": "unsubscribe", "m": "moderate", "d": "delivery"}
 
 _TOKEN_RE = re.compile(r"^([a-z])-(\d{1,18})-([0-9a-z]{1,13})-([a-z2-7]{16})$")
 SIGNATURE_BYTES = 10  # 80 bits: a forger needs 2**80 tries, each one an email

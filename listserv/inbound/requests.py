@@ -77,21 +77,23 @@ class ListDesk:
 
     # -- joining and leaving -----------------------------------------------------------------
     def request_change(self, action: str, msg: Incoming) -> bool:
-        """Ask the sender's mailbox to confirm a join or leave; the same whatever the
-        membership, so the answer tells nothing about who is on the list."""
+        """Ask the sender's mailbox to confirm a join, a leave or a delivery mode (`action`
+        is then the mode); the same whatever the membership, so the answer tells nothing
+        about who is on the list, and a forged From changes nothing."""
         if not self.notifier.may_answer(msg.sender):
             return False
         pending = Pending(list_id=self.ml.id, action=action, address=msg.sender,
                           display_name=msg.name, created_at=self.now)
         self.session.add(pending)
         self.session.flush()
-        kind = "j" if action == "join" else "l"
+        kind = {"join": "j", "leave": "l"}.get(action, "d")
         token = tokens.issue(self.secret, kind, pending.id, self.binding(msg.sender), self.now,
                              timedelta(days=self.config.security.confirm_days))
         address = self.confirm_address(token)
+        template = "confirm_mode.txt" if kind == "d" else f"confirm_{action}.txt"
         return self.notifier.send(
-            "confirm", f"confirm_{action}.txt", msg.sender, in_reply_to=msg.message_id,
-            reply_to=address, confirm_address=address, address=msg.sender,
+            "confirm", template, msg.sender, in_reply_to=msg.message_id,
+            reply_to=address, confirm_address=address, address=msg.sender, mode=action,
         )
 
     def join(self, address: str, name: str, in_reply_to: str | None) -> None:
@@ -111,6 +113,14 @@ class ListDesk:
             oneclick.remove(self.session, member, "unsubscribe", self.now)
         self.notifier.send("goodbye", "goodbye.txt", address, in_reply_to=in_reply_to,
                            address=address)
+
+    def set_mode(self, address: str, mode: str, in_reply_to: str | None) -> None:
+        """Apply a confirmed change of delivery mode, and say what it is now."""
+        member = self.member(address)
+        if member is not None:
+            member.mode = mode
+        self.notifier.send("results", "mode_changed.txt", address, in_reply_to=in_reply_to,
+                           address=address, mode=mode, member=member is not None)
 
     def member(self, address: str) -> Member | None:
         return self.session.scalar(
@@ -145,7 +155,7 @@ class ListDesk:
         peeked = tokens.peek(text)
         if peeked is None:
             raise tokens.TokenError("this is not a token we issued")
-        if peeked.kind in ("j", "l"):
+        if peeked.kind in ("j", "l", "d"):
             pending = self.session.get(Pending, peeked.ident)
             binding = self.binding(pending.address) if pending else ""
             token = tokens.verify(self.secret, text, binding, self.now)
@@ -154,6 +164,8 @@ class ListDesk:
             self.use(token)
             if token.kind == "j":
                 self.join(pending.address, pending.display_name, msg.message_id)
+            elif token.kind == "d":
+                self.set_mode(pending.address, pending.action, msg.message_id)
             else:
                 self.leave(pending.address, msg.message_id)
         elif peeked.kind == "u":
@@ -194,14 +206,10 @@ class ListDesk:
             self.request_change(action, msg)
             return f"A confirmation request was sent to {msg.sender}.", True
         if command.name == "confirm":
-            ok = self.apply_token(command.arg, msg, kinds="jl")
+            ok = self.apply_token(command.arg, msg, kinds="jld")
             return ("Confirmed." if ok else "Not confirmed."), True
-        mode = MODE_COMMANDS[(command.name, command.arg)]
-        member = self.member(msg.sender)
-        if member is None:
-            return f"{msg.sender} is not a member of this list; nothing changed.", False
-        member.mode = mode
-        return f"Delivery mode of {msg.sender} is now: {mode}.", False
+        self.request_change(MODE_COMMANDS[(command.name, command.arg)], msg)
+        return f"A confirmation request was sent to {msg.sender}.", True
 
     # -- the -owner address --------------------------------------------------------------------
     def forward_to_owners(self, msg: Incoming) -> None:
@@ -231,7 +239,7 @@ class ListDesk:
         elif role == "leave":
             self.request_change("leave", msg)
         elif role == "confirm":
-            self.apply_token(detail or "", msg, kinds="jlm")
+            self.apply_token(detail or "", msg, kinds="jlmd")
         elif role == "request":
             self.request(msg)
         elif role == "owner":

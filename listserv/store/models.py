@@ -277,7 +277,8 @@ class ListRole(Base):
 
 
 class Pending(Base):
-    """A join or leave waiting for its confirmation token to come back from the mailbox."""
+    """A join, leave or change of delivery mode waiting for its confirmation token to come
+    back from the mailbox."""
 
     __tablename__ = "pending"
     # Ids never come back after a delete, so a token can only ever name one request.
@@ -285,7 +286,7 @@ class Pending(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
-    action: Mapped[str] = mapped_column(String(10))  # join | leave
+    action: Mapped[str] = mapped_column(String(10))  # join | leave | a Member.mode
     address: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
