@@ -197,9 +197,15 @@ def classify(text: str, in_discussion: bool = False) -> Command | Maybe | None:
     `text` is the author's own words (replytext.new_text), or the Subject when the body
     is empty; `in_discussion` is true for a reply to a thread.
     """
-    words = _normalize(text)
     raw_words = text.split()
-    if not words or len(raw_words) > 3 * MAYBE_MAX_WORDS:
+    if not raw_words or len(raw_words) > 3 * MAYBE_MAX_WORDS:
+        return None
+    for core in _without_greeting_and_name(text):
+        found = _match(_normalize(core))
+        if found is not None and _normalize(core) not in _WEAK:
+            return found
+    words = _normalize(text)
+    if not words:
         return None
     if words in _WEAK:
         meant = _WEAK_MEANS.get(words) or _match(words)
@@ -210,6 +216,18 @@ def classify(text: str, in_discussion: bool = False) -> Command | Maybe | None:
     if len(raw_words) <= MAYBE_MAX_WORDS and _HINT.search(words):
         return Maybe(None)
     return None
+
+
+def _without_greeting_and_name(text: str) -> list[str]:
+    """The text without a short greeting line ("Hi Olga,") and up to two short closing
+    lines ("Best,", "Bob"): people frame even one-line requests."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and len(lines[0].split()) <= 3 and lines[0].endswith(","):
+        lines = lines[1:]
+    for _closing in range(2):
+        if len(lines) > 1 and len(lines[-1].split()) <= 3:
+            lines = lines[:-1]
+    return [" ".join(lines)] if lines else []
 
 
 def _match(words: str) -> Command | None:

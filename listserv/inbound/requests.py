@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from listserv import oneclick
 from listserv.config import Config
-from listserv.core import commands, compose, robots, tokens
+from listserv.core import commands, compose, replytext, robots, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.core.replies import Outcome, combine
@@ -27,7 +27,14 @@ from listserv.core.unsubscribe import personal_leave_address
 from listserv.inbound import moderation
 from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
-from listserv.store.models import ListRole, MailingList, Member, Pending, UsedToken
+from listserv.store.models import (
+    ListRole,
+    MailingList,
+    Member,
+    MemberEvent,
+    Pending,
+    UsedToken,
+)
 from listserv.store.settings import token_secret
 
 log = logging.getLogger(__name__)
@@ -184,6 +191,9 @@ class ListDesk:
         """Run the commands of a message to `-request` and answer with what each did."""
         found = commands.parse(msg.parsed.subject, msg.parsed.text)
         if not found:
+            plain = plain_words(msg.parsed)
+            found = [plain] if isinstance(plain, commands.Command) else []
+        if not found:
             self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
             return
         results: list[dict[str, str]] = []
@@ -244,6 +254,32 @@ class ListDesk:
             self.request(msg)
         elif role == "owner":
             self.forward_to_owners(msg)
+
+
+def plain_words(parsed: Parsed) -> commands.Command | commands.Maybe | None:
+    """What a message asks in plain words ("please remove me", "digest"): its whole new
+    text, or its Subject when it has none. To `-request` even one word is meant for us."""
+    text = replytext.new_text(parsed.text)
+    return commands.classify(text if text.strip() else commands.strip_reply_prefix(
+        parsed.subject))
+
+
+def on_plain_command(session: Session, config: Config, templates: Environment,
+                     ml: MailingList, parsed: Parsed, raw: bytes, envelope_sender: str,
+                     command: commands.Command, now: datetime) -> None:
+    """A message to the list that is a command in plain words: not posted, but asked to
+    confirm like the same command to `-request`, and recorded for the owners' report."""
+    sender = try_normalize(envelope_sender)
+    if sender is None:
+        log.info("%s: command %r with no envelope sender not answered", ml.address,
+                 command.text)
+        return
+    desk = ListDesk(session, config, templates, ml, now)
+    name = parsed.author_name if parsed.author_address == sender else ""
+    desk.run(command, Incoming(parsed, raw, sender, name))
+    # member 0: a command is no membership event, one-click lookups must not find it.
+    session.add(MemberEvent(list_id=ml.id, member_id=0, address=sender,
+                            kind=f"cmd-{command.text.replace(' ', '-')}", at=now))
 
 
 def robot_reason(parsed: Parsed, sender: str, ml: MailingList) -> str | None:

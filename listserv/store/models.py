@@ -364,7 +364,8 @@ class MemberEvent(Base):
     address: Mapped[str] = mapped_column(String(320))
     # unsubscribe (one click, leave address, confirmed leave, CLI) | complaint (ARF report
     # from the member's provider) | complaint-none (an ARF report tied to no copy we sent;
-    # nobody removed)
+    # nobody removed) | cmd-<command> (a message to the list taken as that command in
+    # plain words, e.g. cmd-unsubscribe, cmd-digest-on; member 0)
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -1,0 +1,120 @@
+"""Members ask in plain words, to the list itself or by replying to what we send."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from .conftest import LIST, Clock, Sink
+from .test_membership import REQUEST, confirm_address, last, members, modes, send, text
+
+pytestmark = pytest.mark.both_databases
+
+OWNER = "olga@example.org"
+
+
+def test_please_remove_me_to_the_list_is_not_posted_and_leads_to_a_confirmed_unsubscribe(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock, scheduler: Any
+) -> None:
+    assert cli("lists", "set", LIST, "--owner", OWNER).exit_code == 0
+    clock.now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    reply = send(
+        post,
+        "Bob Baker <bob@example.net>",
+        LIST,
+        "unsubscribe",
+        "Please remove me from this list, thank you\n\nBob\n",
+        message_id="bye@example.net",
+    )
+    assert "answer comes by email" in reply.text
+    drain()
+    # Nobody else sees Bob's request: it is no post.
+    assert sink.to("alice@example.org") == [] and sink.to("dave@example.org") == []
+    ask = last(sink, "bob@example.net")
+    assert ask["Subject"] == "Confirm that you want to leave Living with ALS"
+    assert ask["In-Reply-To"] == "<bye@example.net>"
+    assert "bob@example.net" in members(cli)  # nothing before the mailbox confirms
+
+    send(post, "bob@example.net", confirm_address(ask), "Re: " + str(ask["Subject"]), "")
+    drain()
+    assert last(sink, "bob@example.net")["Subject"] == "You have left Living with ALS"
+    assert "bob@example.net" not in members(cli)
+
+    # The owners read it in the next daily report.
+    clock.now = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+    scheduler()
+    drain()
+    (report,) = [m for m in sink.to(OWNER) if "daily report" in str(m["Subject"])]
+    assert (
+        "Written to the list as a request, not posted (each was asked to confirm by "
+        "email):\n  bob@example.net: unsubscribe\n"
+    ) in text(report).replace("\r\n", "\n")
+
+
+def test_stop_inside_a_discussion_is_held_for_a_moderator_not_guessed(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink
+) -> None:
+    send(
+        post,
+        "alice@example.org",
+        LIST,
+        "Riluzole side effects",
+        "My father feels dizzy since he started riluzole.",
+        message_id="t@example.org",
+    )
+    drain()
+    before = len(sink.received)
+    reply = send(
+        post,
+        "dave@example.org",
+        LIST,
+        "Re: Riluzole side effects",
+        "Stop!\n\n> My father feels dizzy since he started riluzole.\n",
+        in_reply_to="t@example.org",
+        message_id="stop@example.org",
+    )
+    assert "held for moderation" in reply.text
+    drain()
+    assert not [r for r in sink.received[before:] if "alice@example.org" in r.rcpt_tos]
+    (held,) = json.loads(cli("held", "list", LIST, "--json").output)
+    assert "possibly a command" in held["reason"]
+    assert "dave@example.org" in members(cli)
+    assert modes(cli)["dave@example.org"] == "each"
+
+
+def test_one_word_reply_to_the_welcome_and_plain_words_to_request_are_commands(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink
+) -> None:
+    # Erin replies "digest" to a welcome-like email from -request, quoting it.
+    send(
+        post,
+        "erin@example.org",
+        REQUEST,
+        "Re: Welcome to Living with ALS",
+        "Digest\n\nOn Fri, Nov 27, 2026, Living with ALS wrote:\n> Welcome!\n",
+    )
+    drain()
+    ask = last(sink, "erin@example.org")
+    assert ask["Subject"] == "Confirm how you receive Living with ALS"
+    send(post, "erin@example.org", confirm_address(ask), "Re: confirm", "")
+    drain()
+    assert modes(cli)["erin@example.org"] == "digest"
+
+    # Alice writes to -request in her own words.
+    send(post, "alice@example.org", REQUEST, "", "daily digest please")
+    drain()
+    assert last(sink, "alice@example.org")["Subject"] == "Confirm how you receive Living with ALS"
+
+    # A chatty message to -request is no command: help, as before.
+    send(
+        post,
+        "alice@example.org",
+        REQUEST,
+        "question",
+        "How do I stop the digest emails from coming?",
+    )
+    drain()
+    assert last(sink, "alice@example.org")["Subject"] == "Help for Living with ALS"
