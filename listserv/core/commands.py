@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 # Each command word with the arguments it accepts (None: any single word, e.g. a token).
 COMMANDS: dict[str, tuple[str, ...] | None] = {
@@ -119,10 +120,23 @@ _COURTESY = re.compile(
     r"at once|i would like to|i'd like to|i want to|i wish to|could you|can you|"
     r"would you|will you|you|i need to|i have to|just)\b"
 )
+# Only the words that ask nicely: what is left of "please stop, thanks" is still "stop".
+_POLITE = re.compile(r"\b(please|pls|plz|thanks?( you)?( so much| very much)?|thx|ty)\b")
 _ME = r"(me|my (e-?mail )?(e-?mail|address|account|name|subscription))"
 _LIST = r"((this|the|your|that) (mailing )?(list|group|forum)|(this|the) mailing list)"
 _MAIL = (r"(((these|those|the|your|all|any) )?(e-?mails?|mails?|messages?|posts?)"
          r"|these|them|it|this)")
+
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december")
+_MONTH = "|".join(m for name in _MONTHS for m in (name, name[:3]))
+_UNITS = {"day": 1, "days": 1, "week": 7, "weeks": 7, "month": 30, "months": 30}
+_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+            "ten": 10}
+_DURATION = rf"((\d{{1,3}}|{'|'.join(_NUMBERS)}) (days?|weeks?|months?))"
+_DAY = (rf"(({_MONTH}) \d{{1,2}}(st|nd|rd|th)?|\d{{1,2}}(st|nd|rd|th)?( of)? ({_MONTH})"
+        r"|\d{4} \d\d \d\d)")
+_WHEN = rf"({_DURATION}|{_DAY})"
 
 _STRONG: tuple[tuple[Command, str], ...] = (
     (Command("unsubscribe"),
@@ -148,6 +162,10 @@ _STRONG: tuple[tuple[Command, str], ...] = (
     (Command("digest", "off"),
      r"(digest off|no (more )?digests?|(each|every|all|individual) (messages?|posts?|e-?mails?)"
      r"( one by one| again| please)*)"),
+    (Command("pause"),
+     rf"(pause|pause (my )?(mail|e-?mails?|delivery)|hold (my )?(mail|e-?mails?)|"
+     rf"(i am|i'm|im) (away|on holiday|on vacation)|away|back|(i'll|i will) be back)"
+     rf"( for| until| till| on)? (the )?(?P<when>{_WHEN})"),
     (Command("nomail", "on"),
      r"(no ?mail|no ?mail on|no e-?mail|pause|pause (my )?(mail|e-?mails?|delivery)|"
      r"hold (my )?(mail|e-?mails?|delivery)|(i am|i'm|im) (on|going on) (holiday|vacation)|"
@@ -184,10 +202,10 @@ class Maybe:
     command: Command | None
 
 
-def _normalize(text: str) -> str:
+def _normalize(text: str, courtesy: re.Pattern[str] = _COURTESY) -> str:
     text = text.lower().replace("\u2019", "'")
     text = re.sub(r"[^\w\s']", " ", text)
-    text = _COURTESY.sub(" ", text)
+    text = courtesy.sub(" ", text)
     return " ".join(text.split())
 
 
@@ -207,6 +225,8 @@ def classify(text: str, in_discussion: bool = False) -> Command | Maybe | None:
     words = _normalize(text)
     if not words:
         return None
+    if words in _WEAK and _POLITE.sub(" ", _normalize(text, _POLITE)).strip() not in _WEAK:
+        return None  # "hello back", "hi all, I'm back": a word among greetings is a post
     if words in _WEAK:
         meant = _WEAK_MEANS.get(words) or _match(words)
         return Maybe(meant) if in_discussion or meant is None else meant
@@ -232,6 +252,32 @@ def _without_greeting_and_name(text: str) -> list[str]:
 
 def _match(words: str) -> Command | None:
     for command, pattern in _COMPILED:
-        if pattern.fullmatch(words):
-            return command
+        found = pattern.fullmatch(words)
+        if found:
+            when = found.groupdict().get("when")
+            return Command(command.name, when) if when else command
     return None
+
+
+def pause_end(when: str, today: date) -> date | None:
+    """The day a pause ends: "2 weeks" from `today`, or "march 3" (the next one), or an
+    ISO day; None for a day that is past or more than a year away."""
+    words = [w for w in when.lower().split() if w != "of"]
+    end: date | None = None
+    try:
+        if len(words) == 2 and words[1] in _UNITS:
+            count = int(words[0]) if words[0].isdigit() else _NUMBERS.get(words[0], 0)
+            end = today + timedelta(days=count * _UNITS[words[1]])
+        elif len(words) == 3 and all(w.isdigit() for w in words):
+            end = date(int(words[0]), int(words[1]), int(words[2]))
+        elif len(words) == 2:
+            day_word, month_word = words if words[0][0].isdigit() else words[::-1]
+            month = next(i for i, m in enumerate(_MONTHS, 1) if month_word[:3] == m[:3])
+            end = date(today.year, month, int(re.sub(r"\D", "", day_word)))
+            if end <= today:
+                end = end.replace(year=today.year + 1)
+    except (ValueError, StopIteration):
+        return None
+    if end is None or end <= today or end > today + timedelta(days=366):
+        return None
+    return end
