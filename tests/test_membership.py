@@ -215,7 +215,7 @@ def test_a_change_of_delivery_mode_by_email_waits_for_the_mailbox_to_confirm(
     send(post, "dave@example.org", REQUEST, "Re: something",
          "nomail on\n\nThanks!\n-- \nDave")
     drain()
-    assert "no mail until you ask" in text(last(sink, "dave@example.org"))
+    assert "until you ask for it again" in text(last(sink, "dave@example.org"))
     assert modes(cli)["dave@example.org"] == "each"
 
     # Alice simply replies to the confirmation.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,3 +119,101 @@ def test_one_word_reply_to_the_welcome_and_plain_words_to_request_are_commands(
     )
     drain()
     assert last(sink, "alice@example.org")["Subject"] == "Help for Living with ALS"
+
+
+def thread_of(msg: Any) -> int:
+    match = re.search(r"living-with-als-request\+mute-t(\d+)@lists\.example\.org", text(msg))
+    assert match, text(msg)
+    return int(match[1])
+
+
+def copies(sink: Sink, address: str, message_id: str) -> int:
+    return sum(1 for m in sink.to(address) if m["Message-ID"] == f"<{message_id}>")
+
+
+def test_mute_stops_a_thread_and_follow_brings_one(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink
+) -> None:
+    send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?",
+         message_id="tube@example.org")
+    send(post, "alice@example.org", LIST, "Wheelchairs", "Which brand?",
+         message_id="chair@example.org")
+    drain()
+    copy = next(m for m in sink.to("dave@example.org")
+                if m["Message-ID"] == "<tube@example.org>")
+    tube = thread_of(copy)
+    mute = f"living-with-als-request+mute-t{tube}@lists.example.org"
+    assert f"To stop receiving this conversation, write to {mute}" in text(copy)
+
+    # Dave writes to the address of the footer, and confirms by one reply.
+    send(post, "dave@example.org", mute, "mute", "")
+    drain()
+    ask = last(sink, "dave@example.org")
+    assert "conversation \"Feeding tubes\"" in text(ask)
+    send(post, "dave@example.org", confirm_address(ask), "Re: confirm", "")
+    drain()
+    assert "no more posts of the conversation \"Feeding tubes\"" in \
+        text(last(sink, "dave@example.org"))
+
+    # Erin reads nothing (nomail) but follows the tube thread by email; Carol (digest)
+    # follows the wheelchair thread, set by an admin.
+    follow = f"living-with-als-request+follow-t{tube}@lists.example.org"
+    send(post, "erin@example.org", follow, "follow", "")
+    drain()
+    send(post, "erin@example.org", confirm_address(last(sink, "erin@example.org")), "Re:", "")
+    chair = thread_of(next(m for m in sink.to("dave@example.org")
+                           if m["Message-ID"] == "<chair@example.org>"))
+    assert cli("members", "follow", LIST, "carol@example.com", str(chair)).exit_code == 0
+    assert cli("members", "mute", LIST, "bob@example.net", str(chair)).exit_code == 0
+    bad = cli("members", "mute", LIST, "bob@example.net", "999999")
+    assert bad.exit_code != 0 and "no thread 999999" in bad.output
+
+    send(post, "bob@example.net", LIST, "Re: Feeding tubes", "Mine since May.",
+         in_reply_to="tube@example.org", message_id="tube2@example.org")
+    send(post, "dave@example.org", LIST, "Re: Wheelchairs", "Permobil.",
+         in_reply_to="chair@example.org", message_id="chair2@example.org")
+    drain()
+    assert copies(sink, "alice@example.org", "tube2@example.org") == 1
+    assert copies(sink, "dave@example.org", "tube2@example.org") == 0  # muted
+    assert copies(sink, "erin@example.org", "tube2@example.org") == 1  # followed
+    assert copies(sink, "erin@example.org", "chair2@example.org") == 0
+    assert copies(sink, "carol@example.com", "chair2@example.org") == 1  # followed
+    assert copies(sink, "carol@example.com", "tube2@example.org") == 0
+    assert copies(sink, "bob@example.net", "chair2@example.org") == 0  # muted
+    assert copies(sink, "alice@example.org", "chair2@example.org") == 1
+
+
+def test_a_pause_of_two_weeks_ends_with_one_reminder(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock, scheduler: Any
+) -> None:
+    clock.now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    send(post, "dave@example.org", LIST, "going away", "Pause 2 weeks please\n\nDave")
+    drain()
+    ask = last(sink, "dave@example.org")
+    assert "until Friday 11 December 2026" in text(ask)
+    assert sink.to("alice@example.org") == []  # not posted
+    send(post, "dave@example.org", confirm_address(ask), "Re: confirm", "")
+    drain()
+    assert "until Friday 11 December 2026" in text(last(sink, "dave@example.org"))
+
+    send(post, "alice@example.org", LIST, "News", "The trial opened.",
+         message_id="news@example.org")
+    drain()
+    assert copies(sink, "bob@example.net", "news@example.org") == 1
+    assert copies(sink, "dave@example.org", "news@example.org") == 0
+
+    clock.now = datetime(2026, 12, 10, 23, 0, tzinfo=UTC)
+    scheduler()
+    drain()
+    assert not [m for m in sink.to("dave@example.org") if "again" in str(m["Subject"])]
+    clock.now = datetime(2026, 12, 11, 0, 30, tzinfo=UTC)
+    scheduler()
+    scheduler()  # a second scheduler, or a restart: still one reminder
+    drain()
+    (reminder,) = [m for m in sink.to("dave@example.org") if "again" in str(m["Subject"])]
+    assert reminder["Subject"] == "You are receiving Living with ALS again"
+    assert "reply to this message with the word PAUSE" in text(reminder)
+    send(post, "alice@example.org", LIST, "More news", "Recruiting.",
+         message_id="news2@example.org")
+    drain()
+    assert copies(sink, "dave@example.org", "news2@example.org") == 1

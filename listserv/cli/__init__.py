@@ -605,6 +605,39 @@ def members_moderate(ctx: Context, list_address: str, address: str, off: bool) -
         click.echo(f"{member.address}: moderated={'no' if off else 'yes'}")
 
 
+def _thread_wish(ctx: Context, list_address: str, address: str, thread_id: int,
+                 wish: str | None) -> None:
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        member = admin.require_member(s, ml, address)
+        admin.set_thread_wish(s, ml, member, thread_id, wish, now())
+        click.echo(f"{member.address}: thread {thread_id} {wish or 'as the delivery mode'}")
+
+
+@members.command("mute")
+@click.argument("list_address")
+@click.argument("address")
+@click.argument("thread_id", type=int)
+@click.option("--off", is_flag=True, help="Receive the thread again.")
+@pass_ctx
+def members_mute(ctx: Context, list_address: str, address: str, thread_id: int,
+                 off: bool) -> None:
+    """Send a member none of one thread's posts (or again with --off)."""
+    _thread_wish(ctx, list_address, address, thread_id, None if off else "mute")
+
+
+@members.command("follow")
+@click.argument("list_address")
+@click.argument("address")
+@click.argument("thread_id", type=int)
+@click.option("--off", is_flag=True, help="Back to the member's delivery mode.")
+@pass_ctx
+def members_follow(ctx: Context, list_address: str, address: str, thread_id: int,
+                   off: bool) -> None:
+    """Send one thread's posts one by one to a member reading a digest or no mail."""
+    _thread_wish(ctx, list_address, address, thread_id, None if off else "follow")
+
+
 @main.group()
 def held() -> None:
     """Messages waiting for a moderator."""

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import nh3
 from markupsafe import Markup, escape
 
-from listserv.core.addresses import role_address, tagged
+from listserv.core.addresses import role_address, tagged, thread_wish_address
 from listserv.core.compose import ListInfo, header_text, list_headers, mailbox
 from listserv.core.message import one_line
 
@@ -116,6 +116,7 @@ class Section:
     subject: str
     is_new: bool
     reply_address: str
+    follow_address: str  # its posts one by one, besides the digest
     participants: tuple[str, ...]
     entries: tuple[Entry, ...]
 
@@ -194,6 +195,7 @@ def build(
             subject=one_line(info.subject) or "(no subject)",
             is_new=per.start <= info.started_at < per.end,
             reply_address=tagged(list_address, f"t{thread_id}"),
+            follow_address=thread_wish_address(list_address, "follow", thread_id),
             participants=tuple(dict.fromkeys(e.author for e in entries)),
             entries=entries,
         ))

@@ -9,9 +9,11 @@ list. Robots are never answered.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 from sqlalchemy import func, select
@@ -28,11 +30,14 @@ from listserv.inbound import moderation
 from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
 from listserv.store.models import (
+    MODES,
     ListRole,
     MailingList,
     Member,
     MemberEvent,
     Pending,
+    Thread,
+    ThreadWish,
     UsedToken,
 )
 from listserv.store.settings import token_secret
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # Roles of a list address handled here rather than posted.
 ROLES = ("request", "owner", "join", "leave", "confirm")
+# The thread addresses of a post's footer: LIST-request+mute-t42@, LIST-request+follow-t42@.
+THREAD_WISH = re.compile(r"(mute|follow)-t(\d{1,18})")
 MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
                  ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
 
@@ -83,14 +90,16 @@ class ListDesk:
                                       self.now)
 
     # -- joining and leaving -----------------------------------------------------------------
-    def request_change(self, action: str, msg: Incoming) -> bool:
+    def request_change(self, action: str, msg: Incoming, until: datetime | None = None,
+                       thread_id: int | None = None) -> bool:
         """Ask the sender's mailbox to confirm a join, a leave or a delivery mode (`action`
         is then the mode); the same whatever the membership, so the answer tells nothing
         about who is on the list, and a forged From changes nothing."""
         if not self.notifier.may_answer(msg.sender):
             return False
         pending = Pending(list_id=self.ml.id, action=action, address=msg.sender,
-                          display_name=msg.name, created_at=self.now)
+                          display_name=msg.name, created_at=self.now, until=until,
+                          thread_id=thread_id)
         self.session.add(pending)
         self.session.flush()
         kind = {"join": "j", "leave": "l"}.get(action, "d")
@@ -101,7 +110,15 @@ class ListDesk:
         return self.notifier.send(
             "confirm", template, msg.sender, in_reply_to=msg.message_id,
             reply_to=address, confirm_address=address, address=msg.sender, mode=action,
+            until=self.local_day(until), thread=self.thread_subject(thread_id),
         )
+
+    def local_day(self, at: datetime | None) -> str:
+        return f"{at.astimezone(ZoneInfo(self.ml.timezone)):%A %-d %B %Y}" if at else ""
+
+    def thread_subject(self, thread_id: int | None) -> str:
+        thread = self.session.get(Thread, thread_id) if thread_id is not None else None
+        return thread.subject if thread is not None and thread.list_id == self.ml.id else ""
 
     def join(self, address: str, name: str, in_reply_to: str | None) -> None:
         member = self.member(address)
@@ -121,13 +138,27 @@ class ListDesk:
         self.notifier.send("goodbye", "goodbye.txt", address, in_reply_to=in_reply_to,
                            address=address)
 
-    def set_mode(self, address: str, mode: str, in_reply_to: str | None) -> None:
-        """Apply a confirmed change of delivery mode, and say what it is now."""
-        member = self.member(address)
-        if member is not None:
+    def set_mode(self, pending: Pending, in_reply_to: str | None) -> None:
+        """Apply a confirmed change of delivery (a mode, a pause, a thread muted or
+        followed), and say what it is now."""
+        member = self.member(pending.address)
+        mode, thread = pending.action, self.thread_subject(pending.thread_id)
+        if member is not None and mode == "pause":
+            member.paused_until = pending.until
+        elif member is not None and mode in ("mute", "follow") and thread:
+            wish = self.session.get(ThreadWish, (member.id, pending.thread_id))
+            if wish is None:
+                self.session.add(ThreadWish(member_id=member.id, thread_id=pending.thread_id,
+                                            wish=mode, created_at=self.now))
+            else:
+                wish.wish = mode
+        elif member is not None and mode in MODES:
             member.mode = mode
-        self.notifier.send("results", "mode_changed.txt", address, in_reply_to=in_reply_to,
-                           address=address, mode=mode, member=member is not None)
+            member.paused_until = None
+        self.notifier.send("results", "mode_changed.txt", pending.address,
+                           in_reply_to=in_reply_to, address=pending.address, mode=mode,
+                           member=member is not None, until=self.local_day(pending.until),
+                           thread=thread)
 
     def member(self, address: str) -> Member | None:
         return self.session.scalar(
@@ -172,7 +203,7 @@ class ListDesk:
             if token.kind == "j":
                 self.join(pending.address, pending.display_name, msg.message_id)
             elif token.kind == "d":
-                self.set_mode(pending.address, pending.action, msg.message_id)
+                self.set_mode(pending, msg.message_id)
             else:
                 self.leave(pending.address, msg.message_id)
         elif peeked.kind == "u":
@@ -218,7 +249,17 @@ class ListDesk:
         if command.name == "confirm":
             ok = self.apply_token(command.arg, msg, kinds="jld")
             return ("Confirmed." if ok else "Not confirmed."), True
-        self.request_change(MODE_COMMANDS[(command.name, command.arg)], msg)
+        if command.name == "pause":
+            end = commands.pause_end(command.arg, self.now.astimezone(
+                ZoneInfo(self.ml.timezone)).date())
+            if end is None:
+                return f"Not understood as a day from today: {command.arg!r}.", False
+            until = datetime.combine(end, time(), ZoneInfo(self.ml.timezone))
+            self.request_change("pause", msg, until=until)
+        elif command.name in ("mute", "follow"):
+            self.request_change(command.name, msg, thread_id=int(command.arg))
+        else:
+            self.request_change(MODE_COMMANDS[(command.name, command.arg)], msg)
         return f"A confirmation request was sent to {msg.sender}.", True
 
     # -- the -owner address --------------------------------------------------------------------
@@ -250,6 +291,9 @@ class ListDesk:
             self.request_change("leave", msg)
         elif role == "confirm":
             self.apply_token(detail or "", msg, kinds="jlmd")
+        elif role == "request" and detail and THREAD_WISH.fullmatch(detail):
+            wish, thread_id = THREAD_WISH.fullmatch(detail).groups()  # type: ignore[union-attr]
+            self.run(commands.Command(wish, thread_id), msg)
         elif role == "request":
             self.request(msg)
         elif role == "owner":
@@ -279,7 +323,8 @@ def on_plain_command(session: Session, config: Config, templates: Environment,
     desk.run(command, Incoming(parsed, raw, sender, name))
     # member 0: a command is no membership event, one-click lookups must not find it.
     session.add(MemberEvent(list_id=ml.id, member_id=0, address=sender,
-                            kind=f"cmd-{command.text.replace(' ', '-')}", at=now))
+                            kind=f"cmd-{command.name}" + (f"-{command.arg}" if command.arg
+                                                          in ("on", "off") else ""), at=now))
 
 
 def robot_reason(parsed: Parsed, sender: str, ml: MailingList) -> str | None:

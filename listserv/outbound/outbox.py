@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from listserv.admin import reports
@@ -33,7 +33,17 @@ from listserv.outbound.keys import load_signer
 from listserv.outbound.transports import SendResult, Transport
 from listserv.schedule import digests
 from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
-from listserv.store.models import Delivery, DigestRun, FanoutJob, MailingList, Member, Notice, Post
+from listserv.store.models import (
+    Delivery,
+    DigestRun,
+    FanoutJob,
+    MailingList,
+    Member,
+    Notice,
+    Post,
+    ThreadWish,
+    not_paused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +189,15 @@ class Outbox:
             if job is None:
                 return False
             post = session.get_one(Post, job.post_id)
+            wish = exists().where(ThreadWish.member_id == Member.id,
+                                  ThreadWish.thread_id == post.thread_id)
             members = session.execute(
                 select(Member.id, Member.address, Member.receive_own_posts)
-                .where(Member.list_id == post.list_id, Member.mode == "each",
-                       Member.disabled_at.is_(None), Member.id > job.cursor)
+                .where(Member.list_id == post.list_id,
+                       # each post but a muted thread's; a followed thread's for the others
+                       or_(and_(Member.mode == "each", ~wish.where(ThreadWish.wish == "mute")),
+                           and_(Member.mode != "each", wish.where(ThreadWish.wish == "follow"))),
+                       Member.disabled_at.is_(None), not_paused(now), Member.id > job.cursor)
                 .order_by(Member.id)
                 .limit(EXPAND_BATCH)
             ).all()

@@ -25,7 +25,15 @@ from listserv.core import digest
 from listserv.core.addresses import role_address
 from listserv.core.compose import ListInfo
 from listserv.store.database import Database
-from listserv.store.models import Delivery, DigestRun, MailingList, Member, Post, Thread
+from listserv.store.models import (
+    Delivery,
+    DigestRun,
+    MailingList,
+    Member,
+    Post,
+    Thread,
+    not_paused,
+)
 from listserv.store.settings import token_secret
 
 log = logging.getLogger(__name__)
@@ -119,7 +127,7 @@ def open_run(
     run.html_tail = digest.qp(html_tail)
     readers = session.execute(
         select(Member.id, Member.address)
-        .where(Member.list_id == ml.id, Member.mode == "digest")
+        .where(Member.list_id == ml.id, Member.mode == "digest", not_paused(now))
         .order_by(Member.id)
     ).all()
     if readers:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Date,
     DateTime,
     Float,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -87,6 +89,28 @@ class Member(Base):
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_on: Mapped[date | None] = mapped_column(Date)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A pause the member asked for ("pause 2 weeks"): no mail until then, and a reminder
+    # that day (the scheduler clears it when it sends the reminder).
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def not_paused(now: datetime) -> ColumnElement[bool]:
+    """Members who are not in a pause at `now` (deliveries and digests skip the others)."""
+    return or_(Member.paused_until.is_(None), Member.paused_until <= now)
+
+
+class ThreadWish(Base):
+    """A member's wish for one thread: `mute` (none of its posts, nor in the digest) or
+    `follow` (its posts one by one, for a member reading a digest or no mail)."""
+
+    __tablename__ = "thread_wishes"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    wish: Mapped[str] = mapped_column(String(10))  # mute | follow
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # One membership per mailbox however its address is spelled (addresses.identity): without
@@ -286,7 +310,10 @@ class Pending(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
-    action: Mapped[str] = mapped_column(String(10))  # join | leave | a Member.mode
+    # join | leave | a Member.mode | mute | follow (thread_id) | pause (until)
+    action: Mapped[str] = mapped_column(String(10))
+    thread_id: Mapped[int | None] = mapped_column(Integer)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     address: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
