@@ -217,3 +217,30 @@ def test_a_pause_of_two_weeks_ends_with_one_reminder(
          message_id="news2@example.org")
     drain()
     assert copies(sink, "dave@example.org", "news2@example.org") == 1
+
+
+def test_a_muted_thread_is_left_out_of_that_readers_digest_only(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock, scheduler: Any
+) -> None:
+    assert cli("members", "add", LIST, "gina@example.org", "--mode", "digest").exit_code == 0
+    clock.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?",
+         message_id="tube@example.org")
+    send(post, "bob@example.net", LIST, "Wheelchairs", "Which brand?",
+         message_id="chair@example.org")
+    drain()
+    tube = thread_of(next(m for m in sink.to("dave@example.org")
+                          if m["Message-ID"] == "<tube@example.org>"))
+    assert cli("members", "mute", LIST, "carol@example.com", str(tube)).exit_code == 0
+    clock.now = datetime(2026, 11, 3, 7, 0, tzinfo=UTC)
+    scheduler()
+    drain()
+
+    def digest_text(address: str) -> str:
+        (msg,) = [m for m in sink.to(address) if "daily digest" in str(m["Subject"])]
+        body = msg.get_body(preferencelist=("plain",))
+        return str(body.get_content())
+
+    carol, gina = digest_text("carol@example.com"), digest_text("gina@example.org")
+    assert "Wheelchairs" in carol and "Feeding tubes" not in carol
+    assert "Wheelchairs" in gina and "Feeding tubes" in gina
