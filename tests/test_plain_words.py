@@ -244,3 +244,47 @@ def test_a_muted_thread_is_left_out_of_that_readers_digest_only(
     carol, gina = digest_text("carol@example.com"), digest_text("gina@example.org")
     assert "Wheelchairs" in carol and "Feeding tubes" not in carol
     assert "Wheelchairs" in gina and "Feeding tubes" in gina
+
+
+def test_each_reader_gets_the_digest_once_at_their_own_hour(
+    als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock, scheduler: Any
+) -> None:
+    assert cli("members", "set", LIST, "carol@example.com", "--digest-hour", "18",
+               "--timezone", "Europe/Berlin").exit_code == 0
+    bad = cli("members", "set", LIST, "carol@example.com", "--timezone", "Mars/Olympus")
+    assert bad.exit_code != 0 and "Mars/Olympus" in bad.output
+    assert cli("members", "add", LIST, "gina@example.org", "--mode", "digest").exit_code == 0
+    # Dave asks by email, in plain words, and confirms.
+    clock.now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    send(post, "dave@example.org", REQUEST, "", "digest at 6am please")
+    drain()
+    ask = last(sink, "dave@example.org")
+    assert "one digest a day\ninstead of each message, at 06:00." in text(ask).replace(
+        "\r\n", "\n")
+    send(post, "dave@example.org", confirm_address(ask), "Re: confirm", "")
+    clock.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?")
+    drain()
+
+    def digests(address: str) -> int:
+        return sum(1 for m in sink.to(address) if "daily digest" in str(m["Subject"]))
+
+    clock.now = datetime(2026, 11, 3, 7, 0, tzinfo=UTC)  # the list's hour: the run opens
+    scheduler()
+    drain()
+    assert (digests("gina@example.org"), digests("carol@example.com"),
+            digests("dave@example.org")) == (1, 0, 0)
+    # Dave's 06:00 UTC has passed today: his comes tomorrow at six, Carol's at 18:00 Berlin.
+    send(post, "alice@example.org", REQUEST, "help", "")  # other mail is not held back
+    drain()
+    assert last(sink, "alice@example.org")["Subject"] == "Help for Living with ALS"
+    clock.now = datetime(2026, 11, 3, 16, 59, tzinfo=UTC)
+    drain()
+    assert digests("carol@example.com") == 0
+    clock.now = datetime(2026, 11, 3, 17, 0, tzinfo=UTC)
+    scheduler()  # a restart changes nothing
+    drain()
+    clock.now = datetime(2026, 11, 4, 6, 0, tzinfo=UTC)
+    drain()
+    assert (digests("gina@example.org"), digests("carol@example.com"),
+            digests("dave@example.org")) == (1, 1, 1)

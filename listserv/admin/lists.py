@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -259,3 +260,12 @@ def set_thread_wish(session: Session, ml: MailingList, member: Member, thread_id
                                created_at=now))
     else:
         row.wish = wish
+
+
+def valid_timezone(name: str) -> bool:
+    """Whether `name` is a time zone this machine knows (IANA, e.g. Europe/Berlin)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

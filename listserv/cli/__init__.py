@@ -376,14 +376,23 @@ def members_list(ctx: Context, list_address: str, bouncing: bool, as_json: bool)
               help="Whether the member gets a copy of their own posts.")
 @click.option("--enable", is_flag=True,
               help="Resume delivery disabled by bounces, with a clean bounce score.")
+@click.option("--digest-hour", type=click.IntRange(-1, 23), default=None,
+              help="The hour the member's digest arrives (-1: when the list's is sent).")
+@click.option("--timezone", "zone", default=None,
+              help="The member's time zone for --digest-hour (IANA name, e.g. Europe/Berlin).")
 @pass_ctx
 def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
-                name: str | None, receive_own_posts: bool | None, enable: bool) -> None:
+                name: str | None, receive_own_posts: bool | None, enable: bool,
+                digest_hour: int | None, zone: str | None) -> None:
     """Change a member's settings."""
     from listserv.inbound import bounces as bouncing
 
-    if mode is None and name is None and receive_own_posts is None and not enable:
-        fail("nothing to change: give --mode, --name, --receive-own-posts or --enable")
+    if (mode is None and name is None and receive_own_posts is None and not enable
+            and digest_hour is None and zone is None):
+        fail("nothing to change: give --mode, --name, --receive-own-posts, --enable,"
+             " --digest-hour or --timezone")
+    if zone is not None and not admin.valid_timezone(zone):
+        fail(f"--timezone: unknown time zone {zone!r}")
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
         member = admin.require_member(s, ml, address)
@@ -395,6 +404,10 @@ def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
             member.display_name = name
         if receive_own_posts is not None:
             member.receive_own_posts = receive_own_posts
+        if digest_hour is not None:
+            member.digest_hour = None if digest_hour < 0 else digest_hour
+        if zone is not None:
+            member.timezone = zone
     click.echo(f"{member.address}: mode={member.mode} "
                    f"receive_own_posts={member.receive_own_posts} "
                    f"delivery={'disabled' if member.disabled_at else 'enabled'}")

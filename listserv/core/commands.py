@@ -162,6 +162,9 @@ _STRONG: tuple[tuple[Command, str], ...] = (
     (Command("digest", "off"),
      r"(digest off|no (more )?digests?|(each|every|all|individual) (messages?|posts?|e-?mails?)"
      r"( one by one| again| please)*)"),
+    (Command("digest", "at"),
+     r"((send|give) me )?((my|the) )?(daily )?digest( mode)?( each day| every day| daily)? at "
+     r"(?P<hour>\d{1,2})( 00)?( ?(?P<ampm>am|pm|a m|p m))?( each day| every day| daily)?"),
     (Command("pause"),
      rf"(pause|pause (my )?(mail|e-?mails?|delivery)|hold (my )?(mail|e-?mails?)|"
      rf"(i am|i'm|im) (away|on holiday|on vacation)|away|back|(i'll|i will) be back)"
@@ -253,6 +256,10 @@ def _without_greeting_and_name(text: str) -> list[str]:
 def _match(words: str) -> Command | None:
     for command, pattern in _COMPILED:
         found = pattern.fullmatch(words)
+        if found and found.groupdict().get("hour"):
+            hour = int(found["hour"]) % 12 if found["ampm"] else int(found["hour"])
+            hour += 12 if (found["ampm"] or "").startswith("p") else 0
+            return Command("digest", f"at {hour}") if hour < 24 else None
         if found:
             when = found.groupdict().get("when")
             return Command(command.name, when) if when else command

@@ -74,6 +74,16 @@ def due(now: datetime, hour: int, tz: str, done: Collection[str]) -> list[Period
     return [p for p in (period(d, hour, tz) for d in days) if p.label not in done]
 
 
+def next_at(now: datetime, hour: int, tz: str) -> datetime:
+    """The first `hour`:00 in zone `tz` at or after `now`: when a member who chose that
+    hour gets a digest opened at `now`."""
+    local = now.astimezone(ZoneInfo(tz))
+    at = datetime.combine(local.date(), time(hour), ZoneInfo(tz))
+    if at < local:
+        at = datetime.combine(local.date() + timedelta(days=1), time(hour), ZoneInfo(tz))
+    return at.astimezone(UTC)
+
+
 def parse_day(text: str) -> date:
     """A --date value (YYYY-MM-DD); ValueError names what was wrong."""
     try:

@@ -91,7 +91,7 @@ class ListDesk:
 
     # -- joining and leaving -----------------------------------------------------------------
     def request_change(self, action: str, msg: Incoming, until: datetime | None = None,
-                       thread_id: int | None = None) -> bool:
+                       thread_id: int | None = None, hour: int | None = None) -> bool:
         """Ask the sender's mailbox to confirm a join, a leave or a delivery mode (`action`
         is then the mode); the same whatever the membership, so the answer tells nothing
         about who is on the list, and a forged From changes nothing."""
@@ -99,7 +99,7 @@ class ListDesk:
             return False
         pending = Pending(list_id=self.ml.id, action=action, address=msg.sender,
                           display_name=msg.name, created_at=self.now, until=until,
-                          thread_id=thread_id)
+                          thread_id=thread_id, hour=hour)
         self.session.add(pending)
         self.session.flush()
         kind = {"join": "j", "leave": "l"}.get(action, "d")
@@ -110,7 +110,7 @@ class ListDesk:
         return self.notifier.send(
             "confirm", template, msg.sender, in_reply_to=msg.message_id,
             reply_to=address, confirm_address=address, address=msg.sender, mode=action,
-            until=self.local_day(until), thread=self.thread_subject(thread_id),
+            until=self.local_day(until), thread=self.thread_subject(thread_id), hour=hour,
         )
 
     def local_day(self, at: datetime | None) -> str:
@@ -155,10 +155,12 @@ class ListDesk:
         elif member is not None and mode in MODES:
             member.mode = mode
             member.paused_until = None
+            if pending.hour is not None:
+                member.digest_hour = pending.hour
         self.notifier.send("results", "mode_changed.txt", pending.address,
                            in_reply_to=in_reply_to, address=pending.address, mode=mode,
                            member=member is not None, until=self.local_day(pending.until),
-                           thread=thread)
+                           thread=thread, hour=pending.hour)
 
     def member(self, address: str) -> Member | None:
         return self.session.scalar(
@@ -256,6 +258,8 @@ class ListDesk:
                 return f"Not understood as a day from today: {command.arg!r}.", False
             until = datetime.combine(end, time(), ZoneInfo(self.ml.timezone))
             self.request_change("pause", msg, until=until)
+        elif command.name == "digest" and command.arg.startswith("at "):
+            self.request_change("digest", msg, hour=int(command.arg[3:]))
         elif command.name in ("mute", "follow"):
             self.request_change(command.name, msg, thread_id=int(command.arg))
         else:

@@ -219,7 +219,8 @@ class Outbox:
         """Lease up to `limit` due deliveries to this worker.
 
         Only a recipient's oldest unsent delivery is due: a later post never overtakes an
-        earlier one that is being retried, so each thread arrives in order.
+        earlier one that is being retried, so each thread arrives in order (a digest
+        waiting for its reader's own hour holds nothing back).
         """
         now = self.clock()
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
@@ -235,6 +236,8 @@ class Outbox:
                         earlier.recipient == Delivery.recipient,
                         earlier.status.in_(("queued", "deferred")),
                         earlier.id < Delivery.id,
+                        # a digest waiting for its reader's hour holds nothing back
+                        ~and_(earlier.digest_id.is_not(None), earlier.next_attempt_at > now),
                     ),
                 )
                 .order_by(Delivery.id)

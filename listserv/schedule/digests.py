@@ -129,15 +129,18 @@ def open_run(
     run.html_head = digest.qp(html_head)
     run.html_tail = digest.qp(html_tail)
     readers = session.execute(
-        select(Member.id, Member.address)
+        select(Member.id, Member.address, Member.digest_hour, Member.timezone)
         .where(Member.list_id == ml.id, Member.mode == "digest", not_paused(now))
         .order_by(Member.id)
     ).all()
     if readers:
+        # A reader with their own hour gets this run's one delivery, due at that hour.
         session.execute(insert(Delivery), [
             {"digest_id": run.id, "member_id": mid, "recipient": address, "status": "queued",
-             "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for mid, address in readers
+             "attempts": 0, "created_at": now,
+             "next_attempt_at": now if hour is None else digest.next_at(
+                 now, hour, tz or ml.timezone)}
+            for mid, address, hour, tz in readers
         ])
     run.recipients = len(readers)
     return Opened(run.id, ml.address, per.label, run.posts, len(readers))

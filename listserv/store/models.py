@@ -92,6 +92,10 @@ class Member(Base):
     # A pause the member asked for ("pause 2 weeks"): no mail until then, and a reminder
     # that day (the scheduler clears it when it sends the reminder).
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The member's own digest time: the list's digest reaches them at this hour in this
+    # zone (None: when the list's run opens; no zone: the list's).
+    digest_hour: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 def not_paused(now: datetime) -> ColumnElement[bool]:
@@ -314,6 +318,7 @@ class Pending(Base):
     action: Mapped[str] = mapped_column(String(10))
     thread_id: Mapped[int | None] = mapped_column(Integer)
     until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hour: Mapped[int | None] = mapped_column(Integer)  # digest at this hour
     address: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

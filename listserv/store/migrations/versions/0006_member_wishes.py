@@ -1,4 +1,5 @@
-"""What a member asks for by replying: mute or follow a thread, pause until a day.
+"""What a member asks for by replying: mute or follow a thread, pause until a day, their
+own digest hour.
 
 Revision ID: 0006_member_wishes
 Revises: 0004_address_identity
@@ -28,15 +29,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("members") as batch:
         batch.add_column(sa.Column("paused_until", UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("digest_hour", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("timezone", sa.String(64), nullable=True))
     with op.batch_alter_table("pending") as batch:
         batch.add_column(sa.Column("thread_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("until", UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("hour", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("pending") as batch:
+        batch.drop_column("hour")
         batch.drop_column("until")
         batch.drop_column("thread_id")
     with op.batch_alter_table("members") as batch:
+        batch.drop_column("timezone")
+        batch.drop_column("digest_hour")
         batch.drop_column("paused_until")
     op.drop_table("thread_wishes")
