@@ -134,13 +134,24 @@ def copies(sink: Sink, address: str, message_id: str) -> int:
 def test_mute_stops_a_thread_and_follow_brings_one(
     als: str, cli: Any, post: Any, drain: Any, sink: Sink
 ) -> None:
-    send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?",
-         message_id="tube@example.org")
-    send(post, "alice@example.org", LIST, "Wheelchairs", "Which brand?",
-         message_id="chair@example.org")
+    send(
+        post,
+        "alice@example.org",
+        LIST,
+        "Feeding tubes",
+        "Who has one?",
+        message_id="tube@example.org",
+    )
+    send(
+        post,
+        "alice@example.org",
+        LIST,
+        "Wheelchairs",
+        "Which brand?",
+        message_id="chair@example.org",
+    )
     drain()
-    copy = next(m for m in sink.to("dave@example.org")
-                if m["Message-ID"] == "<tube@example.org>")
+    copy = next(m for m in sink.to("dave@example.org") if m["Message-ID"] == "<tube@example.org>")
     tube = thread_of(copy)
     mute = f"living-with-als-request+mute-t{tube}@lists.example.org"
     assert f"To stop receiving this conversation, write to {mute}" in text(copy)
@@ -149,11 +160,12 @@ def test_mute_stops_a_thread_and_follow_brings_one(
     send(post, "dave@example.org", mute, "mute", "")
     drain()
     ask = last(sink, "dave@example.org")
-    assert "conversation \"Feeding tubes\"" in text(ask)
+    assert 'conversation "Feeding tubes"' in text(ask)
     send(post, "dave@example.org", confirm_address(ask), "Re: confirm", "")
     drain()
-    assert "no more posts of the conversation \"Feeding tubes\"" in \
-        text(last(sink, "dave@example.org"))
+    assert 'no more posts of the conversation "Feeding tubes"' in text(
+        last(sink, "dave@example.org")
+    )
 
     # Erin reads nothing (nomail) but follows the tube thread by email; Carol (digest)
     # follows the wheelchair thread, set by an admin.
@@ -161,17 +173,32 @@ def test_mute_stops_a_thread_and_follow_brings_one(
     send(post, "erin@example.org", follow, "follow", "")
     drain()
     send(post, "erin@example.org", confirm_address(last(sink, "erin@example.org")), "Re:", "")
-    chair = thread_of(next(m for m in sink.to("dave@example.org")
-                           if m["Message-ID"] == "<chair@example.org>"))
+    chair = thread_of(
+        next(m for m in sink.to("dave@example.org") if m["Message-ID"] == "<chair@example.org>")
+    )
     assert cli("members", "follow", LIST, "carol@example.com", str(chair)).exit_code == 0
     assert cli("members", "mute", LIST, "bob@example.net", str(chair)).exit_code == 0
     bad = cli("members", "mute", LIST, "bob@example.net", "999999")
     assert bad.exit_code != 0 and "no thread 999999" in bad.output
 
-    send(post, "bob@example.net", LIST, "Re: Feeding tubes", "Mine since May.",
-         in_reply_to="tube@example.org", message_id="tube2@example.org")
-    send(post, "dave@example.org", LIST, "Re: Wheelchairs", "Permobil.",
-         in_reply_to="chair@example.org", message_id="chair2@example.org")
+    send(
+        post,
+        "bob@example.net",
+        LIST,
+        "Re: Feeding tubes",
+        "Mine since May.",
+        in_reply_to="tube@example.org",
+        message_id="tube2@example.org",
+    )
+    send(
+        post,
+        "dave@example.org",
+        LIST,
+        "Re: Wheelchairs",
+        "Permobil.",
+        in_reply_to="chair@example.org",
+        message_id="chair2@example.org",
+    )
     drain()
     assert copies(sink, "alice@example.org", "tube2@example.org") == 1
     assert copies(sink, "dave@example.org", "tube2@example.org") == 0  # muted
@@ -196,8 +223,9 @@ def test_a_pause_of_two_weeks_ends_with_one_reminder(
     drain()
     assert "until Friday 11 December 2026" in text(last(sink, "dave@example.org"))
 
-    send(post, "alice@example.org", LIST, "News", "The trial opened.",
-         message_id="news@example.org")
+    send(
+        post, "alice@example.org", LIST, "News", "The trial opened.", message_id="news@example.org"
+    )
     drain()
     assert copies(sink, "bob@example.net", "news@example.org") == 1
     assert copies(sink, "dave@example.org", "news@example.org") == 0
@@ -213,8 +241,9 @@ def test_a_pause_of_two_weeks_ends_with_one_reminder(
     (reminder,) = [m for m in sink.to("dave@example.org") if "again" in str(m["Subject"])]
     assert reminder["Subject"] == "You are receiving Living with ALS again"
     assert "reply to this message with the word PAUSE" in text(reminder)
-    send(post, "alice@example.org", LIST, "More news", "Recruiting.",
-         message_id="news2@example.org")
+    send(
+        post, "alice@example.org", LIST, "More news", "Recruiting.", message_id="news2@example.org"
+    )
     drain()
     assert copies(sink, "dave@example.org", "news2@example.org") == 1
 
@@ -224,13 +253,21 @@ def test_a_muted_thread_is_left_out_of_that_readers_digest_only(
 ) -> None:
     assert cli("members", "add", LIST, "gina@example.org", "--mode", "digest").exit_code == 0
     clock.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?",
-         message_id="tube@example.org")
-    send(post, "bob@example.net", LIST, "Wheelchairs", "Which brand?",
-         message_id="chair@example.org")
+    send(
+        post,
+        "alice@example.org",
+        LIST,
+        "Feeding tubes",
+        "Who has one?",
+        message_id="tube@example.org",
+    )
+    send(
+        post, "bob@example.net", LIST, "Wheelchairs", "Which brand?", message_id="chair@example.org"
+    )
     drain()
-    tube = thread_of(next(m for m in sink.to("dave@example.org")
-                          if m["Message-ID"] == "<tube@example.org>"))
+    tube = thread_of(
+        next(m for m in sink.to("dave@example.org") if m["Message-ID"] == "<tube@example.org>")
+    )
     assert cli("members", "mute", LIST, "carol@example.com", str(tube)).exit_code == 0
     clock.now = datetime(2026, 11, 3, 7, 0, tzinfo=UTC)
     scheduler()
@@ -249,8 +286,19 @@ def test_a_muted_thread_is_left_out_of_that_readers_digest_only(
 def test_each_reader_gets_the_digest_once_at_their_own_hour(
     als: str, cli: Any, post: Any, drain: Any, sink: Sink, clock: Clock, scheduler: Any
 ) -> None:
-    assert cli("members", "set", LIST, "carol@example.com", "--digest-hour", "18",
-               "--timezone", "Europe/Berlin").exit_code == 0
+    assert (
+        cli(
+            "members",
+            "set",
+            LIST,
+            "carol@example.com",
+            "--digest-hour",
+            "18",
+            "--timezone",
+            "Europe/Berlin",
+        ).exit_code
+        == 0
+    )
     bad = cli("members", "set", LIST, "carol@example.com", "--timezone", "Mars/Olympus")
     assert bad.exit_code != 0 and "Mars/Olympus" in bad.output
     assert cli("members", "add", LIST, "gina@example.org", "--mode", "digest").exit_code == 0
@@ -259,8 +307,7 @@ def test_each_reader_gets_the_digest_once_at_their_own_hour(
     send(post, "dave@example.org", REQUEST, "", "digest at 6am please")
     drain()
     ask = last(sink, "dave@example.org")
-    assert "one digest a day\ninstead of each message, at 06:00." in text(ask).replace(
-        "\r\n", "\n")
+    assert "one digest a day\ninstead of each message, at 06:00." in text(ask).replace("\r\n", "\n")
     send(post, "dave@example.org", confirm_address(ask), "Re: confirm", "")
     clock.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?")
@@ -272,8 +319,11 @@ def test_each_reader_gets_the_digest_once_at_their_own_hour(
     clock.now = datetime(2026, 11, 3, 7, 0, tzinfo=UTC)  # the list's hour: the run opens
     scheduler()
     drain()
-    assert (digests("gina@example.org"), digests("carol@example.com"),
-            digests("dave@example.org")) == (1, 0, 0)
+    assert (
+        digests("gina@example.org"),
+        digests("carol@example.com"),
+        digests("dave@example.org"),
+    ) == (1, 0, 0)
     # Dave's 06:00 UTC has passed today: his comes tomorrow at six, Carol's at 18:00 Berlin.
     send(post, "alice@example.org", REQUEST, "help", "")  # other mail is not held back
     drain()
@@ -286,5 +336,8 @@ def test_each_reader_gets_the_digest_once_at_their_own_hour(
     drain()
     clock.now = datetime(2026, 11, 4, 6, 0, tzinfo=UTC)
     drain()
-    assert (digests("gina@example.org"), digests("carol@example.com"),
-            digests("dave@example.org")) == (1, 1, 1)
+    assert (
+        digests("gina@example.org"),
+        digests("carol@example.com"),
+        digests("dave@example.org"),
+    ) == (1, 1, 1)

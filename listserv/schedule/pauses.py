@@ -29,7 +29,8 @@ def end_pauses(db: Database, config: Config, templates: Environment, now: dateti
     for member_id in due:
         with db.session() as session:
             won = session.execute(
-                update(Member).where(Member.id == member_id, Member.paused_until <= now)
+                update(Member)
+                .where(Member.id == member_id, Member.paused_until <= now)
                 .values(paused_until=None)
             ).rowcount
             if not won:
@@ -37,6 +38,7 @@ def end_pauses(db: Database, config: Config, templates: Environment, now: dateti
             member = session.get_one(Member, member_id)
             ml = session.get_one(MailingList, member.list_id)
             Notifier(session, config, templates, ml, now).send(
-                "pause", "pause_over.txt", member.address, address=member.address)
+                "pause", "pause_over.txt", member.address, address=member.address
+            )
             reminded += 1
     return reminded

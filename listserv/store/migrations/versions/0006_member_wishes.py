@@ -20,10 +20,18 @@ depends_on: str | None = None
 def upgrade() -> None:
     op.create_table(
         "thread_wishes",
-        sa.Column("member_id", sa.Integer(),
-                  sa.ForeignKey("members.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("thread_id", sa.Integer(),
-                  sa.ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "member_id",
+            sa.Integer(),
+            sa.ForeignKey("members.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "thread_id",
+            sa.Integer(),
+            sa.ForeignKey("threads.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("wish", sa.String(10), nullable=False),
         sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
     )
