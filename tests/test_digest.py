@@ -63,6 +63,7 @@ From: Bob Baker, Mon 02 Nov 2026, 09:05 UTC
 Yes, twice a week helps me.
 
 Reply to this thread: living-with-als+t1@lists.example.org
+Follow it post by post: living-with-als-request+follow-t1@lists.example.org
 
 ==============================================================================
 --\x20

@@ -196,26 +196,50 @@ def test_subscribe_answer_is_the_same_for_members_and_strangers(
     assert shape("alice@example.org") == shape(NEW)
 
 
-def test_request_commands_in_subject_and_body(
+def modes(cli: Any) -> dict[str, str]:
+    listing = json.loads(cli("members", "list", LIST, "--json").output)
+    return {r["address"]: r["mode"] for r in listing}
+
+
+def test_a_change_of_delivery_mode_by_email_waits_for_the_mailbox_to_confirm(
     als: str, post: Any, drain: Any, sink: Sink, cli: Any
 ) -> None:
     send(post, "alice@example.org", REQUEST, "digest on", "")
     drain()
-    results = last(sink, "alice@example.org")
-    assert "digest on" in text(results) and "now: digest" in text(results)
+    ask = last(sink, "alice@example.org")
+    assert ask["Subject"] == "Confirm how you receive Living with ALS"
+    assert "one digest a day" in text(ask)
+    assert modes(cli)["alice@example.org"] == "each"  # nothing before the mailbox confirms
 
+    # Someone forging Dave's address asks for no mail: Dave is asked, nothing changes.
     send(post, "dave@example.org", REQUEST, "Re: something",
-         "nomail on\nnomail off\ndigest on\n\nThanks!\n-- \nDave")
+         "nomail on\n\nThanks!\n-- \nDave")
     drain()
-    answer = text(last(sink, "dave@example.org"))
-    assert answer.count("Delivery mode of dave@example.org") == 3
-    modes = {r["address"]: r["mode"] for r in json.loads(cli("members", "list", LIST,
-                                                              "--json").output)}
-    assert modes["alice@example.org"] == "digest"
-    assert modes["dave@example.org"] == "digest"
+    assert "until you ask for it again" in text(last(sink, "dave@example.org"))
+    assert modes(cli)["dave@example.org"] == "each"
 
-    # A non-member's mode command changes nothing and says so.
+    # Alice simply replies to the confirmation.
+    send(post, "alice@example.org", confirm_address(ask), "Re: " + str(ask["Subject"]), "")
+    drain()
+    done = last(sink, "alice@example.org")
+    assert done["Subject"] == "How you receive Living with ALS"
+    assert "as one digest a day" in text(done)
+    assert modes(cli)["alice@example.org"] == "digest"
+
+    # The token is spent: replaying it changes nothing more.
+    send(post, "alice@example.org", REQUEST, "digest off", "")
+    drain()
+    back = confirm_address(last(sink, "alice@example.org"))
+    send(post, "alice@example.org", back, "Re: confirm", "")
+    send(post, "alice@example.org", confirm_address(ask), "Re: confirm", "")
+    drain()
+    assert "already used" in text(last(sink, "alice@example.org"))
+    assert modes(cli)["alice@example.org"] == "each"
+
+    # A non-member is asked the same way, and told at confirmation that nothing changed.
     send(post, NEW, REQUEST, "digest on")
+    drain()
+    send(post, NEW, confirm_address(last(sink, NEW)), "Re: confirm", "")
     drain()
     assert "not a member" in text(last(sink, NEW))
 
@@ -448,4 +472,4 @@ def test_one_message_to_the_list_and_its_request_address(
     assert reply.code == 250
     drain()
     assert [m["Message-ID"] for m in sink.to("dave@example.org")] == ["<both@example.org>"]
-    assert "now: digest" in text(last(sink, "alice@example.org"))
+    assert "one digest a day" in text(last(sink, "alice@example.org"))

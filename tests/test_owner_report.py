@@ -138,6 +138,7 @@ def test_two_schedulers_at_once_send_one_report(
 def test_a_day_is_quiet_only_without_any_figure_or_address() -> None:
     zero = dict.fromkeys(["posts", "deliveries"], 0)
     assert DayReport(date(2026, 11, 27), zero, (), ()).quiet
+    assert not DayReport(date(2026, 11, 27), zero, (), (), ("bob@example.net: digest on",)).quiet
     assert not DayReport(date(2026, 11, 27), {**zero, "posts": 1}, (), ()).quiet
     assert not DayReport(date(2026, 11, 27), zero, (), ("frank@example.org",)).quiet
 

@@ -10,13 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
 from listserv.core.addresses import AddressError, identity, list_address, normalize
-from listserv.store.models import MODES, MailingList, Member
+from listserv.store.models import MODES, MailingList, Member, Thread, ThreadWish
 from listserv.web import oneclick
 
 
@@ -262,3 +263,29 @@ def import_members(session: Session, ml: MailingList, rows: Iterable[ImportRow],
         add_member(session, ml, row.address, row.name, row.mode, now)
         added += 1
     return added, skipped
+
+
+def set_thread_wish(session: Session, ml: MailingList, member: Member, thread_id: int,
+                    wish: str | None, now: datetime) -> None:
+    """Mute or follow one thread of the list for a member (`wish` None: neither)."""
+    thread = session.get(Thread, thread_id)
+    if thread is None or thread.list_id != ml.id:
+        raise AdminError(f"{ml.address} has no thread {thread_id}")
+    row = session.get(ThreadWish, (member.id, thread_id))
+    if wish is None:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(ThreadWish(member_id=member.id, thread_id=thread_id, wish=wish,
+                               created_at=now))
+    else:
+        row.wish = wish
+
+
+def valid_timezone(name: str) -> bool:
+    """Whether `name` is a time zone this machine knows (IANA, e.g. Europe/Berlin)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

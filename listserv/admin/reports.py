@@ -75,7 +75,8 @@ def _events(session: Session, ml: MailingList, first: date,
 
 def day_report(session: Session, ml: MailingList, day: date) -> stats.DayReport:
     """One local day's counts, as `listserv report` gives them, with the addresses the owners
-    should know of: who complained (and was unsubscribed) and whose delivery bounces ended."""
+    should know of: who complained (and was unsubscribed), whose delivery bounces ended,
+    and who wrote a command to the list in plain words (not posted)."""
     counts = stats.tally(_events(session, ml, day, day), day, day)[day]
     start, end = _window(day, day, ZoneInfo(ml.timezone))
     complainers = session.scalars(
@@ -87,4 +88,10 @@ def day_report(session: Session, ml: MailingList, day: date) -> stats.DayReport:
         select(Member.address)
         .where(Member.list_id == ml.id, Member.disabled_at >= start, Member.disabled_at < end)
         .order_by(Member.disabled_at, Member.id))
-    return stats.DayReport(day, counts, tuple(complainers), tuple(disabled))
+    commands = session.execute(
+        select(MemberEvent.address, MemberEvent.kind)
+        .where(MemberEvent.list_id == ml.id, MemberEvent.kind.startswith("cmd-"),
+               MemberEvent.at >= start, MemberEvent.at < end)
+        .order_by(MemberEvent.at, MemberEvent.id))
+    taken = tuple(f"{address}: {kind[4:].replace('-', ' ')}" for address, kind in commands)
+    return stats.DayReport(day, counts, tuple(complainers), tuple(disabled), taken)

@@ -379,14 +379,23 @@ def members_list(ctx: Context, list_address: str, bouncing: bool, as_json: bool)
               help="Whether the member gets a copy of their own posts.")
 @click.option("--enable", is_flag=True,
               help="Resume delivery disabled by bounces, with a clean bounce score.")
+@click.option("--digest-hour", type=click.IntRange(-1, 23), default=None,
+              help="The hour the member's digest arrives (-1: when the list's is sent).")
+@click.option("--timezone", "zone", default=None,
+              help="The member's time zone for --digest-hour (IANA name, e.g. Europe/Berlin).")
 @pass_ctx
 def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
-                name: str | None, receive_own_posts: bool | None, enable: bool) -> None:
+                name: str | None, receive_own_posts: bool | None, enable: bool,
+                digest_hour: int | None, zone: str | None) -> None:
     """Change a member's settings."""
     from listserv.inbound import bounces as bouncing
 
-    if mode is None and name is None and receive_own_posts is None and not enable:
-        fail("nothing to change: give --mode, --name, --receive-own-posts or --enable")
+    if (mode is None and name is None and receive_own_posts is None and not enable
+            and digest_hour is None and zone is None):
+        fail("nothing to change: give --mode, --name, --receive-own-posts, --enable,"
+             " --digest-hour or --timezone")
+    if zone is not None and not admin.valid_timezone(zone):
+        fail(f"--timezone: unknown time zone {zone!r}")
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
         member = admin.require_member(s, ml, address)
@@ -398,6 +407,10 @@ def members_set(ctx: Context, list_address: str, address: str, mode: str | None,
             member.display_name = name
         if receive_own_posts is not None:
             member.receive_own_posts = receive_own_posts
+        if digest_hour is not None:
+            member.digest_hour = None if digest_hour < 0 else digest_hour
+        if zone is not None:
+            member.timezone = zone
     click.echo(f"{member.address}: mode={member.mode} "
                    f"receive_own_posts={member.receive_own_posts} "
                    f"delivery={'disabled' if member.disabled_at else 'enabled'}")
@@ -689,6 +702,39 @@ def members_moderate(ctx: Context, list_address: str, address: str, off: bool) -
         else:
             listroles.add_role(s, ml, member.address, "moderated")
         click.echo(f"{member.address}: moderated={'no' if off else 'yes'}")
+
+
+def _thread_wish(ctx: Context, list_address: str, address: str, thread_id: int,
+                 wish: str | None) -> None:
+    with ctx.session() as s:
+        ml = admin.require_list(s, list_address, ctx.config.lists.domain)
+        member = admin.require_member(s, ml, address)
+        admin.set_thread_wish(s, ml, member, thread_id, wish, now())
+        click.echo(f"{member.address}: thread {thread_id} {wish or 'as the delivery mode'}")
+
+
+@members.command("mute")
+@click.argument("list_address")
+@click.argument("address")
+@click.argument("thread_id", type=int)
+@click.option("--off", is_flag=True, help="Receive the thread again.")
+@pass_ctx
+def members_mute(ctx: Context, list_address: str, address: str, thread_id: int,
+                 off: bool) -> None:
+    """Send a member none of one thread's posts (or again with --off)."""
+    _thread_wish(ctx, list_address, address, thread_id, None if off else "mute")
+
+
+@members.command("follow")
+@click.argument("list_address")
+@click.argument("address")
+@click.argument("thread_id", type=int)
+@click.option("--off", is_flag=True, help="Back to the member's delivery mode.")
+@pass_ctx
+def members_follow(ctx: Context, list_address: str, address: str, thread_id: int,
+                   off: bool) -> None:
+    """Send one thread's posts one by one to a member reading a digest or no mail."""
+    _thread_wish(ctx, list_address, address, thread_id, None if off else "follow")
 
 
 @main.group()

@@ -174,6 +174,11 @@ def tagged(list_addr: str, tag: str) -> str:
     return f"{local}+{tag}@{domain}"
 
 
+def thread_wish_address(list_addr: str, wish: str, thread_id: int) -> str:
+    """Where a member writes to mute or follow one thread (`wish`), asked to confirm."""
+    return tagged(role_address(list_addr, "request"), f"{wish}-t{thread_id}")
+
+
 def role_address(list_addr: str, role: str) -> str:
     local, _, domain = list_addr.rpartition("@")
     return f"{local}-{role}@{domain}"

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-from listserv.core.addresses import role_address, tagged
+from listserv.core.addresses import role_address, tagged, thread_wish_address
 from listserv.core.compose import ListInfo, header_text, list_headers, mailbox
 from listserv.core.message import one_line
 
@@ -73,6 +73,16 @@ def due(now: datetime, hour: int, tz: str, done: Collection[str]) -> list[Period
     return [p for p in (period(d, hour, tz) for d in days) if p.label not in done]
 
 
+def next_at(now: datetime, hour: int, tz: str) -> datetime:
+    """The first `hour`:00 in zone `tz` at or after `now`: when a member who chose that
+    hour gets a digest opened at `now`."""
+    local = now.astimezone(ZoneInfo(tz))
+    at = datetime.combine(local.date(), time(hour), ZoneInfo(tz))
+    if at < local:
+        at = datetime.combine(local.date() + timedelta(days=1), time(hour), ZoneInfo(tz))
+    return at.astimezone(UTC)
+
+
 def parse_day(text: str) -> date:
     """A --date value (YYYY-MM-DD); ValueError names what was wrong."""
     try:
@@ -115,6 +125,7 @@ class Section:
     subject: str
     is_new: bool
     reply_address: str
+    follow_address: str  # its posts one by one, besides the digest
     participants: tuple[str, ...]
     entries: tuple[Entry, ...]
 
@@ -192,6 +203,7 @@ def build(
             subject=one_line(info.subject) or "(no subject)",
             is_new=per.start <= info.started_at < per.end,
             reply_address=tagged(list_address, f"t{thread_id}"),
+            follow_address=thread_wish_address(list_address, "follow", thread_id),
             participants=tuple(dict.fromkeys(e.author for e in entries)),
             entries=entries,
         ))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from listserv.core.commands import Command, Maybe
 from listserv.core.message import Parsed
 from listserv.core.replies import Outcome
 
@@ -42,6 +43,8 @@ class Facts:
     author_posts_today: int = 0
     max_list_posts_per_day: int | None = None
     list_posts_today: int = 0
+    # What the whole new text asks, when it is a command in plain words (commands.classify).
+    plain_command: Command | Maybe | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,16 @@ def emergency(parsed: Parsed, facts: Facts) -> Decision | None:
     if facts.emergency:
         return Decision(Outcome.HELD, "the list's emergency brake is on: every post waits"
                         " for a moderator")
+
+
+def plain_command(parsed: Parsed, facts: Facts) -> Decision | None:
+    found = facts.plain_command
+    if isinstance(found, Command):
+        return Decision(Outcome.COMMAND, f"not posted: taken as the command {found.text!r}")
+    if isinstance(found, Maybe):
+        what = f" ({found.command.text!r})" if found.command else ""
+        return Decision(Outcome.HELD, f"possibly a command{what} rather than a post: "
+                        "a moderator decides")
     return None
 
 
@@ -143,6 +156,7 @@ RULES: tuple[Rule, ...] = (
     robot,       # our own mail coming back, vacation notices, DSNs: never posted or answered
     duplicate,   # the same Message-ID again (a retry after a lost 250): accept, store once
     forged_author,  # a From failing its domain's DMARC may be anyone: a moderator decides
+    plain_command,  # "please remove me" to the list: that command, asked to confirm
     emergency,   # the emergency brake: every post waits, announcements included
     announce,    # announce lists: owners and approved posters only, others refused at SMTP
     moderated_list,    # moderated lists: every post waits for a moderator

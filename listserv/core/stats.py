@@ -74,8 +74,11 @@ class DayReport:
     counts: Mapping[str, int]  # COLUMNS
     complainers: tuple[str, ...]  # unsubscribed because their provider reported a complaint
     disabled: tuple[str, ...]  # delivery disabled for bouncing
+    # "address: command" of messages to the list taken as commands in plain words
+    commands: tuple[str, ...] = ()
 
     @property
     def quiet(self) -> bool:
         """Nothing happened: no report is sent for such a day."""
-        return not (any(self.counts.values()) or self.complainers or self.disabled)
+        return not (any(self.counts.values()) or self.complainers or self.disabled
+                    or self.commands)

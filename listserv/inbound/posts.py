@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.config import LimitsConfig
-from listserv.core import dmarc, policy, replytext, robots, threads
+from listserv.core import commands, dmarc, policy, replytext, robots, threads
 from listserv.core.addresses import Route, list_id
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.core.replies import Outcome, combine
@@ -62,6 +62,10 @@ _THREAD_TAG_RE = re.compile(r"^t(\d{1,18})$")
 # Called in the storing transaction when a message is held: (session, list, held row,
 # parsed message, envelope sender, now); moderation.on_held notifies poster and moderators.
 OnHeld = Callable[[Session, MailingList, Held, Parsed, str, datetime], None]
+# Called in the storing transaction when a message to the list is a command in plain words:
+# (session, list, parsed message, raw, envelope sender, the command, now).
+OnCommand = Callable[[Session, MailingList, Parsed, bytes, str, commands.Command, datetime],
+                     None]
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,7 @@ class Prepared:
     new_text: str
     robots: dict[str, str | None]  # why it is a machine's mail, per list address
     forged: str | None = None  # why the From may not be its author (Authenticity.forged)
+    command: commands.Command | commands.Maybe | None = None  # commands.classify
 
     @classmethod
     def of(cls, parsed: Parsed, sender: str, routes: Sequence[Route],
@@ -273,15 +278,22 @@ class Prepared:
         for name, value in parsed.headers:
             headers.setdefault(name, []).append(value)
         addresses = {r.list_address or "" for r in routes}
-        return cls(parsed, replytext.new_text(parsed.text), {
+        new_text = replytext.new_text(parsed.text)
+        subject = commands.strip_reply_prefix(parsed.subject)
+        in_discussion = bool(parsed.parent_candidates) or subject != parsed.subject.strip()
+        command = commands.classify(new_text if new_text.strip() else subject, in_discussion)
+        return cls(parsed, new_text, {
             address: robots.robot_reason(headers, envelope_sender=sender,
                                          our_list_ids=[list_id(address)],
                                          our_loop_value=address)
-            for address in addresses}, authenticity.forged(parsed) if authenticity else None)
+            for address in addresses}, authenticity.forged(parsed) if authenticity else None,
+            command)
 
 
 def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str | None,
-                    forged: str | None, now: datetime) -> tuple[ListRow, policy.Facts] | None:
+                    forged: str | None, now: datetime,
+                    command: commands.Command | commands.Maybe | None = None,
+                    ) -> tuple[ListRow, policy.Facts] | None:
     row = _FACTS.run(conn, {"address": address, "author": parsed.author_address or "",
                             "message_id": parsed.message_id}).fetchone()
     if row is None:
@@ -314,6 +326,7 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
         author_posts_today=author_today,
         max_list_posts_per_day=per_list,
         list_posts_today=list_today,
+        plain_command=command,
     )
     return ListRow(list_pk, list_address, prefix), facts
 
@@ -397,7 +410,7 @@ class _Transaction:
 
 def _apply(
     tx: _Transaction, routes: Sequence[Route], raw: bytes, prepared: Prepared, sender: str,
-    now: datetime, on_held: OnHeld | None = None,
+    now: datetime, on_held: OnHeld | None = None, on_command: OnCommand | None = None,
 ) -> Result:
     outcomes: list[Outcome] = []
     details: list[str] = []
@@ -408,7 +421,7 @@ def _apply(
         list_raw, list_parsed = ensure_date(*ensure_message_id(
             raw, prepared.parsed, address.rpartition("@")[2]), now)
         found = _list_and_facts(conn, address, list_parsed, prepared.robots[address],
-                                prepared.forged, now)
+                                prepared.forged, now, prepared.command)
         if found is None:  # deleted between RCPT and DATA
             outcomes.append(Outcome.TEMPORARY_FAILURE)
             continue
@@ -419,6 +432,11 @@ def _apply(
         if decision.outcome is Outcome.ACCEPTED:
             post_ids.append(_store_post(conn, ml, list_parsed, list_raw, route, now,
                                         prepared.new_text))
+        elif decision.outcome is Outcome.COMMAND:
+            session = tx.session
+            if on_command is not None and isinstance(prepared.command, commands.Command):
+                on_command(session, session.get_one(MailingList, ml.id), list_parsed, raw,
+                           sender, prepared.command, now)
         elif decision.outcome is Outcome.HELD:
             held = Held(
                 list_id=ml.id,
@@ -464,6 +482,7 @@ class _Item:
     now: datetime
     on_held: OnHeld | None
     limits: LimitsConfig | None = None
+    on_command: OnCommand | None = None
     authenticity: Authenticity | None = None
     result: Result | None = None
     error: BaseException | None = None
@@ -580,7 +599,8 @@ def _store(db: Database, ready: list[tuple[_Item, Prepared]]) -> None:
                 try:
                     for item, prepared in ready:
                         item.result = _apply(tx, item.routes, item.raw, prepared,
-                                             item.sender, item.now, item.on_held)
+                                             item.sender, item.now, item.on_held,
+                                             item.on_command)
                     tx.flush()
                 finally:
                     tx.close()
@@ -613,7 +633,8 @@ def _apply_alone(session: Session, item: _Item, prepared: Prepared) -> None:
         try:
             with session.begin_nested():
                 item.result = _apply(_Transaction(session.connection(), session), item.routes,
-                                     item.raw, prepared, item.sender, item.now, item.on_held)
+                                     item.raw, prepared, item.sender, item.now, item.on_held,
+                                     item.on_command)
             item.error = None
             return
         except IntegrityError as exc:
@@ -637,6 +658,7 @@ def receive(
     on_held: OnHeld | None = None,
     committer: GroupCommitter | None = None,
     authenticity: Authenticity | None = None,
+    on_command: OnCommand | None = None,
 ) -> Future[Result]:
     """Parse, decide and store one message for its list recipients, all or nothing.
 
@@ -647,7 +669,7 @@ def receive(
     unique-constraint conflict; the message is then applied once more and seen as a
     duplicate.
     """
-    item = _Item(routes, raw, None, sender, now, on_held, limits, authenticity)
+    item = _Item(routes, raw, None, sender, now, on_held, limits, on_command, authenticity)
     if committer is not None:
         return committer.submit(item)
     _commit(db, [item])

@@ -12,7 +12,8 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 from sqlalchemy import func, select
@@ -27,7 +28,17 @@ from listserv.core.unsubscribe import personal_leave_address
 from listserv.inbound import digestreplies, moderation
 from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
-from listserv.store.models import ListRole, MailingList, Member, Pending, UsedToken
+from listserv.store.models import (
+    MODES,
+    ListRole,
+    MailingList,
+    Member,
+    MemberEvent,
+    Pending,
+    Thread,
+    ThreadWish,
+    UsedToken,
+)
 from listserv.store.settings import token_secret
 from listserv.web import oneclick
 
@@ -38,6 +49,8 @@ ROLES = ("request", "owner", "join", "leave", "confirm")
 # The address of one conversation offered to a member whose digest reply was held:
 # LIST-confirm+t<thread id>.<token of kind p>@domain.
 _CHOSEN_THREAD_RE = re.compile(r"^t(\d{1,18})\.(.+)$")
+# The thread addresses of a post's footer: LIST-request+mute-t42@, LIST-request+follow-t42@.
+THREAD_WISH = re.compile(r"(mute|follow)-t(\d{1,18})")
 MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
                  ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
 
@@ -80,23 +93,35 @@ class ListDesk:
                                       self.now)
 
     # -- joining and leaving -----------------------------------------------------------------
-    def request_change(self, action: str, msg: Incoming) -> bool:
-        """Ask the sender's mailbox to confirm a join or leave; the same whatever the
-        membership, so the answer tells nothing about who is on the list."""
+    def request_change(self, action: str, msg: Incoming, until: datetime | None = None,
+                       thread_id: int | None = None, hour: int | None = None) -> bool:
+        """Ask the sender's mailbox to confirm a join, a leave or a delivery mode (`action`
+        is then the mode); the same whatever the membership, so the answer tells nothing
+        about who is on the list, and a forged From changes nothing."""
         if not self.notifier.may_answer(msg.sender):
             return False
         pending = Pending(list_id=self.ml.id, action=action, address=msg.sender,
-                          display_name=msg.name, created_at=self.now)
+                          display_name=msg.name, created_at=self.now, until=until,
+                          thread_id=thread_id, hour=hour)
         self.session.add(pending)
         self.session.flush()
-        kind = "j" if action == "join" else "l"
+        kind = {"join": "j", "leave": "l"}.get(action, "d")
         token = tokens.issue(self.secret, kind, pending.id, self.binding(msg.sender), self.now,
                              timedelta(days=self.config.security.confirm_days))
         address = self.confirm_address(token)
+        template = "confirm_mode.txt" if kind == "d" else f"confirm_{action}.txt"
         return self.notifier.send(
-            "confirm", f"confirm_{action}.txt", msg.sender, in_reply_to=msg.message_id,
-            reply_to=address, confirm_address=address, address=msg.sender,
+            "confirm", template, msg.sender, in_reply_to=msg.message_id,
+            reply_to=address, confirm_address=address, address=msg.sender, mode=action,
+            until=self.local_day(until), thread=self.thread_subject(thread_id), hour=hour,
         )
+
+    def local_day(self, at: datetime | None) -> str:
+        return f"{at.astimezone(ZoneInfo(self.ml.timezone)):%A %-d %B %Y}" if at else ""
+
+    def thread_subject(self, thread_id: int | None) -> str:
+        thread = self.session.get(Thread, thread_id) if thread_id is not None else None
+        return thread.subject if thread is not None and thread.list_id == self.ml.id else ""
 
     def join(self, address: str, name: str, in_reply_to: str | None) -> None:
         member = self.member(address)
@@ -115,6 +140,30 @@ class ListDesk:
             oneclick.remove(self.session, member, "unsubscribe", self.now)
         self.notifier.send("goodbye", "goodbye.txt", address, in_reply_to=in_reply_to,
                            address=address)
+
+    def set_mode(self, pending: Pending, in_reply_to: str | None) -> None:
+        """Apply a confirmed change of delivery (a mode, a pause, a thread muted or
+        followed), and say what it is now."""
+        member = self.member(pending.address)
+        mode, thread = pending.action, self.thread_subject(pending.thread_id)
+        if member is not None and mode == "pause":
+            member.paused_until = pending.until
+        elif member is not None and mode in ("mute", "follow") and thread:
+            wish = self.session.get(ThreadWish, (member.id, pending.thread_id))
+            if wish is None:
+                self.session.add(ThreadWish(member_id=member.id, thread_id=pending.thread_id,
+                                            wish=mode, created_at=self.now))
+            else:
+                wish.wish = mode
+        elif member is not None and mode in MODES:
+            member.mode = mode
+            member.paused_until = None
+            if pending.hour is not None:
+                member.digest_hour = pending.hour
+        self.notifier.send("results", "mode_changed.txt", pending.address,
+                           in_reply_to=in_reply_to, address=pending.address, mode=mode,
+                           member=member is not None, until=self.local_day(pending.until),
+                           thread=thread, hour=pending.hour)
 
     def member(self, address: str) -> Member | None:
         return self.session.scalar(
@@ -149,7 +198,7 @@ class ListDesk:
         peeked = tokens.peek(text)
         if peeked is None:
             raise tokens.TokenError("this is not a token we issued")
-        if peeked.kind in ("j", "l"):
+        if peeked.kind in ("j", "l", "d"):
             pending = self.session.get(Pending, peeked.ident)
             binding = self.binding(pending.address) if pending else ""
             token = tokens.verify(self.secret, text, binding, self.now)
@@ -158,6 +207,8 @@ class ListDesk:
             self.use(token)
             if token.kind == "j":
                 self.join(pending.address, pending.display_name, msg.message_id)
+            elif token.kind == "d":
+                self.set_mode(pending, msg.message_id)
             else:
                 self.leave(pending.address, msg.message_id)
         elif peeked.kind == "u":
@@ -175,6 +226,9 @@ class ListDesk:
     def request(self, msg: Incoming) -> None:
         """Run the commands of a message to `-request` and answer with what each did."""
         found = commands.parse(msg.parsed.subject, msg.parsed.text)
+        if not found:
+            plain = plain_words(msg.parsed)
+            found = [plain] if isinstance(plain, commands.Command) else []
         if not found:
             self.not_a_command(msg)
             return
@@ -198,14 +252,22 @@ class ListDesk:
             self.request_change(action, msg)
             return f"A confirmation request was sent to {msg.sender}.", True
         if command.name == "confirm":
-            ok = self.apply_token(command.arg, msg, kinds="jl")
+            ok = self.apply_token(command.arg, msg, kinds="jld")
             return ("Confirmed." if ok else "Not confirmed."), True
-        mode = MODE_COMMANDS[(command.name, command.arg)]
-        member = self.member(msg.sender)
-        if member is None:
-            return f"{msg.sender} is not a member of this list; nothing changed.", False
-        member.mode = mode
-        return f"Delivery mode of {msg.sender} is now: {mode}.", False
+        if command.name == "pause":
+            end = commands.pause_end(command.arg, self.now.astimezone(
+                ZoneInfo(self.ml.timezone)).date())
+            if end is None:
+                return f"Not understood as a day from today: {command.arg!r}.", False
+            until = datetime.combine(end, time(), ZoneInfo(self.ml.timezone))
+            self.request_change("pause", msg, until=until)
+        elif command.name == "digest" and command.arg.startswith("at "):
+            self.request_change("digest", msg, hour=int(command.arg[3:]))
+        elif command.name in ("mute", "follow"):
+            self.request_change(command.name, msg, thread_id=int(command.arg))
+        else:
+            self.request_change(MODE_COMMANDS[(command.name, command.arg)], msg)
+        return f"A confirmation request was sent to {msg.sender}.", True
 
     # -- words that are not commands --------------------------------------------------------
     def not_a_command(self, msg: Incoming) -> None:
@@ -252,11 +314,41 @@ class ListDesk:
         elif role == "confirm" and (chosen := _CHOSEN_THREAD_RE.match(detail or "")):
             digestreplies.choose_thread(self, int(chosen[1]), chosen[2], msg)
         elif role == "confirm":
-            self.apply_token(detail or "", msg, kinds="jlm")
+            self.apply_token(detail or "", msg, kinds="jlmd")
+        elif role == "request" and detail and THREAD_WISH.fullmatch(detail):
+            wish, thread_id = THREAD_WISH.fullmatch(detail).groups()  # type: ignore[union-attr]
+            self.run(commands.Command(wish, thread_id), msg)
         elif role == "request":
             self.request(msg)
         elif role == "owner":
             self.forward_to_owners(msg)
+
+
+def plain_words(parsed: Parsed) -> commands.Command | commands.Maybe | None:
+    """What a message asks in plain words ("please remove me", "digest"): its whole new
+    text, or its Subject when it has none. To `-request` even one word is meant for us."""
+    text = replytext.new_text(parsed.text)
+    return commands.classify(text if text.strip() else commands.strip_reply_prefix(
+        parsed.subject))
+
+
+def on_plain_command(session: Session, config: Config, templates: Environment,
+                     ml: MailingList, parsed: Parsed, raw: bytes, envelope_sender: str,
+                     command: commands.Command, now: datetime) -> None:
+    """A message to the list that is a command in plain words: not posted, but asked to
+    confirm like the same command to `-request`, and recorded for the owners' report."""
+    sender = try_normalize(envelope_sender)
+    if sender is None:
+        log.info("%s: command %r with no envelope sender not answered", ml.address,
+                 command.text)
+        return
+    desk = ListDesk(session, config, templates, ml, now)
+    name = parsed.author_name if parsed.author_address == sender else ""
+    desk.run(command, Incoming(parsed, raw, sender, name))
+    # member 0: a command is no membership event, one-click lookups must not find it.
+    session.add(MemberEvent(list_id=ml.id, member_id=0, address=sender,
+                            kind=f"cmd-{command.name}" + (f"-{command.arg}" if command.arg
+                                                          in ("on", "off") else ""), at=now))
 
 
 def robot_reason(parsed: Parsed, sender: str, ml: MailingList) -> str | None:

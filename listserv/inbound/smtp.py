@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session as OrmSession
 from listserv.config import Config
 from listserv.core.addresses import Route, route
 from listserv.core.aliases import is_alias
+from listserv.core.commands import Command
 from listserv.core.message import Parsed
 from listserv.core.replies import Outcome, combine, reply, translate
 from listserv.inbound import bounces as bouncing
@@ -237,6 +238,11 @@ class Handler:
                  sender: str, now: datetime) -> None:
         moderation.on_held(session, self.config, self.templates, ml, held, parsed, sender, now)
 
+    def _on_command(self, session: OrmSession, ml: MailingList, parsed: Parsed, raw: bytes,
+                    sender: str, command: Command, now: datetime) -> None:
+        membership.on_plain_command(session, self.config, self.templates, ml, parsed, raw,
+                                    sender, command, now)
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         mail_options: list[str],
@@ -337,6 +343,7 @@ class Handler:
                 result = await asyncio.wrap_future(ingest.receive(
                     self.db, posts, raw, envelope.mail_from or "", self.config.limits,
                     self.clock(), self._on_held, self.committer, self._authenticity(),
+                    self._on_command,
                 ))
                 outcomes.append(result.outcome)
                 log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,

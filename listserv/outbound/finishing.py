@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Config
 from listserv.core import aliases, compose, unsubscribe
-from listserv.core.addresses import role_address, tagged
+from listserv.core.addresses import role_address, tagged, thread_wish_address
 from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.outbound.signing import Signer
 from listserv.store.database import Database
@@ -151,6 +151,7 @@ def render_post(config: Config, templates: Environment, post: Post, ml: MailingL
     footer = templates.get_template("footer.txt").render(
         title=ml.title, list_address=ml.address,
         leave_address=role_address(ml.address, "leave"),
+        mute_address=thread_wish_address(ml.address, "mute", post.thread_id),
         archive_url=archive_url, unsubscribe_url=links.url if links else "",
     )
     info = list_info(ml, archive_url)

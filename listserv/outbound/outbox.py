@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from listserv.admin import reports
@@ -33,7 +33,17 @@ from listserv.outbound.keys import load_signer
 from listserv.outbound.transports import SendResult, Transport
 from listserv.schedule import digests
 from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
-from listserv.store.models import Delivery, DigestRun, FanoutJob, MailingList, Member, Notice, Post
+from listserv.store.models import (
+    Delivery,
+    DigestRun,
+    FanoutJob,
+    MailingList,
+    Member,
+    Notice,
+    Post,
+    ThreadWish,
+    not_paused,
+)
 from listserv.store.settings import sending_paused
 
 log = logging.getLogger(__name__)
@@ -194,10 +204,15 @@ class Outbox:
             if job is None:
                 return False
             post = session.get_one(Post, job.post_id)
+            wish = exists().where(ThreadWish.member_id == Member.id,
+                                  ThreadWish.thread_id == post.thread_id)
             members = session.execute(
                 select(Member.id, Member.address, Member.receive_own_posts)
-                .where(Member.list_id == post.list_id, Member.mode == "each",
-                       Member.disabled_at.is_(None), Member.id > job.cursor)
+                .where(Member.list_id == post.list_id,
+                       # each post but a muted thread's; a followed thread's for the others
+                       or_(and_(Member.mode == "each", ~wish.where(ThreadWish.wish == "mute")),
+                           and_(Member.mode != "each", wish.where(ThreadWish.wish == "follow"))),
+                       Member.disabled_at.is_(None), not_paused(now), Member.id > job.cursor)
                 .order_by(Member.id)
                 .limit(EXPAND_BATCH)
             ).all()
@@ -219,7 +234,8 @@ class Outbox:
         """Lease up to `limit` due deliveries to this worker.
 
         Only a recipient's oldest unsent delivery is due: a later post never overtakes an
-        earlier one that is being retried, so each thread arrives in order.
+        earlier one that is being retried, so each thread arrives in order (a digest
+        waiting for its reader's own hour holds nothing back).
         """
         now = self.clock()
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
@@ -240,6 +256,8 @@ class Outbox:
                         earlier.recipient == Delivery.recipient,
                         earlier.status.in_(("queued", "deferred")),
                         earlier.id < Delivery.id,
+                        # a digest waiting for its reader's hour holds nothing back
+                        ~and_(earlier.digest_id.is_not(None), earlier.next_attempt_at > now),
                     ),
                 )
                 .order_by(Delivery.id)

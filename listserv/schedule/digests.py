@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 
 from jinja2 import Environment
-from sqlalchemy import func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,16 @@ from listserv.core import digest
 from listserv.core.addresses import role_address
 from listserv.core.compose import ListInfo
 from listserv.store.database import Database
-from listserv.store.models import Delivery, DigestRun, MailingList, Member, Post, Thread
+from listserv.store.models import (
+    Delivery,
+    DigestRun,
+    MailingList,
+    Member,
+    Post,
+    Thread,
+    ThreadWish,
+    not_paused,
+)
 from listserv.store.settings import token_secret
 from listserv.web import oneclick
 
@@ -36,13 +45,15 @@ def list_info(ml: MailingList, archive_url: str) -> ListInfo:
                     from_rewrite=ml.from_rewrite, archive_url=archive_url)
 
 
-def content(session: Session, ml: MailingList, per: digest.Period) -> digest.Content | None:
-    """What the digest of `per` holds, read from the stored posts (None: nothing posted)."""
+def content(session: Session, ml: MailingList, per: digest.Period,
+            muted: Collection[int] = ()) -> digest.Content | None:
+    """What the digest of `per` holds, read from the stored posts, without the `muted`
+    threads (None: nothing posted)."""
     rows = session.execute(
         select(Post.id, Post.thread_id, Post.author_name, Post.author_address,
                Post.received_at, Post.new_text)
         .where(Post.list_id == ml.id, Post.received_at >= per.start,
-               Post.received_at < per.end)
+               Post.received_at < per.end, Post.thread_id.not_in(muted))
         .order_by(Post.received_at, Post.id)
     ).all()
     items = [digest.Item(*row) for row in rows]
@@ -118,15 +129,18 @@ def open_run(
     run.html_head = digest.qp(html_head)
     run.html_tail = digest.qp(html_tail)
     readers = session.execute(
-        select(Member.id, Member.address)
-        .where(Member.list_id == ml.id, Member.mode == "digest")
+        select(Member.id, Member.address, Member.digest_hour, Member.timezone)
+        .where(Member.list_id == ml.id, Member.mode == "digest", not_paused(now))
         .order_by(Member.id)
     ).all()
     if readers:
+        # A reader with their own hour gets this run's one delivery, due at that hour.
         session.execute(insert(Delivery), [
             {"digest_id": run.id, "member_id": mid, "recipient": address, "status": "queued",
-             "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for mid, address in readers
+             "attempts": 0, "created_at": now,
+             "next_attempt_at": now if hour is None else digest.next_at(
+                 now, hour, tz or ml.timezone)}
+            for mid, address, hour, tz in readers
         ])
     run.recipients = len(readers)
     return Opened(run.id, ml.address, per.label, run.posts, len(readers))
@@ -227,6 +241,7 @@ class Composer:
                     self._shared.pop(next(iter(self._shared)))
                 self._shared[run_id] = cached
         shared, ml = cached
+        shared = self.without_muted(session, ml, delivery, shared)
         archive = self.config.lists.archive_url
         links = self.links(session, ml, delivery)
         text_footer, html_footer = footers(self.templates, ml, delivery.recipient, archive,
@@ -235,6 +250,29 @@ class Composer:
                                  f"digest.{run_id}.{delivery.id}@{ml.domain}",
                                  text_footer, html_footer, links.header() if links else "")
         return role_address(ml.address, "bounces"), message
+
+    def without_muted(self, session: Session, ml: MailingList, delivery: Delivery,
+                      shared: digest.Shared) -> digest.Shared:
+        """The reader's digest without the threads they muted: built for them alone when
+        they muted one of it (rare), else the shared bytes. A digest of muted threads only
+        is sent whole rather than empty."""
+        run = session.get_one(DigestRun, shared.run_id)
+        muted = set(session.scalars(select(ThreadWish.thread_id).where(
+            ThreadWish.member_id == delivery.member_id, ThreadWish.wish == "mute")))
+        if not muted:
+            return shared
+        if not session.scalar(select(exists().where(
+                Post.list_id == ml.id, Post.thread_id.in_(muted),
+                Post.received_at >= run.window_start, Post.received_at < run.window_end))):
+            return shared
+        per = digest.Period(date.fromisoformat(run.period), run.window_start, run.window_end)
+        mine = content(session, ml, per, muted)
+        if mine is None:
+            return shared
+        html_head, html_tail = digest.split_html(render_html(self.templates, mine))
+        return replace(shared, subject=mine.subject,
+                       text_head=digest.qp(render_text(self.templates, mine)), text_tail=b"",
+                       html_head=digest.qp(html_head), html_tail=digest.qp(html_tail))
 
     def links(self, session: Session, ml: MailingList,
               delivery: Delivery) -> oneclick.Links | None:

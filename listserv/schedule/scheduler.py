@@ -13,7 +13,7 @@ from datetime import datetime
 from jinja2 import Environment
 
 from listserv.config import Config
-from listserv.schedule import dailyreport
+from listserv.schedule import dailyreport, pauses
 from listserv.schedule.digests import Opened, schedule
 from listserv.store.database import Database
 
@@ -42,7 +42,11 @@ class Scheduler:
         for r in reported:
             log.info("owners' report %s of %s: queued for %d owners",
                      r.day, r.list_address, r.owners)
-        if any(o.recipients for o in opened) or any(r.owners for r in reported):
+        reminded = await asyncio.to_thread(pauses.end_pauses, self.db, self.config,
+                                           self.templates, self.clock())
+        if reminded:
+            log.info("pauses ended: %d members reminded", reminded)
+        if any(o.recipients for o in opened) or any(r.owners for r in reported) or reminded:
             self.on_run()
         log.info("digest check done: %d runs opened", len(opened))
         return opened

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Date,
     DateTime,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -103,6 +105,32 @@ class Member(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Probation ended early by a moderator (`held approve --trust`).
     trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A pause the member asked for ("pause 2 weeks"): no mail until then, and a reminder
+    # that day (the scheduler clears it when it sends the reminder).
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The member's own digest time: the list's digest reaches them at this hour in this
+    # zone (None: when the list's run opens; no zone: the list's).
+    digest_hour: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+
+
+def not_paused(now: datetime) -> ColumnElement[bool]:
+    """Members who are not in a pause at `now` (deliveries and digests skip the others)."""
+    return or_(Member.paused_until.is_(None), Member.paused_until <= now)
+
+
+class ThreadWish(Base):
+    """A member's wish for one thread: `mute` (none of its posts, nor in the digest) or
+    `follow` (its posts one by one, for a member reading a digest or no mail)."""
+
+    __tablename__ = "thread_wishes"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    wish: Mapped[str] = mapped_column(String(10))  # mute | follow
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # One membership per mailbox however its address is spelled (addresses.identity): without
@@ -295,7 +323,8 @@ class ListRole(Base):
 
 
 class Pending(Base):
-    """A join or leave waiting for its confirmation token to come back from the mailbox."""
+    """A join, leave or change of delivery mode waiting for its confirmation token to come
+    back from the mailbox."""
 
     __tablename__ = "pending"
     # Ids never come back after a delete, so a token can only ever name one request.
@@ -303,7 +332,11 @@ class Pending(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
-    action: Mapped[str] = mapped_column(String(10))  # join | leave
+    # join | leave | a Member.mode | mute | follow (thread_id) | pause (until)
+    action: Mapped[str] = mapped_column(String(10))
+    thread_id: Mapped[int | None] = mapped_column(Integer)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hour: Mapped[int | None] = mapped_column(Integer)  # digest at this hour
     address: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -381,7 +414,8 @@ class MemberEvent(Base):
     address: Mapped[str] = mapped_column(String(320))
     # unsubscribe (one click, leave address, confirmed leave, CLI) | complaint (ARF report
     # from the member's provider) | complaint-none (an ARF report tied to no copy we sent;
-    # nobody removed)
+    # nobody removed) | cmd-<command> (a message to the list taken as that command in
+    # plain words, e.g. cmd-unsubscribe, cmd-digest-on; member 0)
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
