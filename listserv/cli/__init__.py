@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from listserv.admin import lists as admin
 from listserv.admin import threads as forum
+from listserv.cli.archive import archive
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.core.digest import Period, latest_due, parse_day, period
 from listserv.inbound import moderation
@@ -859,3 +860,6 @@ def report(ctx: Context, list_address: str, since: datetime | None, until: datet
             fail("at most 366 days at once")
         rows = reports.list_report(s, ml, first, last)
     emit(rows, as_json, ["day", *stats.COLUMNS])
+
+
+main.add_command(archive)

@@ -286,11 +286,12 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
 
 
 def _store_post(
-    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime,
-    new_text: str | None = None,
+    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route | None,
+    now: datetime, new_text: str | None = None, *, fanout: bool = True,
 ) -> int:
-    """Insert the post, open or touch its thread, and queue its one fan-out job; the id.
-    `new_text` is the author's own words, when worked out already."""
+    """Insert the post, open or touch its thread, and queue its one fan-out job (unless
+    `fanout` is off: an imported post is sent to no one); the id. `new_text` is the
+    author's own words, when worked out already."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
     if candidates:
@@ -304,7 +305,7 @@ def _store_post(
         match = (found[0], found[1]) if found else None
     choice = threads.choose(
         candidates, known, parsed.subject, ml.subject_prefix, match, now,
-        tagged_thread(conn, ml.id, route.detail),
+        tagged_thread(conn, ml.id, route.detail) if route is not None else None,
     )
     thread_id = choice.thread_id
     if thread_id is None:
@@ -328,8 +329,33 @@ def _store_post(
         "new_text": replytext.new_text(parsed.text) if new_text is None else new_text,
         "raw": raw,
     }).fetchone()[0]
-    _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
+    if fanout:
+        _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
     return post_id
+
+
+def list_row(conn: Connection, address: str) -> ListRow | None:
+    """The list storing posts need, by its address."""
+    row = conn.execute(select(_lists.c.id, _lists.c.address, _lists.c.subject_prefix)
+                       .where(_lists.c.address == address)).first()
+    return ListRow(*row) if row else None
+
+
+def stored_ids(conn: Connection, list_pk: int, message_ids: Sequence[str]) -> set[str]:
+    """Which of these Message-IDs the list holds already (posts and held messages)."""
+    found: set[str] = set()
+    for table in (_posts, _held):
+        found.update(conn.scalars(select(table.c.message_id).where(
+            table.c.list_id == list_pk, table.c.message_id.in_(list(message_ids)))))
+    return found
+
+
+def store_archived(conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes,
+                   fallback_date: datetime) -> int:
+    """Store a message of an imported archive as a post, by the rules of live posts
+    (threading by In-Reply-To, References, then subject; text trimmed alike), dated by its
+    own Date, and sent to no one; the post id. The caller checked it is not stored yet."""
+    return _store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, fanout=False)
 
 
 class _Transaction:
