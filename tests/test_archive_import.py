@@ -371,7 +371,7 @@ def test_export_then_import_into_an_empty_list_gives_the_same_threads(
         "old.mbox",
         as_mbox(archive) + PIPERMAIL + MBOXRD + TAKEOUT.replace(b"\r\n", b"\n"),
     )
-    imported = cli("archive", "import", als, str(source), "--json")
+    imported = cli("archive", "import", als, str(source), "--json", "--jobs", "2")
     assert imported.exit_code == 0, imported.output
     assert json.loads(imported.stdout)["imported"] == 308
 

@@ -8,17 +8,20 @@ the next run stores, the rest being found already stored).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import Connection, select
 
 from listserv.config import LimitsConfig
-from listserv.core import mbox
+from listserv.core import mbox, replytext
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.inbound import posts
 from listserv.store import threading
@@ -112,8 +115,17 @@ def _joined(lines: list[bytes]) -> bytes:
     return b"".join(lines).rstrip(b"\r\n") + b"\n"
 
 
-def _parsed(raw: bytes) -> Parsed | str:
-    """The parsed message, with an id and a readable author; or why it is refused."""
+@dataclass(frozen=True)
+class Read:
+    """A message worked out before its transaction (in a parsing process, if any): parsed
+    with an id and a readable author, and the author's own words."""
+
+    parsed: Parsed
+    new_text: str
+
+
+def _parsed(raw: bytes) -> Read | str:
+    """The message read, or why it is refused."""
     parsed = parse(raw, ARCHIVE_LIMITS)
     if isinstance(parsed, Malformed):
         return parsed.reason
@@ -124,7 +136,7 @@ def _parsed(raw: bytes) -> Parsed | str:
         parsed = replace(parsed, author_name=name, author_address=address)
     if not parsed.message_id:
         parsed = replace(parsed, message_id=mbox.content_id(raw))
-    return parsed
+    return Read(parsed, replytext.new_text(parsed.text))
 
 
 # Called after each batch is stored, in its transaction, with the new post ids: the
@@ -141,31 +153,32 @@ def import_archive(
     dry_run: bool = False,
     progress: Callable[[Counts], None] | None = None,
     after_batch: AfterBatch | None = None,
+    workers: int = 1,
 ) -> Counts:
     """Store each message of `source` not stored yet as a post of the list, emailing no
-    one. A dry run reads and checks everything and stores nothing."""
+    one. A dry run reads and checks everything and stores nothing. With `workers` > 1,
+    that many processes parse the next batches while this one stores the current one."""
     counts = Counts()
     orphans: dict[int, tuple[str, ...]] = {}  # replies whose parent was not seen yet
     touched: set[int] = set()
-    batch: list[tuple[str, bytes]] = []
     with db.transaction() as conn:
         if posts.list_row(conn, list_address) is None:
             raise ArchiveError(f"{list_address}: no such list")
 
-    def flush() -> None:
+    def store(batch: list[tuple[str, bytes, Read | str]]) -> None:
         with db.transaction() if not dry_run else _reading(db) as conn:
             ml = posts.list_row(conn, list_address)
             assert ml is not None
-            ready: list[tuple[Parsed, bytes]] = []
-            for position, raw in batch:
-                parsed = _parsed(raw)
-                if isinstance(parsed, str):
-                    counts.refused.append(f"{position}: {parsed}")
+            ready: list[tuple[Read, bytes]] = []
+            for position, raw, read in batch:
+                if isinstance(read, str):
+                    counts.refused.append(f"{position}: {read}")
                 else:
-                    ready.append((parsed, raw))
-            stored = posts.stored_ids(conn, ml.id, [p.message_id or "" for p, _ in ready])
+                    ready.append((read, raw))
+            stored = posts.stored_ids(conn, ml.id, [r.parsed.message_id or "" for r, _ in ready])
             new_ids: list[int] = []
-            for parsed, raw in ready:
+            for read, raw in ready:
+                parsed = read.parsed
                 if parsed.message_id in stored:
                     counts.duplicates += 1
                     continue
@@ -173,7 +186,7 @@ def import_archive(
                 counts.imported += 1
                 if dry_run:
                     continue
-                post_id = posts.store_archived(conn, ml, parsed, raw, now)
+                post_id = posts.store_archived(conn, ml, parsed, raw, now, read.new_text)
                 new_ids.append(post_id)
                 if parsed.parent_candidates:
                     orphans[post_id] = parsed.parent_candidates
@@ -182,20 +195,55 @@ def import_archive(
                 touched.update(conn.scalars(select(Post.thread_id).where(Post.id.in_(new_ids))))
                 if after_batch is not None:
                     after_batch(conn, ml.id, new_ids)
-        batch.clear()
         if progress is not None:
             progress(counts)
 
-    for item in source:
-        batch.append(item)
-        if len(batch) >= BATCH:
-            flush()
-    flush()
+    for batch in _parsed_batches(source, workers):
+        store(batch)
     if not dry_run:
         with db.transaction() as conn:
             counts.relinked = _relink(conn, list_address, orphans, touched)
             threading.recount(conn, touched)
     return counts
+
+
+def _batches(source: Iterable[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    batch: list[tuple[str, bytes]] = []
+    for item in source:
+        batch.append(item)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _parse_all(raws: list[bytes]) -> list[Read | str]:
+    return [_parsed(raw) for raw in raws]
+
+
+def _parsed_batches(
+    source: Iterable[tuple[str, bytes]], workers: int
+) -> Iterator[list[tuple[str, bytes, Read | str]]]:
+    """The source's batches with each message parsed, in order. Parsing is most of an
+    import's CPU: with workers, a few batches are parsed ahead in other processes (started
+    by a fork server, never forked from a process that may run threads)."""
+    if workers <= 1:
+        for batch in _batches(source):
+            yield [(position, raw, _parsed(raw)) for position, raw in batch]
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        ahead: deque[tuple[list[tuple[str, bytes]], Future[list[Read | str]]]] = deque()
+        batches = _batches(source)
+        while True:
+            for batch in batches:
+                ahead.append((batch, pool.submit(_parse_all, [raw for _, raw in batch])))
+                if len(ahead) > workers:
+                    break
+            if not ahead:
+                return
+            done, parsing = ahead.popleft()
+            yield [(*item, parsed) for item, parsed in zip(done, parsing.result(), strict=True)]
 
 
 @contextmanager

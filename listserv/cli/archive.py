@@ -7,6 +7,7 @@ nothing of it: the context object is used only through `database()` and `config`
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,9 +23,12 @@ from listserv.config import Config
 from listserv.store.database import Database
 
 PERIODIC_LINES = 10_000  # messages between two progress lines when not on a terminal
+BIG_MBOX = 8 * 1024 * 1024  # an mbox this big is parsed by one process per CPU
 
 
-class _Context(Protocol):
+class CommandContext(Protocol):
+    """What a command needs of the CLI context object."""
+
     @property
     def config(self) -> Config: ...
 
@@ -53,9 +57,21 @@ def _list_address(db: Database, config: Config, address: str) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Read and check everything, store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes parsing messages (default: one per CPU for an mbox over 8 MB, else 1).",
+)
 @click.pass_obj
 def import_(
-    ctx: _Context, list_address: str, path: Path, fmt: str | None, dry_run: bool, as_json: bool
+    ctx: CommandContext,
+    list_address: str,
+    path: Path,
+    fmt: str | None,
+    dry_run: bool,
+    as_json: bool,
+    jobs: int | None,
 ) -> None:
     """Store each message of PATH as a post of LIST_ADDRESS, threaded and dated as it was;
     nothing is emailed, and what is stored already is skipped."""
@@ -64,12 +80,20 @@ def import_(
         db.create_schema()
         address = _list_address(db, ctx.config, list_address)
         fmt = fmt or archiving.detect(path)
-        source = archiving.messages(path, fmt)
+        if jobs is None:
+            big = fmt == "mbox" and path.stat().st_size >= BIG_MBOX
+            jobs = (os.cpu_count() or 1) if big else 1
         if sys.stderr.isatty() and not as_json:
-            counts = _with_bar(db, address, path, fmt, dry_run)
+            counts = _with_bar(db, address, path, fmt, dry_run, jobs)
         else:
             counts = archiving.import_archive(
-                db, address, source, datetime.now(UTC), dry_run=dry_run, progress=_periodic()
+                db,
+                address,
+                archiving.messages(path, fmt),
+                datetime.now(UTC),
+                dry_run=dry_run,
+                progress=_periodic(),
+                workers=jobs,
             )
     except (archiving.ArchiveError, AdminError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -96,7 +120,9 @@ def import_(
     )
 
 
-def _with_bar(db: Database, address: str, path: Path, fmt: str, dry_run: bool) -> archiving.Counts:
+def _with_bar(
+    db: Database, address: str, path: Path, fmt: str, dry_run: bool, jobs: int
+) -> archiving.Counts:
     """The import under a progress bar: bytes of an mbox file, files of a folder."""
     total = path.stat().st_size if fmt == "mbox" else sum(1 for _ in archiving.messages(path, fmt))
     with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
@@ -106,7 +132,9 @@ def _with_bar(db: Database, address: str, path: Path, fmt: str, dry_run: bool) -
                 yield position, raw
                 bar.update(len(raw) if fmt == "mbox" else 1)
 
-        return archiving.import_archive(db, address, counted(), datetime.now(UTC), dry_run=dry_run)
+        return archiving.import_archive(
+            db, address, counted(), datetime.now(UTC), dry_run=dry_run, workers=jobs
+        )
 
 
 def _periodic() -> Any:
@@ -140,7 +168,7 @@ def _periodic() -> Any:
 )
 @click.pass_obj
 def export(
-    ctx: _Context,
+    ctx: CommandContext,
     list_address: str,
     thread_id: int | None,
     since: datetime | None,

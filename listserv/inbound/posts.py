@@ -351,11 +351,12 @@ def stored_ids(conn: Connection, list_pk: int, message_ids: Sequence[str]) -> se
 
 
 def store_archived(conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes,
-                   fallback_date: datetime) -> int:
+                   fallback_date: datetime, new_text: str | None = None) -> int:
     """Store a message of an imported archive as a post, by the rules of live posts
     (threading by In-Reply-To, References, then subject; text trimmed alike), dated by its
     own Date, and sent to no one; the post id. The caller checked it is not stored yet."""
-    return _store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, fanout=False)
+    return _store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, new_text,
+                       fanout=False)
 
 
 class _Transaction:
