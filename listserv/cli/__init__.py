@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from listserv.admin import lists as admin
 from listserv.admin import threads as forum
 from listserv.cli.archive import archive
+from listserv.cli.personal import members_forget
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.core.digest import Period, latest_due, parse_day, period
 from listserv.inbound import moderation
@@ -842,8 +843,9 @@ def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None,
 @pass_ctx
 def report(ctx: Context, list_address: str, since: datetime | None, until: datetime | None,
            as_json: bool) -> None:
-    """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints and
-    unsubscribes. Policy bounces (x.7.x) are the receiver's rules, not a dead mailbox."""
+    """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints,
+    unsubscribes and members forgotten on request. Policy bounces (x.7.x) are the
+    receiver's rules, not a dead mailbox."""
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
@@ -863,3 +865,4 @@ def report(ctx: Context, list_address: str, since: datetime | None, until: datet
 
 
 main.add_command(archive)
+members.add_command(members_forget)

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from listserv.core.digest import latest_due
 
 COLUMNS = ("posts", "deliveries", "deferrals", "hard_bounces", "soft_bounces",
-           "policy_bounces", "complaints", "unsubscribes")
+           "policy_bounces", "complaints", "unsubscribes", "forgotten")
 
 _ENHANCED_RE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -38,6 +38,8 @@ KIND_COLUMN = {
     "complaint": "complaints", "unsubscribe": "unsubscribes",
     # A complaint that proved no member's copy: counted, though nobody was removed.
     "complaint-none": "complaints",
+    # A member forgotten on request (GDPR article 17): counted, the address never shown.
+    "forgotten": "forgotten",
 }
 
 

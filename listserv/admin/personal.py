@@ -1,0 +1,212 @@
+"""A member's personal data on request: forgetting them (GDPR article 17).
+
+Everything a list holds keyed by the address is deleted, or keeps its place with the
+address replaced by a random token; the address is also taken out of every stored copy of
+mail (their own posts show as the former member's, others' quotes lose it). On SQLite the
+file is then vacuumed, so no freed page still holds it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, or_, select, update
+
+from listserv.core import forgetting
+from listserv.store.database import Database
+from listserv.store.models import (
+    Bounce,
+    Delivery,
+    DeliveryFailure,
+    DigestRun,
+    Held,
+    ListRole,
+    MailingList,
+    Member,
+    MemberEvent,
+    Notice,
+    Pending,
+    Post,
+)
+
+CHUNK = 1000  # posts read at once while rewriting
+FORGOTTEN_KIND = "forgotten"  # the member event the owners' report counts, address-less
+
+
+class PersonalDataError(Exception):
+    """A request that names no list or no one the list knows: one line for the CLI."""
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What forgetting did, without the address."""
+
+    token: str
+    posts: int
+    records: int
+    dropped_copies: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"posts": self.posts, "records": self.records, "dropped_copies": self.dropped_copies}
+
+
+def forget(
+    db: Database, list_address: str, address: str, now: datetime, *, erase_posts: bool = False
+) -> Forgotten:
+    """Remove `address` from the list and from everything the list stored about it."""
+    token = f"former-{secrets.token_hex(8)}@forgotten.invalid"
+    same = func.lower(address)
+    with db.transaction() as conn:
+        list_pk = conn.scalar(select(MailingList.id).where(MailingList.address == list_address))
+        if list_pk is None:
+            raise PersonalDataError(f"no such list: {list_address}")
+        member_id = conn.scalar(
+            select(Member.id).where(Member.list_id == list_pk, func.lower(Member.address) == same)
+        )
+        own = select(Post.id).where(
+            Post.list_id == list_pk, func.lower(Post.author_address) == same
+        )
+        if member_id is None and conn.scalar(select(func.count()).select_from(own.subquery())) == 0:
+            raise PersonalDataError(
+                f"{address}: not a member of {list_address} and no post from them"
+            )
+        in_list = or_(
+            Delivery.post_id.in_(select(Post.id).where(Post.list_id == list_pk)),
+            Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)),
+            Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
+        )
+        mine = func.lower(Delivery.recipient) == same
+        dropped = conn.execute(
+            delete(Delivery).where(mine, in_list, Delivery.status == "queued")
+        ).rowcount
+        records = conn.execute(
+            update(Delivery).where(mine, in_list).values(recipient=token)
+        ).rowcount
+        for model, column in (
+            (Bounce, Bounce.address),
+            (DeliveryFailure, DeliveryFailure.recipient),
+            (MemberEvent, MemberEvent.address),
+        ):
+            records += conn.execute(
+                update(model)
+                .where(model.list_id == list_pk, func.lower(column) == same)
+                .values({column.key: token})
+            ).rowcount
+        for model, column in (
+            (ListRole, ListRole.address),
+            (Pending, Pending.address),
+            (Held, Held.sender),
+            (Notice, Notice.sender),
+        ):
+            records += conn.execute(
+                delete(model).where(model.list_id == list_pk, func.lower(column) == same)
+            ).rowcount
+        if member_id is not None:
+            conn.execute(delete(Member).where(Member.id == member_id))
+            records += 1
+        conn.execute(
+            MemberEvent.__table__.insert().values(
+                list_id=list_pk,
+                member_id=member_id or 0,
+                address=token,
+                kind=FORGOTTEN_KIND,
+                at=now,
+            )
+        )
+        posts = _rewrite_posts(conn, list_pk, address, token, erase_posts)
+        _scrub_mail_copies(conn, list_pk, address, token)
+    _compact(db)
+    return Forgotten(token, posts, records, dropped)
+
+
+def _rewrite_posts(conn: Connection, list_pk: int, address: str, token: str, erase: bool) -> int:
+    """Their posts become the former member's (text removed too when `erase`); other
+    posts lose the address wherever it is quoted."""
+    theirs, after = 0, 0
+    while rows := conn.execute(
+        select(Post.id, Post.author_address, Post.body, Post.new_text, Post.raw)
+        .where(Post.list_id == list_pk, Post.id > after)
+        .order_by(Post.id)
+        .limit(CHUNK)
+    ).all():
+        after = rows[-1][0]
+        theirs += sum(_rewrite(conn, row, address, token, erase) for row in rows)
+    return theirs
+
+
+def _rewrite(conn: Connection, row: Any, address: str, token: str, erase: bool) -> bool:
+    """Rewrite one post if it is theirs or names them; whether it is theirs."""
+    post_id, author, body, new_text, raw = row
+    if author.lower() == address.lower():
+        text = forgetting.REMOVED if erase else forgetting.scrub(body, address, token)
+        conn.execute(
+            update(Post)
+            .where(Post.id == post_id)
+            .values(
+                author_address=token,
+                author_name=forgetting.FORMER_MEMBER,
+                body=text,
+                new_text=forgetting.REMOVED
+                if erase
+                else forgetting.scrub(new_text, address, token),
+                raw=forgetting.forgotten_post(raw, address, token, erase=erase),
+            )
+        )
+        return True
+    if address.encode().lower() in raw.lower() or address.lower() in body.lower():
+        conn.execute(
+            update(Post)
+            .where(Post.id == post_id)
+            .values(
+                body=forgetting.scrub(body, address, token),
+                new_text=forgetting.scrub(new_text, address, token),
+                raw=forgetting.scrub_bytes(raw, address, token),
+            )
+        )
+    return False
+
+
+def _scrub_mail_copies(conn: Connection, list_pk: int, address: str, token: str) -> None:
+    """Held messages and notices of others that name the address (a moderator's notice
+    quoting them, a digest) keep their place without it."""
+    needle = address.encode().lower()
+    for model, column in ((Held, Held.raw), (Notice, Notice.payload)):
+        for row_id, data in conn.execute(select(model.id, column).where(model.list_id == list_pk)):
+            if needle in data.lower():
+                conn.execute(
+                    update(model)
+                    .where(model.id == row_id)
+                    .values({column.key: forgetting.scrub_bytes(data, address, token)})
+                )
+    for field in (
+        DigestRun.text_head,
+        DigestRun.text_tail,
+        DigestRun.html_head,
+        DigestRun.html_tail,
+    ):
+        for row_id, data in conn.execute(
+            select(DigestRun.id, field).where(DigestRun.list_id == list_pk)
+        ):
+            if needle in data.lower():
+                conn.execute(
+                    update(DigestRun)
+                    .where(DigestRun.id == row_id)
+                    .values({field.key: forgetting.scrub_bytes(data, address, token)})
+                )
+
+
+def _compact(db: Database) -> None:
+    """SQLite keeps deleted rows in free pages and the write-ahead log until they are
+    reused: rewrite the file and empty the log, so the address is gone from the disk."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    raw = db.engine.raw_connection()
+    try:
+        with db.writing():  # outside any transaction (the driver is in autocommit mode)
+            raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    finally:
+        raw.close()

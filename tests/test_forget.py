@@ -1,0 +1,91 @@
+"""A member asks to be forgotten (GDPR article 17): the owner runs `listserv members forget`,
+and afterwards the database holds the address nowhere, while the threads stay readable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from listserv.core.forgetting import FORMER_MEMBER, REMOVED
+from listserv.outbound.outbox import Outbox
+from listserv.store.database import Database, sqlite_path
+from listserv.store.models import Delivery, Member, MemberEvent, Post, Thread
+
+from .conftest import LIST, count, make_message
+
+ALICE = "alice@example.org"
+
+
+def a_thread_with_alice(post: Any, outbox: Outbox) -> None:
+    """Alice asks, Bob answers quoting her address; the copies to members are queued."""
+    assert post(make_message(f"Alice Archer <{ALICE}>", "Eye-gaze devices",
+                             "Which one do you use?\n-- \nAlice, alice@example.org\n",
+                             message_id="q1@example.org")).code == 250
+    assert post(make_message("Bob Baker <bob@example.net>", "Re: Eye-gaze devices",
+                             "The Tobii.\n\nAlice Archer <Alice@Example.org> wrote:\n> Which "
+                             "one do you use?\n", message_id="a1@example.net",
+                             in_reply_to="q1@example.org")).code == 250
+    while outbox.expand_batch():
+        pass
+
+
+def database_text(db: Database) -> bytes:
+    """Every byte the database holds: the SQLite file and its log, or PostgreSQL's rows."""
+    path = sqlite_path(db.url)
+    if path is not None:
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    with db.engine.connect() as conn:
+        tables = conn.execute(text(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()")).scalars().all()
+        return b"\n".join(str(row).encode() + b"".join(
+            v for v in row if isinstance(v, bytes | memoryview))
+            for table in tables for row in conn.execute(text(f'SELECT * FROM "{table}"')))
+
+
+@pytest.mark.both_databases
+@pytest.mark.parametrize("erase", [False, True])
+def test_a_forgotten_member_is_nowhere_in_the_database(
+        als: str, cli: Any, db: Database, post: Any, outbox: Outbox, erase: bool) -> None:
+    a_thread_with_alice(post, outbox)
+    assert count(db, Delivery, Delivery.recipient == ALICE, Delivery.status == "queued") == 1
+    assert ALICE.encode() in database_text(db)
+
+    args = ["members", "forget", LIST, "ALICE@example.org", "--yes"]
+    result = cli(*args, *(["--erase-posts"] if erase else []))
+    assert result.exit_code == 0, result.output
+    assert "forgotten: 1 posts now a former member's" in result.output
+    assert "1 queued copies dropped" in result.output
+
+    assert ALICE.encode() not in database_text(db).lower()
+    assert count(db, Member, Member.address == ALICE) == 0
+    with db.session() as s:
+        question, answer = s.scalars(select(Post).order_by(Post.id)).all()
+        assert question.author_name == FORMER_MEMBER
+        assert question.message_id == "q1@example.org"  # the thread holds together
+        assert answer.parent_id == question.id
+        assert (question.body.strip() == REMOVED) is erase
+        assert ("Which one do you use?" in question.body) is not erase
+        assert f"{FORMER_MEMBER} <former-".encode() in question.raw
+        assert "The Tobii." in answer.body and "Alice Archer" in answer.body
+        assert s.scalar(select(Thread.post_count)) == 2
+        # the owners' report counts it, without the address
+        (event,) = s.scalars(select(MemberEvent).where(MemberEvent.kind == "forgotten"))
+        assert event.address.endswith("@forgotten.invalid")
+    (today,) = json.loads(cli("report", LIST, "--json", "--since", event.at.date().isoformat(),
+                              "--until", event.at.date().isoformat()).stdout)
+    assert today["forgotten"] == 1
+    # the others still get their copies (Bob of Alice's question, Dave of both)
+    assert count(db, Delivery, Delivery.recipient == "bob@example.net") == 1
+    assert count(db, Delivery, Delivery.recipient == "dave@example.org") == 2
+
+
+def test_forgetting_someone_the_list_never_knew_is_one_line(als: str, cli: Any) -> None:
+    result = cli("members", "forget", LIST, "nobody@example.org", "--yes")
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: nobody@example.org: not a member of {LIST} "
+                                     "and no post from them")
