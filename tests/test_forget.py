@@ -4,6 +4,7 @@ and afterwards the database holds the address nowhere, while the threads stay re
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,30 @@ def test_forgetting_someone_the_list_never_knew_is_one_line(als: str, cli: Any) 
     assert result.exit_code == 1
     assert result.output.strip() == (f"Error: nobody@example.org: not a member of {LIST} "
                                      "and no post from them")
+
+
+def test_a_member_gets_what_the_list_holds_about_them_and_no_one_else(
+    als: str, cli: Any, db: Database, post: Any, outbox: Outbox, tmp_path: Path
+) -> None:
+    a_thread_with_alice(post, outbox)
+    assert post(make_message("Alice Archer <alice@example.org>", "Re: Eye-gaze devices",
+                             "Thanks Bob (bob@example.net), and Dave <dave@example.org>.\n",
+                             message_id="q2@example.org", in_reply_to="a1@example.net",
+                             headers={"Cc": "Carol Cole <carol@example.com>"})).code == 250
+    out = tmp_path / "alice.zip"
+    result = cli("members", "export-data", LIST, "Alice@Example.org", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as archive:
+        data = json.loads(archive.read("data.json"))
+        mbox = archive.read("posts.mbox")
+    assert data["membership"]["mode"] == "each"
+    assert data["membership"]["name"] == "Alice Archer"
+    assert [p["message_id"] for p in data["posts"]] == ["q1@example.org", "q2@example.org"]
+    assert mbox.count(b"\nFrom: Alice Archer <alice@example.org>") == 2
+    assert b"In-Reply-To: <a1@example.net>" in mbox  # threads still hold together
+    everything = json.dumps(data).encode() + mbox
+    for someone_else in (b"bob@example.net", b"dave@example.org", b"carol@example.com"):
+        assert someone_else not in everything
+    assert b"Thanks Bob ((address removed)), and Dave <(address removed)>." in mbox
+    today = json.loads(cli("report", LIST, "--json").stdout)[-1]
+    assert today["data_exports"] == 1

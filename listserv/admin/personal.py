@@ -1,4 +1,5 @@
-"""A member's personal data on request: forgetting them (GDPR article 17).
+"""A member's personal data on request: what we hold about them (GDPR articles 15 and
+20), and forgetting them (article 17).
 
 Everything a list holds keyed by the address is deleted, or keeps its place with the
 address replaced by a random token; the address is also taken out of every stored copy of
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, or_, select, update
 
+from listserv.admin.archive import mboxrd as archive_entry
 from listserv.core import forgetting
 from listserv.store.database import Database
 from listserv.store.models import (
@@ -33,7 +35,8 @@ from listserv.store.models import (
 )
 
 CHUNK = 1000  # posts read at once while rewriting
-FORGOTTEN_KIND = "forgotten"  # the member event the owners' report counts, address-less
+# The member events the owners' report counts, address-less.
+FORGOTTEN_KIND, EXPORT_KIND = "forgotten", "data-export"
 
 
 class PersonalDataError(Exception):
@@ -210,3 +213,97 @@ def _compact(db: Database) -> None:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
     finally:
         raw.close()
+
+
+def export_data(
+    db: Database, list_address: str, address: str, domain: str, now: datetime
+) -> tuple[dict[str, Any], bytes]:
+    """What the list holds about `address` (GDPR articles 15 and 20): the facts as JSON
+    data, and their posts as an mboxrd file; neither names anyone else."""
+    same = func.lower(address)
+    with db.read() as session:
+        ml = session.scalar(select(MailingList).where(MailingList.address == list_address))
+        if ml is None:
+            raise PersonalDataError(f"no such list: {list_address}")
+        member = session.scalar(
+            select(Member).where(Member.list_id == ml.id, func.lower(Member.address) == same)
+        )
+        own = session.scalars(
+            select(Post)
+            .where(Post.list_id == ml.id, func.lower(Post.author_address) == same)
+            .order_by(Post.received_at, Post.id)
+        ).all()
+        if member is None and not own:
+            raise PersonalDataError(
+                f"{address}: not a member of {list_address} and no post from them"
+            )
+        data: dict[str, Any] = {
+            "address": address.lower(),
+            "list": ml.address,
+            "exported_at": now.isoformat(),
+            "membership": None
+            if member is None
+            else {
+                "name": member.display_name,
+                "mode": member.mode,
+                "receive_own_posts": member.receive_own_posts,
+                "joined_at": member.joined_at.isoformat(),
+                "bounce_score": member.bounce_score,
+                "delivery_disabled_at": _iso(member.disabled_at),
+            },
+            "roles": sorted(
+                session.scalars(
+                    select(ListRole.role).where(
+                        ListRole.list_id == ml.id, func.lower(ListRole.address) == same
+                    )
+                )
+            ),
+            "bounces": [
+                {
+                    "received_at": b.received_at.isoformat(),
+                    "permanent": b.permanent,
+                    "status": b.status,
+                    "source": b.source,
+                }
+                for b in session.scalars(
+                    select(Bounce)
+                    .where(Bounce.list_id == ml.id, func.lower(Bounce.address) == same)
+                    .order_by(Bounce.received_at)
+                )
+            ],
+            "membership_events": [
+                {"kind": e.kind, "at": e.at.isoformat()}
+                for e in session.scalars(
+                    select(MemberEvent)
+                    .where(MemberEvent.list_id == ml.id, func.lower(MemberEvent.address) == same)
+                    .order_by(MemberEvent.at)
+                )
+            ],
+            "held_for_moderation": [
+                {"subject": h.subject, "reason": h.reason, "received_at": h.received_at.isoformat()}
+                for h in session.scalars(
+                    select(Held).where(Held.list_id == ml.id, func.lower(Held.sender) == same)
+                )
+            ],
+            "sign_ins": [],  # listserv keeps no sign-in records
+            "posts": [
+                {"message_id": p.message_id, "subject": p.subject, "date": _iso(p.date)}
+                for p in own
+            ],
+        }
+        list_pk = ml.id
+        mbox = b"".join(
+            archive_entry(
+                p.author_address, p.received_at, forgetting.only_theirs(p.raw, address, domain)
+            )
+            for p in own
+        )
+    with db.transaction() as conn:  # counted in the owners' report, without the address
+        conn.execute(MemberEvent.__table__.insert().values(
+            list_id=list_pk, member_id=member.id if member else 0, address="",
+            kind=EXPORT_KIND, at=now))
+    return data, mbox
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

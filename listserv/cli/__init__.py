@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from listserv.admin import lists as admin
 from listserv.admin import threads as forum
 from listserv.cli.archive import archive
-from listserv.cli.personal import members_forget
+from listserv.cli.personal import members_export_data, members_forget
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.core.digest import Period, latest_due, parse_day, period
 from listserv.inbound import moderation
@@ -866,3 +866,4 @@ def report(ctx: Context, list_address: str, since: datetime | None, until: datet
 
 main.add_command(archive)
 members.add_command(members_forget)
+members.add_command(members_export_data)

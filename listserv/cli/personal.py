@@ -1,17 +1,21 @@
-"""`listserv members forget`: a member's right to be forgotten, run by an admin.
+"""`listserv members forget` and `export-data`: a member's rights over their data, run
+by an admin.
 
 Registered on the `members` group by the main command module; imports nothing of it.
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from listserv.admin.lists import AdminError, require_list
-from listserv.admin.personal import PersonalDataError, forget
+from listserv.admin.personal import PersonalDataError, export_data, forget
 from listserv.cli.archive import CommandContext
 
 
@@ -51,3 +55,39 @@ def members_forget(
         f"{' (text removed)' if erase_posts else ''}, {done.records} records removed "
         f"or made anonymous, {done.dropped_copies} queued copies dropped"
     )
+
+
+@click.command("export-data")
+@click.argument("list_address")
+@click.argument("address")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The zip file to write: data.json and posts.mbox.",
+)
+@click.pass_obj
+def members_export_data(ctx: CommandContext, list_address: str, address: str, output: Path) -> None:
+    """Write what the list holds about ADDRESS (memberships, roles, bounces, membership and
+    moderation events, their posts as mbox) to a zip file that names no one else."""
+    db = ctx.database()
+    try:
+        db.create_schema()
+        with db.session() as session:
+            canonical = require_list(session, list_address, ctx.config.lists.domain).address
+        data, mbox = export_data(db, canonical, address, ctx.config.lists.domain, datetime.now(UTC))
+        with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False))
+            archive.writestr("posts.mbox", mbox)
+    except (PersonalDataError, AdminError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
+        ) from None
+    finally:
+        db.dispose()
+    click.echo(f"wrote {output}: {len(data['posts'])} posts and the records kept", err=True)

@@ -38,3 +38,30 @@ def forgotten_post(raw: bytes, address: str, token: str, *, erase: bool) -> byte
         head += b"Content-Type: text/plain; charset=utf-8" + newline * 2
         body = REMOVED.encode() + newline
     return scrub_bytes(head + body, address, token)
+
+
+_ADDRESS = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_ID_HEADERS = re.compile(rb"(?i)^(message-id|in-reply-to|references|content-id)\s*:")
+ADDRESS_REMOVED = b"(address removed)"
+
+
+def only_theirs(raw: bytes, address: str, domain: str) -> bytes:
+    """A copy of the person's own mail for their data export that names no one else:
+    every address but theirs and the list's own (on `domain`) is removed; message ids
+    (which look like addresses) stay, so threads still hold together."""
+    keep = address.lower().encode()
+    ours = b"@" + domain.lower().encode()
+
+    def removed(found: re.Match[bytes]) -> bytes:
+        value = found[0].lower()
+        return found[0] if value == keep or value.endswith(ours) else ADDRESS_REMOVED
+
+    lines = raw.splitlines(keepends=True)
+    out, in_ids, in_head = [], False, True
+    for line in lines:
+        if in_head and not line.strip():
+            in_head = False
+        elif in_head and line[:1] not in (b" ", b"\t"):
+            in_ids = _ID_HEADERS.match(line) is not None
+        out.append(line if in_head and in_ids else _ADDRESS.sub(removed, line))
+    return b"".join(out)
