@@ -22,6 +22,7 @@ from listserv.admin import lists as admin
 from listserv.admin import threads as forum
 from listserv.cli.archive import archive
 from listserv.cli.personal import members_export_data, members_forget
+from listserv.cli.surgery import thread
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.core.digest import Period, latest_due, parse_day, period
 from listserv.inbound import moderation
@@ -865,5 +866,6 @@ def report(ctx: Context, list_address: str, since: datetime | None, until: datet
 
 
 main.add_command(archive)
+main.add_command(thread)
 members.add_command(members_forget)
 members.add_command(members_export_data)

@@ -1,0 +1,39 @@
+"""Thread surgery's history: one row per move, merge or split, with who and when.
+
+Revision ID: 0006_thread_history
+Revises: 0004_address_identity
+Create Date: 2026-11-29
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from listserv.store.models import UTCDateTime
+
+revision: str = "0006_thread_history"
+down_revision: str | None = "0004_address_identity"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "thread_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("list_id", sa.Integer(), nullable=False),
+        sa.Column("thread_id", sa.Integer(), nullable=False),
+        sa.Column("other_thread_id", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=10), nullable=False),
+        sa.Column("posts", sa.Integer(), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("actor", sa.String(length=320), nullable=False),
+        sa.Column("at", UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["list_id"], ["lists.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_thread_events_thread", "thread_events", ["thread_id"])
+    op.create_index("ix_thread_events_other", "thread_events", ["other_thread_id"])
+
+
+def downgrade() -> None:
+    op.drop_table("thread_events")
