@@ -271,6 +271,14 @@ def test_unreadable_sources_are_one_line(als: str, cli: Any, tmp_path: Path) -> 
     missing = cli("archive", "import", als, str(tmp_path / "nope.mbox"))
     assert missing.exit_code == 1
     assert missing.output.strip() == f"Error: {tmp_path / 'nope.mbox'}: no such file or folder"
+    single = write(tmp_path, "saved.txt", bytes(synthetic(1)[0]))
+    not_mbox = cli("archive", "import", als, str(single))
+    assert not_mbox.exit_code == 1
+    assert not_mbox.output == (
+        "Error: saved.txt: not an mbox (line 1 comes before any From "
+        "line); a single message is read with --format eml\n"
+    )
+    assert cli("archive", "import", als, str(single), "--format", "eml").exit_code == 0
     unknown = cli("archive", "import", "nolist", str(write(tmp_path, "a.mbox", PIPERMAIL)))
     assert unknown.exit_code == 1 and unknown.output.strip() == "Error: no such list: nolist"
 

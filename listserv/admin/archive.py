@@ -67,11 +67,11 @@ class Counts:
 
 def detect(path: Path) -> str:
     """The format of a source: a Maildir has cur/ and new/, another folder holds .eml
-    files, a file is an mbox."""
+    files, so does a file named .eml (one message); any other file is an mbox."""
     if path.is_dir():
         return "maildir" if (path / "cur").is_dir() and (path / "new").is_dir() else "eml"
     if path.is_file():
-        return "mbox"
+        return "eml" if path.suffix.lower() == ".eml" else "mbox"
     raise ArchiveError(f"{path}: no such file or folder")
 
 
@@ -83,6 +83,8 @@ def messages(path: Path, fmt: str | None = None) -> Iterator[tuple[str, bytes]]:
             raise ArchiveError(f"{path}: not an mbox file")
         with path.open("rb") as stream:
             yield from _mbox(stream, path.name)
+    elif path.is_file() and fmt == "eml":
+        yield path.name, path.read_bytes()
     else:
         if not path.is_dir():
             raise ArchiveError(f"{path}: not a folder")
@@ -105,6 +107,11 @@ def _mbox(stream: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:
             lines, start = [], number
         elif start:
             lines.append(mbox.unescape(line))
+        elif line.strip():
+            raise ArchiveError(
+                f"{name}: not an mbox (line {number} comes before any From "
+                "line); a single message is read with --format eml"
+            )
         after_blank = not line.strip()
     if lines:
         yield f"{name} message at line {start}", _joined(lines)
