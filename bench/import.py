@@ -57,8 +57,11 @@ def write_mbox(path: Path, n: int, seed: int = 15) -> None:
             if rng.random() > 0.02:
                 msg["Message-ID"] = f"<{mid}>"
                 ids.append(mid)
-            text = f"Message {i} from {name}.\n" + "Some words of the post. " * rng.randint(
-                2, 40) + "\nFrom here on, a line an mbox must quote.\n\n> quoted reply\n" * 2
+            text = (
+                f"Message {i} from {name}.\n"
+                + "Some words of the post. " * rng.randint(2, 40)
+                + "\nFrom here on, a line an mbox must quote.\n\n> quoted reply\n" * 2
+            )
             msg.set_content(text)
             if rng.random() < 0.2:
                 msg.add_alternative(f"<p>{text}</p>", subtype="html")
@@ -79,21 +82,34 @@ def main() -> None:
         start = time.perf_counter()
         write_mbox(source, args.messages)
         size = source.stat().st_size / 1e6
-        print(f"wrote {args.messages} messages ({size:.0f} MB) in "
-              f"{time.perf_counter() - start:.0f} s")
+        print(
+            f"wrote {args.messages} messages ({size:.0f} MB) in {time.perf_counter() - start:.0f} s"
+        )
         seed_list(url, 0)
         config = write_config(Path(tmp), url, 2525, 2526)
-        command = [sys.executable, "-m", "listserv", "-c", str(config), "archive", "import",
-                   LIST, str(source), "--json"]
+        command = [
+            sys.executable,
+            "-m",
+            "listserv",
+            "-c",
+            str(config),
+            "archive",
+            "import",
+            LIST,
+            str(source),
+            "--json",
+        ]
         for run in ("first import", "same file again"):
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, check=True)
             seconds = time.perf_counter() - start
             figures = json.loads(done.stdout)
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            print(f"{run}: {figures['imported']} imported, {figures['duplicates']} already "
-                  f"stored, {figures['refused']} refused in {seconds:.1f} s "
-                  f"({args.messages / seconds:.0f} messages/s), peak RSS so far {rss:.0f} MB")
+            print(
+                f"{run}: {figures['imported']} imported, {figures['duplicates']} already "
+                f"stored, {figures['refused']} refused in {seconds:.1f} s "
+                f"({args.messages / seconds:.0f} messages/s), peak RSS so far {rss:.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,29 @@ ALICE = "alice@example.org"
 
 def a_thread_with_alice(post: Any, outbox: Outbox) -> None:
     """Alice asks, Bob answers quoting her address; the copies to members are queued."""
-    assert post(make_message(f"Alice Archer <{ALICE}>", "Eye-gaze devices",
-                             "Which one do you use?\n-- \nAlice, alice@example.org\n",
-                             message_id="q1@example.org")).code == 250
-    assert post(make_message("Bob Baker <bob@example.net>", "Re: Eye-gaze devices",
-                             "The Tobii.\n\nAlice Archer <Alice@Example.org> wrote:\n> Which "
-                             "one do you use?\n", message_id="a1@example.net",
-                             in_reply_to="q1@example.org")).code == 250
+    assert (
+        post(
+            make_message(
+                f"Alice Archer <{ALICE}>",
+                "Eye-gaze devices",
+                "Which one do you use?\n-- \nAlice, alice@example.org\n",
+                message_id="q1@example.org",
+            )
+        ).code
+        == 250
+    )
+    assert (
+        post(
+            make_message(
+                "Bob Baker <bob@example.net>",
+                "Re: Eye-gaze devices",
+                "The Tobii.\n\nAlice Archer <Alice@Example.org> wrote:\n> Which one do you use?\n",
+                message_id="a1@example.net",
+                in_reply_to="q1@example.org",
+            )
+        ).code
+        == 250
+    )
     while outbox.expand_batch():
         pass
 
@@ -40,18 +56,28 @@ def database_text(db: Database) -> bytes:
     if path is not None:
         return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
     with db.engine.connect() as conn:
-        tables = conn.execute(text(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = current_schema()")).scalars().all()
-        return b"\n".join(str(row).encode() + b"".join(
-            v for v in row if isinstance(v, bytes | memoryview))
-            for table in tables for row in conn.execute(text(f'SELECT * FROM "{table}"')))
+        tables = (
+            conn.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema()"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return b"\n".join(
+            str(row).encode() + b"".join(v for v in row if isinstance(v, bytes | memoryview))
+            for table in tables
+            for row in conn.execute(text(f'SELECT * FROM "{table}"'))
+        )
 
 
 @pytest.mark.both_databases
 @pytest.mark.parametrize("erase", [False, True])
 def test_a_forgotten_member_is_nowhere_in_the_database(
-        als: str, cli: Any, db: Database, post: Any, outbox: Outbox, erase: bool) -> None:
+    als: str, cli: Any, db: Database, post: Any, outbox: Outbox, erase: bool
+) -> None:
     a_thread_with_alice(post, outbox)
     assert count(db, Delivery, Delivery.recipient == ALICE, Delivery.status == "queued") == 1
     assert ALICE.encode() in database_text(db)
@@ -77,8 +103,17 @@ def test_a_forgotten_member_is_nowhere_in_the_database(
         # the owners' report counts it, without the address
         (event,) = s.scalars(select(MemberEvent).where(MemberEvent.kind == "forgotten"))
         assert event.address.endswith("@forgotten.invalid")
-    (today,) = json.loads(cli("report", LIST, "--json", "--since", event.at.date().isoformat(),
-                              "--until", event.at.date().isoformat()).stdout)
+    (today,) = json.loads(
+        cli(
+            "report",
+            LIST,
+            "--json",
+            "--since",
+            event.at.date().isoformat(),
+            "--until",
+            event.at.date().isoformat(),
+        ).stdout
+    )
     assert today["forgotten"] == 1
     # the others still get their copies (Bob of Alice's question, Dave of both)
     assert count(db, Delivery, Delivery.recipient == "bob@example.net") == 1
@@ -88,18 +123,28 @@ def test_a_forgotten_member_is_nowhere_in_the_database(
 def test_forgetting_someone_the_list_never_knew_is_one_line(als: str, cli: Any) -> None:
     result = cli("members", "forget", LIST, "nobody@example.org", "--yes")
     assert result.exit_code == 1
-    assert result.output.strip() == (f"Error: nobody@example.org: not a member of {LIST} "
-                                     "and no post from them")
+    assert result.output.strip() == (
+        f"Error: nobody@example.org: not a member of {LIST} and no post from them"
+    )
 
 
 def test_a_member_gets_what_the_list_holds_about_them_and_no_one_else(
     als: str, cli: Any, db: Database, post: Any, outbox: Outbox, tmp_path: Path
 ) -> None:
     a_thread_with_alice(post, outbox)
-    assert post(make_message("Alice Archer <alice@example.org>", "Re: Eye-gaze devices",
-                             "Thanks Bob (bob@example.net), and Dave <dave@example.org>.\n",
-                             message_id="q2@example.org", in_reply_to="a1@example.net",
-                             headers={"Cc": "Carol Cole <carol@example.com>"})).code == 250
+    assert (
+        post(
+            make_message(
+                "Alice Archer <alice@example.org>",
+                "Re: Eye-gaze devices",
+                "Thanks Bob (bob@example.net), and Dave <dave@example.org>.\n",
+                message_id="q2@example.org",
+                in_reply_to="a1@example.net",
+                headers={"Cc": "Carol Cole <carol@example.com>"},
+            )
+        ).code
+        == 250
+    )
     out = tmp_path / "alice.zip"
     result = cli("members", "export-data", LIST, "Alice@Example.org", "-o", str(out))
     assert result.exit_code == 0, result.output

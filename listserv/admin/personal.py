@@ -299,9 +299,15 @@ def export_data(
             for p in own
         )
     with db.transaction() as conn:  # counted in the owners' report, without the address
-        conn.execute(MemberEvent.__table__.insert().values(
-            list_id=list_pk, member_id=member.id if member else 0, address="",
-            kind=EXPORT_KIND, at=now))
+        conn.execute(
+            MemberEvent.__table__.insert().values(
+                list_id=list_pk,
+                member_id=member.id if member else 0,
+                address="",
+                kind=EXPORT_KIND,
+                at=now,
+            )
+        )
     return data, mbox
 
 

@@ -845,8 +845,8 @@ def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None,
 def report(ctx: Context, list_address: str, since: datetime | None, until: datetime | None,
            as_json: bool) -> None:
     """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints,
-    unsubscribes and members forgotten on request. Policy bounces (x.7.x) are the
-    receiver's rules, not a dead mailbox."""
+    unsubscribes, personal data exports and people forgotten on request. Policy bounces
+    (x.7.x) are the receiver's rules, not a dead mailbox."""
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
