@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from listserv.admin.archive import mboxrd as archive_entry
 from listserv.core import forgetting
@@ -59,69 +60,73 @@ class Forgotten:
 def forget(
     db: Database, list_address: str, address: str, now: datetime, *, erase_posts: bool = False
 ) -> Forgotten:
-    """Remove `address` from the list and from everything the list stored about it."""
+    """Remove `address` from the list and from everything the list stored about it, then
+    compact the database file."""
+    with db.transaction() as conn:
+        done = forget_in(conn, list_address, address, now, erase_posts=erase_posts)
+    compact(db)
+    return done
+
+
+def forget_in(
+    conn: Connection, list_address: str, address: str, now: datetime, *, erase_posts: bool = False
+) -> Forgotten:
+    """Forgetting, in the caller's transaction (an emailed request confirmed by its token);
+    `compact` the database once it is committed."""
     token = f"former-{secrets.token_hex(8)}@forgotten.invalid"
     same = func.lower(address)
-    with db.transaction() as conn:
-        list_pk = conn.scalar(select(MailingList.id).where(MailingList.address == list_address))
-        if list_pk is None:
-            raise PersonalDataError(f"no such list: {list_address}")
-        member_id = conn.scalar(
-            select(Member.id).where(Member.list_id == list_pk, func.lower(Member.address) == same)
-        )
-        own = select(Post.id).where(
-            Post.list_id == list_pk, func.lower(Post.author_address) == same
-        )
-        if member_id is None and conn.scalar(select(func.count()).select_from(own.subquery())) == 0:
-            raise PersonalDataError(
-                f"{address}: not a member of {list_address} and no post from them"
-            )
-        in_list = or_(
-            Delivery.post_id.in_(select(Post.id).where(Post.list_id == list_pk)),
-            Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)),
-            Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
-        )
-        mine = func.lower(Delivery.recipient) == same
-        dropped = conn.execute(
-            delete(Delivery).where(mine, in_list, Delivery.status == "queued")
+    list_pk = conn.scalar(select(MailingList.id).where(MailingList.address == list_address))
+    if list_pk is None:
+        raise PersonalDataError(f"no such list: {list_address}")
+    member_id = conn.scalar(
+        select(Member.id).where(Member.list_id == list_pk, func.lower(Member.address) == same)
+    )
+    own = select(Post.id).where(Post.list_id == list_pk, func.lower(Post.author_address) == same)
+    if member_id is None and conn.scalar(select(func.count()).select_from(own.subquery())) == 0:
+        raise PersonalDataError(f"{address}: not a member of {list_address} and no post from them")
+    in_list = or_(
+        Delivery.post_id.in_(select(Post.id).where(Post.list_id == list_pk)),
+        Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)),
+        Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
+    )
+    mine = func.lower(Delivery.recipient) == same
+    dropped = conn.execute(
+        delete(Delivery).where(mine, in_list, Delivery.status == "queued")
+    ).rowcount
+    records = conn.execute(update(Delivery).where(mine, in_list).values(recipient=token)).rowcount
+    for model, column in (
+        (Bounce, Bounce.address),
+        (DeliveryFailure, DeliveryFailure.recipient),
+        (MemberEvent, MemberEvent.address),
+    ):
+        records += conn.execute(
+            update(model)
+            .where(model.list_id == list_pk, func.lower(column) == same)
+            .values({column.key: token})
         ).rowcount
-        records = conn.execute(
-            update(Delivery).where(mine, in_list).values(recipient=token)
+    for model, column in (
+        (ListRole, ListRole.address),
+        (Pending, Pending.address),
+        (Held, Held.sender),
+        (Notice, Notice.sender),
+    ):
+        records += conn.execute(
+            delete(model).where(model.list_id == list_pk, func.lower(column) == same)
         ).rowcount
-        for model, column in (
-            (Bounce, Bounce.address),
-            (DeliveryFailure, DeliveryFailure.recipient),
-            (MemberEvent, MemberEvent.address),
-        ):
-            records += conn.execute(
-                update(model)
-                .where(model.list_id == list_pk, func.lower(column) == same)
-                .values({column.key: token})
-            ).rowcount
-        for model, column in (
-            (ListRole, ListRole.address),
-            (Pending, Pending.address),
-            (Held, Held.sender),
-            (Notice, Notice.sender),
-        ):
-            records += conn.execute(
-                delete(model).where(model.list_id == list_pk, func.lower(column) == same)
-            ).rowcount
-        if member_id is not None:
-            conn.execute(delete(Member).where(Member.id == member_id))
-            records += 1
-        conn.execute(
-            MemberEvent.__table__.insert().values(
-                list_id=list_pk,
-                member_id=member_id or 0,
-                address=token,
-                kind=FORGOTTEN_KIND,
-                at=now,
-            )
+    if member_id is not None:
+        conn.execute(delete(Member).where(Member.id == member_id))
+        records += 1
+    conn.execute(
+        MemberEvent.__table__.insert().values(
+            list_id=list_pk,
+            member_id=member_id or 0,
+            address=token,
+            kind=FORGOTTEN_KIND,
+            at=now,
         )
-        posts = _rewrite_posts(conn, list_pk, address, token, erase_posts)
-        _scrub_mail_copies(conn, list_pk, address, token)
-    _compact(db)
+    )
+    posts = _rewrite_posts(conn, list_pk, address, token, erase_posts)
+    _scrub_mail_copies(conn, list_pk, address, token)
     return Forgotten(token, posts, records, dropped)
 
 
@@ -201,7 +206,7 @@ def _scrub_mail_copies(conn: Connection, list_pk: int, address: str, token: str)
                 )
 
 
-def _compact(db: Database) -> None:
+def compact(db: Database) -> None:
     """SQLite keeps deleted rows in free pages and the write-ahead log until they are
     reused: rewrite the file and empty the log, so the address is gone from the disk."""
     if db.engine.dialect.name != "sqlite":
@@ -220,94 +225,97 @@ def export_data(
 ) -> tuple[dict[str, Any], bytes]:
     """What the list holds about `address` (GDPR articles 15 and 20): the facts as JSON
     data, and their posts as an mboxrd file; neither names anyone else."""
+    with db.session() as session:
+        return export_data_in(session, list_address, address, domain, now)
+
+
+def export_data_in(
+    session: Session, list_address: str, address: str, domain: str, now: datetime
+) -> tuple[dict[str, Any], bytes]:
+    """The export, in the caller's transaction (an emailed request confirmed by its token);
+    it is counted in the owners' report, without the address."""
     same = func.lower(address)
-    with db.read() as session:
-        ml = session.scalar(select(MailingList).where(MailingList.address == list_address))
-        if ml is None:
-            raise PersonalDataError(f"no such list: {list_address}")
-        member = session.scalar(
-            select(Member).where(Member.list_id == ml.id, func.lower(Member.address) == same)
-        )
-        own = session.scalars(
-            select(Post)
-            .where(Post.list_id == ml.id, func.lower(Post.author_address) == same)
-            .order_by(Post.received_at, Post.id)
-        ).all()
-        if member is None and not own:
-            raise PersonalDataError(
-                f"{address}: not a member of {list_address} and no post from them"
+    ml = session.scalar(select(MailingList).where(MailingList.address == list_address))
+    if ml is None:
+        raise PersonalDataError(f"no such list: {list_address}")
+    member = session.scalar(
+        select(Member).where(Member.list_id == ml.id, func.lower(Member.address) == same)
+    )
+    own = session.scalars(
+        select(Post)
+        .where(Post.list_id == ml.id, func.lower(Post.author_address) == same)
+        .order_by(Post.received_at, Post.id)
+    ).all()
+    if member is None and not own:
+        raise PersonalDataError(f"{address}: not a member of {list_address} and no post from them")
+    data: dict[str, Any] = {
+        "address": address.lower(),
+        "list": ml.address,
+        "exported_at": now.isoformat(),
+        "membership": None
+        if member is None
+        else {
+            "name": member.display_name,
+            "mode": member.mode,
+            "receive_own_posts": member.receive_own_posts,
+            "joined_at": member.joined_at.isoformat(),
+            "bounce_score": member.bounce_score,
+            "delivery_disabled_at": _iso(member.disabled_at),
+        },
+        "roles": sorted(
+            session.scalars(
+                select(ListRole.role).where(
+                    ListRole.list_id == ml.id, func.lower(ListRole.address) == same
+                )
             )
-        data: dict[str, Any] = {
-            "address": address.lower(),
-            "list": ml.address,
-            "exported_at": now.isoformat(),
-            "membership": None
-            if member is None
-            else {
-                "name": member.display_name,
-                "mode": member.mode,
-                "receive_own_posts": member.receive_own_posts,
-                "joined_at": member.joined_at.isoformat(),
-                "bounce_score": member.bounce_score,
-                "delivery_disabled_at": _iso(member.disabled_at),
-            },
-            "roles": sorted(
-                session.scalars(
-                    select(ListRole.role).where(
-                        ListRole.list_id == ml.id, func.lower(ListRole.address) == same
-                    )
-                )
-            ),
-            "bounces": [
-                {
-                    "received_at": b.received_at.isoformat(),
-                    "permanent": b.permanent,
-                    "status": b.status,
-                    "source": b.source,
-                }
-                for b in session.scalars(
-                    select(Bounce)
-                    .where(Bounce.list_id == ml.id, func.lower(Bounce.address) == same)
-                    .order_by(Bounce.received_at)
-                )
-            ],
-            "membership_events": [
-                {"kind": e.kind, "at": e.at.isoformat()}
-                for e in session.scalars(
-                    select(MemberEvent)
-                    .where(MemberEvent.list_id == ml.id, func.lower(MemberEvent.address) == same)
-                    .order_by(MemberEvent.at)
-                )
-            ],
-            "held_for_moderation": [
-                {"subject": h.subject, "reason": h.reason, "received_at": h.received_at.isoformat()}
-                for h in session.scalars(
-                    select(Held).where(Held.list_id == ml.id, func.lower(Held.sender) == same)
-                )
-            ],
-            "sign_ins": [],  # listserv keeps no sign-in records
-            "posts": [
-                {"message_id": p.message_id, "subject": p.subject, "date": _iso(p.date)}
-                for p in own
-            ],
-        }
-        list_pk = ml.id
-        mbox = b"".join(
-            archive_entry(
-                p.author_address, p.received_at, forgetting.only_theirs(p.raw, address, domain)
+        ),
+        "bounces": [
+            {
+                "received_at": b.received_at.isoformat(),
+                "permanent": b.permanent,
+                "status": b.status,
+                "source": b.source,
+            }
+            for b in session.scalars(
+                select(Bounce)
+                .where(Bounce.list_id == ml.id, func.lower(Bounce.address) == same)
+                .order_by(Bounce.received_at)
             )
-            for p in own
-        )
-    with db.transaction() as conn:  # counted in the owners' report, without the address
-        conn.execute(
-            MemberEvent.__table__.insert().values(
-                list_id=list_pk,
-                member_id=member.id if member else 0,
-                address="",
-                kind=EXPORT_KIND,
-                at=now,
+        ],
+        "membership_events": [
+            {"kind": e.kind, "at": e.at.isoformat()}
+            for e in session.scalars(
+                select(MemberEvent)
+                .where(MemberEvent.list_id == ml.id, func.lower(MemberEvent.address) == same)
+                .order_by(MemberEvent.at)
             )
+        ],
+        "held_for_moderation": [
+            {"subject": h.subject, "reason": h.reason, "received_at": h.received_at.isoformat()}
+            for h in session.scalars(
+                select(Held).where(Held.list_id == ml.id, func.lower(Held.sender) == same)
+            )
+        ],
+        "sign_ins": [],  # listserv keeps no sign-in records
+        "posts": [
+            {"message_id": p.message_id, "subject": p.subject, "date": _iso(p.date)} for p in own
+        ],
+    }
+    mbox = b"".join(
+        archive_entry(
+            p.author_address, p.received_at, forgetting.only_theirs(p.raw, address, domain)
         )
+        for p in own
+    )
+    session.add(
+        MemberEvent(
+            list_id=ml.id,
+            member_id=member.id if member else 0,
+            address="",
+            kind=EXPORT_KIND,
+            at=now,
+        )
+    )
     return data, mbox
 
 
