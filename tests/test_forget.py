@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from listserv.outbound.outbox import Outbox
 from listserv.store.database import Database, sqlite_path
 from listserv.store.models import Delivery, Member, MemberEvent, Post, Thread
 
-from .conftest import LIST, count, make_message
+from .conftest import LIST, Sink, count, make_message
 
 ALICE = "alice@example.org"
 
@@ -162,3 +163,44 @@ def test_a_member_gets_what_the_list_holds_about_them_and_no_one_else(
     assert b"Thanks Bob ((address removed)), and Dave <(address removed)>." in mbox
     today = json.loads(cli("report", LIST, "--json").stdout)[-1]
     assert today["data_exports"] == 1
+
+
+REQUEST = "living-with-als-request@lists.example.org"
+
+
+def confirmation(sink: Sink, subject: str) -> str:
+    """The address to reply to in the latest confirmation request with this subject."""
+    (ask,) = [m for m in sink.to(ALICE) if m["Subject"] == subject]
+    return parseaddr(str(ask["Reply-To"]))[1]
+
+
+def test_by_email_a_member_gets_her_data_then_is_forgotten(
+    als: str, cli: Any, db: Database, post: Any, outbox: Outbox, drain: Any, sink: Sink
+) -> None:
+    a_thread_with_alice(post, outbox)
+    ask = make_message(ALICE, "export", "", to=REQUEST)
+    assert post(ask, to=[REQUEST]).code == 250
+    drain()
+    confirm = confirmation(sink, "Confirm that you want your data from Living with ALS")
+    assert post(make_message(ALICE, "Re: confirm", "", to=confirm), to=[confirm]).code == 250
+    drain()
+    (mail,) = [m for m in sink.to(ALICE) if m["Subject"] == "Your data from Living with ALS"]
+    files = {p.get_filename(): p.get_payload(decode=True) for p in mail.walk()
+             if p.get_filename()}
+    data = json.loads(files["data.json"])
+    assert data["membership"]["name"] == "Alice Archer"
+    assert [p["message_id"] for p in data["posts"]] == ["q1@example.org"]
+    assert files["posts.mbox"].count(b"Message-ID: <q1@example.org>") == 1
+    assert b"bob@example.net" not in files["posts.mbox"] + files["data.json"]
+
+    assert post(make_message(ALICE, "forget", "", to=REQUEST), to=[REQUEST]).code == 250
+    drain()
+    confirm = confirmation(sink, "Confirm that Living with ALS should forget you")
+    sent_before = len(sink.received)
+    assert post(make_message(ALICE, "Re: confirm", "", to=confirm), to=[confirm]).code == 250
+    drain()
+    assert len(sink.received) == sent_before  # no answer: it would store the address again
+    assert ALICE.encode() not in database_text(db).lower()
+    with db.session() as s:
+        assert s.scalar(select(Post.author_name).where(Post.message_id == "q1@example.org")) \
+            == FORMER_MEMBER

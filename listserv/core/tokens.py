@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 
 # What a token authorises: joining or leaving after confirmation, leaving with a member's
 # personal token (no expiry: it lives as long as the membership), moderating one message.
-KINDS = {"j": "join", "l": "leave", "u": "unsubscribe", "m": "moderate"}
+KINDS = {"j": "join", "l": "leave", "u": "unsubscribe", "m": "moderate",
+         "x": "export", "f": "forget"}
 
 _TOKEN_RE = re.compile(r"^([a-z])-(\d{1,18})-([0-9a-z]{1,13})-([a-z2-7]{16})$")
 SIGNATURE_BYTES = 10  # 80 bits: a forger needs 2**80 tries, each one an email
