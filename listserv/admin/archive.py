@@ -83,18 +83,20 @@ def messages(path: Path, fmt: str | None = None) -> Iterator[tuple[str, bytes]]:
             raise ArchiveError(f"{path}: not an mbox file")
         with path.open("rb") as stream:
             yield from _mbox(stream, path.name)
-    elif path.is_file() and fmt == "eml":
-        yield path.name, path.read_bytes()
     else:
-        if not path.is_dir():
-            raise ArchiveError(f"{path}: not a folder")
-        files = (
-            sorted(p for sub in ("cur", "new") for p in (path / sub).iterdir() if p.is_file())
-            if fmt == "maildir"
-            else sorted(path.rglob("*.eml"))
-        )
-        for file in files:
-            yield str(file.relative_to(path)), file.read_bytes()
+        for file in files(path, fmt):
+            yield (str(file.relative_to(path)) if path.is_dir() else file.name), file.read_bytes()
+
+
+def files(path: Path, fmt: str) -> list[Path]:
+    """The message files of a Maildir or of a folder of .eml files (or the one .eml)."""
+    if path.is_file() and fmt == "eml":
+        return [path]
+    if not path.is_dir():
+        raise ArchiveError(f"{path}: not a folder")
+    if fmt == "maildir":
+        return sorted(p for sub in ("cur", "new") for p in (path / sub).iterdir() if p.is_file())
+    return sorted(path.rglob("*.eml"))
 
 
 def _mbox(stream: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:

@@ -124,7 +124,7 @@ def _with_bar(
     db: Database, address: str, path: Path, fmt: str, dry_run: bool, jobs: int
 ) -> archiving.Counts:
     """The import under a progress bar: bytes of an mbox file, files of a folder."""
-    total = path.stat().st_size if fmt == "mbox" else sum(1 for _ in archiving.messages(path, fmt))
+    total = path.stat().st_size if fmt == "mbox" else len(archiving.files(path, fmt))
     with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
 
         def counted() -> Iterator[tuple[str, bytes]]:
