@@ -16,7 +16,7 @@ from sqlalchemy import select
 from listserv.core import mbox
 from listserv.store.database import Database
 from listserv.store.models import Delivery, FanoutJob, Member, Post, Thread
-from tests.conftest import count
+from tests.conftest import Sink, count
 from tests.corpus import CORPUS
 
 # Mailman 2's pipermail: mboxo, addresses obfuscated, body "From " quoted with one ">",
@@ -467,3 +467,17 @@ def test_which_lines_start_a_message(line: bytes, after_blank: bool, expected: b
 def test_mboxrd_quoting_round_trips(written: bytes, read: bytes) -> None:
     assert mbox.escape(written) == read
     assert mbox.unescape(read) == written
+
+
+def test_an_import_of_the_last_days_sends_no_digest(
+    als: str, cli: Any, db: Database, tmp_path: Path, scheduler: Any, drain: Any, sink: Sink
+) -> None:
+    """Moving a live list: its archive ends yesterday, and Carol reads the digest. The
+    digests the scheduler catches up on hold live posts only."""
+    recent = synthetic(5, start=datetime(2026, 11, 26, 10, tzinfo=UTC))
+    source = write(tmp_path, "until-yesterday.mbox", as_mbox(recent))
+    assert cli("archive", "import", als, str(source)).exit_code == 0
+    scheduler()  # 2026-11-27 09:00: the digests of the last seven days are due
+    drain()
+    assert sink.to("carol@example.com") == []
+    assert count(db, Delivery) == 0

@@ -165,7 +165,7 @@ _INSERT_THREAD = _inserting(_threads, "list_id", "subject", "subject_key", "star
                             "last_activity", "post_count")
 _INSERT_POST = _inserting(_posts, "list_id", "thread_id", "parent_id", "message_id",
                           "author_address", "author_name", "subject", "date", "received_at",
-                          "body", "new_text", "raw")
+                          "body", "new_text", "raw", "imported")
 _INSERT_JOB = _inserting(_jobs, "post_id", "cursor", "done", "created_at")
 
 
@@ -287,10 +287,10 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
 
 def _store_post(
     conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route | None,
-    now: datetime, new_text: str | None = None, *, fanout: bool = True,
+    now: datetime, new_text: str | None = None, *, imported: bool = False,
 ) -> int:
     """Insert the post, open or touch its thread, and queue its one fan-out job (unless
-    `fanout` is off: an imported post is sent to no one); the id. `new_text` is the
+    `imported` from an archive: sent to no one, in no digest); the id. `new_text` is the
     author's own words, when worked out already."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
@@ -328,8 +328,9 @@ def _store_post(
         "body": parsed.text,
         "new_text": replytext.new_text(parsed.text) if new_text is None else new_text,
         "raw": raw,
+        "imported": imported,
     }).fetchone()[0]
-    if fanout:
+    if not imported:
         _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
     return post_id
 
@@ -356,7 +357,7 @@ def store_archived(conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes,
     (threading by In-Reply-To, References, then subject; text trimmed alike), dated by its
     own Date, and sent to no one; the post id. The caller checked it is not stored yet."""
     return _store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, new_text,
-                       fanout=False)
+                       imported=True)
 
 
 class _Transaction:

@@ -132,6 +132,8 @@ class Post(Base):
     # The author's own words: body with quoted text and signature trimmed (for digests).
     new_text: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Stored by `listserv archive import`: part of the archive, never in a digest.
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Held(Base):

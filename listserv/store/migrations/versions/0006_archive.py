@@ -1,6 +1,7 @@
-"""Thread surgery's history: one row per move, merge or split, with who and when.
+"""Archive tools: posts marked as imported (never in a digest), and thread surgery's
+history, one row per move, merge or split, with who and when.
 
-Revision ID: 0006_thread_history
+Revision ID: 0006_archive
 Revises: 0004_address_identity
 Create Date: 2026-11-29
 """
@@ -10,13 +11,17 @@ from alembic import op
 
 from listserv.store.models import UTCDateTime
 
-revision: str = "0006_thread_history"
+revision: str = "0006_archive"
 down_revision: str | None = "0004_address_identity"
 branch_labels: str | None = None
 depends_on: str | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("imported", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.create_table(
         "thread_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -37,3 +42,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("thread_events")
+    with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.drop_column("imported")
