@@ -148,11 +148,6 @@ def _parsed(raw: bytes) -> Read | str:
     return Read(parsed, replytext.new_text(parsed.text))
 
 
-# Called after each batch is stored, in its transaction, with the new post ids: the
-# search index of the web archive is brought up to date there.
-AfterBatch = Callable[[Connection, int, list[int]], None]
-
-
 def import_archive(
     db: Database,
     list_address: str,
@@ -161,7 +156,6 @@ def import_archive(
     *,
     dry_run: bool = False,
     progress: Callable[[Counts], None] | None = None,
-    after_batch: AfterBatch | None = None,
     workers: int = 1,
 ) -> Counts:
     """Store each message of `source` not stored yet as a post of the list, emailing no
@@ -202,8 +196,6 @@ def import_archive(
             if new_ids:
                 _forget_found_parents(conn, orphans, new_ids)
                 touched.update(conn.scalars(select(Post.thread_id).where(Post.id.in_(new_ids))))
-                if after_batch is not None:
-                    after_batch(conn, ml.id, new_ids)
         if progress is not None:
             progress(counts)
 
