@@ -73,7 +73,7 @@ def test_report_counts_what_happened(web_on: None, als: str, cli: Any, post: Any
     assert table.exit_code == 0
     lines = table.output.splitlines()
     assert lines[0].split() == ["DAY", *(c.upper() for c in stats.COLUMNS)]
-    assert lines[1].split() == ["2026-11-27", "1", "2", "3", "1", "0", "1", "0", "0"]
+    assert lines[1].split() == ["2026-11-27", "1", "2", "3", "1", "0", "1", "0", "0", "0", "0"]
 
 
 def test_report_counts_every_way_of_leaving(als: str, cli: Any, post: Any, drain: Any,

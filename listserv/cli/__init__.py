@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session
 
 from listserv.admin import lists as admin
 from listserv.admin import threads as forum
+from listserv.cli.archive import archive
+from listserv.cli.personal import members_export_data, members_forget
+from listserv.cli.surgery import thread
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.core.digest import Period, latest_due, parse_day, period
 from listserv.inbound import moderation
@@ -657,11 +660,6 @@ def lists_set(ctx: Context, address: str, policy: str | None, owners: tuple[str,
         click.echo("emergency brake on: every post to this list is held for moderation")
 
 
-@main.group()
-def archive() -> None:
-    """The web archive's search index."""
-
-
 @archive.command("reindex")
 @click.argument("list_address", metavar="LIST")
 @pass_ctx
@@ -979,8 +977,9 @@ def dkim_keygen(ctx: Context, selector: str, domain: str, out: str | None,
 @pass_ctx
 def report(ctx: Context, list_address: str, since: datetime | None, until: datetime | None,
            as_json: bool) -> None:
-    """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints and
-    unsubscribes. Policy bounces (x.7.x) are the receiver's rules, not a dead mailbox."""
+    """Per day: posts, deliveries, deferrals, bounces (hard, soft, policy), complaints,
+    unsubscribes, personal data exports and people forgotten on request. Policy bounces
+    (x.7.x) are the receiver's rules, not a dead mailbox."""
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
@@ -997,3 +996,9 @@ def report(ctx: Context, list_address: str, since: datetime | None, until: datet
             fail("at most 366 days at once")
         rows = reports.list_report(s, ml, first, last)
     emit(rows, as_json, ["day", *stats.COLUMNS])
+
+
+main.add_command(archive)
+main.add_command(thread)
+members.add_command(members_forget)
+members.add_command(members_export_data)

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, ...] | None] = {
     "digest": ("on", "off"),
     "nomail": ("on", "off"),
     "confirm": None,
+    "export": (),  # one's personal data, by email once confirmed (GDPR articles 15, 20)
+    "forget": (),  # to be forgotten, once confirmed (GDPR article 17)
 }
 ALIASES = {"join": "subscribe", "leave": "unsubscribe", "signoff": "unsubscribe",
            "info": "help", "?": "help"}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.charset import QP, Charset
 from email.message import Message
+from email.mime.application import MIMEApplication
 from email.utils import format_datetime
 
 from listserv.core.compose import header_text, mailbox, to_bytes
@@ -55,6 +56,7 @@ def compose(
     in_reply_to: str | None = None,
     reply_to: str | None = None,
     auto: str = "auto-replied",
+    attachments: tuple[tuple[str, str, bytes], ...] = (),
 ) -> Notice:
     """One notice; `auto` is auto-replied for answers and auto-generated for the rest."""
     subject, body = split_template(rendered, template_name)
@@ -78,5 +80,17 @@ def compose(
     charset = Charset("us-ascii") if body.isascii() else Charset("utf-8")
     if not body.isascii():
         charset.body_encoding = QP
-    msg.set_payload(body, charset)
+    if not attachments:
+        msg.set_payload(body, charset)
+        return Notice(envelope_sender, recipient, to_bytes(msg))
+    # (file name, application/ subtype, bytes) each, after the text: a member's data export.
+    text = Message()
+    text.set_payload(body, charset)
+    parts = [text]
+    for filename, subtype, data in attachments:
+        part = MIMEApplication(data, subtype)
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+        parts.append(part)
+    msg["Content-Type"] = "multipart/mixed"
+    msg.set_payload(parts)
     return Notice(envelope_sender, recipient, to_bytes(msg))

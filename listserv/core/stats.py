@@ -16,7 +16,8 @@ from datetime import date, datetime, timedelta
 from listserv.core.digest import latest_due
 
 COLUMNS = ("posts", "deliveries", "deferrals", "hard_bounces", "soft_bounces",
-           "policy_bounces", "complaints", "unsubscribes")
+           "policy_bounces", "complaints", "unsubscribes", "forgotten",
+           "data_exports")
 
 _ENHANCED_RE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -38,6 +39,9 @@ KIND_COLUMN = {
     "complaint": "complaints", "unsubscribe": "unsubscribes",
     # A complaint that proved no member's copy: counted, though nobody was removed.
     "complaint-none": "complaints",
+    # Requests for one's data (GDPR articles 15, 20) and to be forgotten (17): counted, the
+    # address never shown.
+    "forgotten": "forgotten", "data-export": "data_exports",
 }
 
 

@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 # What a token authorises: joining or leaving after confirmation, leaving with a member's
 # personal token (no expiry: it lives as long as the membership), moderating one message,
 # signing in to the web archive, posting a held reply into the thread the member chose,
-# changing one's delivery mode after confirmation.
+# changing one's delivery mode, sending a member their data, forgetting them (each after
+# confirmation).
 KINDS = {"j": "join", "l": "leave", "u": "unsubscribe", "m": "moderate", "s": "sign-in",
-         "p": "post a held reply into the thread the member chose", "d": "delivery"}
+         "p": "post a held reply into the thread the member chose", "d": "delivery",
+         "x": "export", "f": "forget"}
 
 _TOKEN_RE = re.compile(r"^([a-z])-(\d{1,18})-([0-9a-z]{1,13})-([a-z2-7]{16})$")
 SIGNATURE_BYTES = 10  # 80 bits: a forger needs 2**80 tries, each one an email

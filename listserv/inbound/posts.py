@@ -183,7 +183,7 @@ _INSERT_THREAD = _inserting(_threads, "list_id", "subject", "subject_key", "star
                             "last_activity", "post_count")
 _INSERT_POST = _inserting(_posts, "list_id", "thread_id", "parent_id", "message_id",
                           "author_address", "author_name", "subject", "date", "received_at",
-                          "body", "new_text", "raw")
+                          "body", "new_text", "raw", "imported")
 _INSERT_JOB = _inserting(_jobs, "post_id", "cursor", "done", "created_at")
 
 
@@ -332,11 +332,12 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
 
 
 def _store_post(
-    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route, now: datetime,
-    new_text: str | None = None,
+    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route | None,
+    now: datetime, new_text: str | None = None, *, imported: bool = False,
 ) -> int:
     """Insert the post, open or touch its thread, index it for search, and queue its one
-    fan-out job; the id. `new_text` is the author's own words, when worked out already."""
+    fan-out job (unless `imported` from an archive: sent to no one, in no digest); the id.
+    `new_text` is the author's own words, when worked out already."""
     candidates = parsed.parent_candidates
     known: dict[str, tuple[int, int]] = {}
     if candidates:
@@ -350,7 +351,7 @@ def _store_post(
         match = (found[0], found[1]) if found else None
     choice = threads.choose(
         candidates, known, parsed.subject, ml.subject_prefix, match, now,
-        tagged_thread(conn, ml.id, route.detail),
+        tagged_thread(conn, ml.id, route.detail) if route is not None else None,
     )
     thread_id = choice.thread_id
     if thread_id is None:
@@ -375,12 +376,39 @@ def _store_post(
         "body": parsed.text,
         "new_text": new_text,
         "raw": raw,
+        "imported": imported,
     }).fetchone()[0]
     dialect = conn.dialect.name
     _INDEX[dialect].run(conn, search.row(dialect, post_id, ml.id, clean or parsed.subject,
                                          new_text))
-    _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
+    if not imported:
+        _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
     return post_id
+
+
+def list_row(conn: Connection, address: str) -> ListRow | None:
+    """The list storing posts need, by its address."""
+    row = conn.execute(select(_lists.c.id, _lists.c.address, _lists.c.subject_prefix)
+                       .where(_lists.c.address == address)).first()
+    return ListRow(*row) if row else None
+
+
+def stored_ids(conn: Connection, list_pk: int, message_ids: Sequence[str]) -> set[str]:
+    """Which of these Message-IDs the list holds already (posts and held messages)."""
+    found: set[str] = set()
+    for table in (_posts, _held):
+        found.update(conn.scalars(select(table.c.message_id).where(
+            table.c.list_id == list_pk, table.c.message_id.in_(list(message_ids)))))
+    return found
+
+
+def store_archived(conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes,
+                   fallback_date: datetime, new_text: str | None = None) -> int:
+    """Store a message of an imported archive as a post, by the rules of live posts
+    (threading by In-Reply-To, References, then subject; text trimmed alike), dated by its
+    own Date, and sent to no one; the post id. The caller checked it is not stored yet."""
+    return _store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, new_text,
+                       imported=True)
 
 
 class _Transaction:

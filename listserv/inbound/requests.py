@@ -8,6 +8,7 @@ list. Robots are never answered.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from jinja2 import Environment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from listserv.admin import personal
 from listserv.config import Config
 from listserv.core import commands, compose, digestreply, replytext, robots, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
@@ -51,6 +53,9 @@ ROLES = ("request", "owner", "join", "leave", "confirm")
 _CHOSEN_THREAD_RE = re.compile(r"^t(\d{1,18})\.(.+)$")
 # The thread addresses of a post's footer: LIST-request+mute-t42@, LIST-request+follow-t42@.
 THREAD_WISH = re.compile(r"(mute|follow)-t(\d{1,18})")
+# A request waiting for its confirmation, and the kind of token that confirms it (any other
+# action is a change of delivery: a mode, a pause, a thread muted or followed).
+PENDING_KINDS = {"join": "j", "leave": "l", "export": "x", "forget": "f"}
 MODE_COMMANDS = {("digest", "on"): "digest", ("digest", "off"): "each",
                  ("nomail", "on"): "nomail", ("nomail", "off"): "each"}
 
@@ -80,6 +85,7 @@ class ListDesk:
         self.now = now
         self.notifier = Notifier(session, config, templates, ml, now)
         self.secret = token_secret(session, config)
+        self.forgotten = False  # someone was forgotten: compact the database after commit
 
     # -- tokens ------------------------------------------------------------------------------
     def binding(self, *parts: object) -> str:
@@ -105,7 +111,7 @@ class ListDesk:
                           thread_id=thread_id, hour=hour)
         self.session.add(pending)
         self.session.flush()
-        kind = {"join": "j", "leave": "l"}.get(action, "d")
+        kind = PENDING_KINDS.get(action, "d")
         token = tokens.issue(self.secret, kind, pending.id, self.binding(msg.sender), self.now,
                              timedelta(days=self.config.security.confirm_days))
         address = self.confirm_address(token)
@@ -165,6 +171,29 @@ class ListDesk:
                            member=member is not None, until=self.local_day(pending.until),
                            thread=thread, hour=pending.hour)
 
+    def send_data(self, address: str, in_reply_to: str | None) -> None:
+        """Mail a person what the list holds about them, confirmed from their mailbox."""
+        try:
+            data, mbox = personal.export_data_in(self.session, self.ml.address, address,
+                                                 self.ml.domain, self.now)
+        except personal.PersonalDataError:
+            data, mbox = {"address": address, "list": self.ml.address, "membership": None,
+                          "posts": []}, b""
+        self.notifier.send(
+            "data", "data_export.txt", address, in_reply_to=in_reply_to, address=address,
+            attachments=(("data.json", "json",
+                          json.dumps(data, indent=2, ensure_ascii=False).encode()),
+                         ("posts.mbox", "mbox", mbox)))
+
+    def forget(self, address: str) -> None:
+        """Forget a person, confirmed from their mailbox: no answer is mailed, which would
+        store their address again."""
+        try:
+            personal.forget_in(self.session.connection(), self.ml.address, address, self.now)
+        except personal.PersonalDataError:
+            return  # nothing held about them: nothing to do, and nothing told
+        self.forgotten = True
+
     def member(self, address: str) -> Member | None:
         return self.session.scalar(
             select(Member).where(Member.list_id == self.ml.id,
@@ -198,7 +227,7 @@ class ListDesk:
         peeked = tokens.peek(text)
         if peeked is None:
             raise tokens.TokenError("this is not a token we issued")
-        if peeked.kind in ("j", "l", "d"):
+        if peeked.kind in (*PENDING_KINDS.values(), "d"):
             pending = self.session.get(Pending, peeked.ident)
             binding = self.binding(pending.address) if pending else ""
             token = tokens.verify(self.secret, text, binding, self.now)
@@ -209,8 +238,12 @@ class ListDesk:
                 self.join(pending.address, pending.display_name, msg.message_id)
             elif token.kind == "d":
                 self.set_mode(pending, msg.message_id)
-            else:
+            elif token.kind == "l":
                 self.leave(pending.address, msg.message_id)
+            elif token.kind == "x":
+                self.send_data(pending.address, msg.message_id)
+            else:
+                self.forget(pending.address)
         elif peeked.kind == "u":
             member = self.session.get(Member, peeked.ident)
             if member is None or member.list_id != self.ml.id:
@@ -247,12 +280,13 @@ class ListDesk:
         if command.name == "help":
             self.notifier.send("help", "help.txt", msg.sender, in_reply_to=msg.message_id)
             return "Help was sent in a separate message.", True
-        if command.name in ("subscribe", "unsubscribe"):
-            action = "join" if command.name == "subscribe" else "leave"
+        if command.name in ("subscribe", "unsubscribe", "export", "forget"):
+            action = {"subscribe": "join", "unsubscribe": "leave"}.get(command.name,
+                                                                        command.name)
             self.request_change(action, msg)
             return f"A confirmation request was sent to {msg.sender}.", True
         if command.name == "confirm":
-            ok = self.apply_token(command.arg, msg, kinds="jld")
+            ok = self.apply_token(command.arg, msg, kinds="jldxf")
             return ("Confirmed." if ok else "Not confirmed."), True
         if command.name == "pause":
             end = commands.pause_end(command.arg, self.now.astimezone(
@@ -314,7 +348,7 @@ class ListDesk:
         elif role == "confirm" and (chosen := _CHOSEN_THREAD_RE.match(detail or "")):
             digestreplies.choose_thread(self, int(chosen[1]), chosen[2], msg)
         elif role == "confirm":
-            self.apply_token(detail or "", msg, kinds="jlmd")
+            self.apply_token(detail or "", msg, kinds="jlmdxf")
         elif role == "request" and detail and THREAD_WISH.fullmatch(detail):
             wish, thread_id = THREAD_WISH.fullmatch(detail).groups()  # type: ignore[union-attr]
             self.run(commands.Command(wish, thread_id), msg)
@@ -360,9 +394,11 @@ def robot_reason(parsed: Parsed, sender: str, ml: MailingList) -> str | None:
 
 
 def _apply(session: Session, config: Config, templates: Environment, routes: Sequence[Route],
-           raw: bytes, parsed: Parsed, envelope_sender: str, now: datetime) -> Outcome:
+           raw: bytes, parsed: Parsed, envelope_sender: str,
+           now: datetime) -> tuple[Outcome, bool]:
     sender = try_normalize(envelope_sender)
     outcomes = []
+    forgotten = False
     for route in routes:
         ml = get_list(session, route.list_address or "")
         if ml is None:
@@ -378,8 +414,9 @@ def _apply(session: Session, config: Config, templates: Environment, routes: Seq
         name = parsed.author_name if parsed.author_address == sender else ""
         desk = ListDesk(session, config, templates, ml, now)
         desk.handle(route.role, route.detail, Incoming(parsed, raw, sender, name))
+        forgotten = forgotten or desk.forgotten
         outcomes.append(Outcome.COMMAND)
-    return combine(outcomes)
+    return combine(outcomes), forgotten
 
 
 def receive(db: Database, config: Config, templates: Environment, routes: Sequence[Route],
@@ -390,4 +427,8 @@ def receive(db: Database, config: Config, templates: Environment, routes: Sequen
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
     with db.session() as session:
-        return _apply(session, config, templates, routes, raw, parsed, envelope_sender, now)
+        outcome, forgotten = _apply(session, config, templates, routes, raw, parsed,
+                                    envelope_sender, now)
+    if forgotten:
+        personal.compact(db)
+    return outcome

@@ -84,7 +84,8 @@ class Notifier:
 
     def send(
         self, kind: str, template: str, recipient: str, *, in_reply_to: str | None = None,
-        reply_to: str | None = None, **values: Any,
+        reply_to: str | None = None, attachments: tuple[tuple[str, str, bytes], ...] = (),
+        **values: Any,
     ) -> bool:
         """Queue one notice; False when the recipient had their answers for today."""
         if kind in ANSWER_KINDS and not self.may_answer(recipient):
@@ -106,6 +107,7 @@ class Notifier:
             in_reply_to=in_reply_to,
             reply_to=reply_to,
             auto="auto-replied" if kind in ANSWER_KINDS else "auto-generated",
+            attachments=attachments,
         )
         queue_notice(self.session, kind=kind, sender=notice.sender,
                             recipient=notice.recipient, payload=notice.payload, now=self.now,

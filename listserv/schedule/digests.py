@@ -53,7 +53,8 @@ def content(session: Session, ml: MailingList, per: digest.Period,
         select(Post.id, Post.thread_id, Post.author_name, Post.author_address,
                Post.received_at, Post.new_text)
         .where(Post.list_id == ml.id, Post.received_at >= per.start,
-               Post.received_at < per.end, Post.thread_id.not_in(muted))
+               Post.received_at < per.end, Post.thread_id.not_in(muted),
+               Post.imported.is_(False))
         .order_by(Post.received_at, Post.id)
     ).all()
     items = [digest.Item(*row) for row in rows]
@@ -152,8 +153,9 @@ def done_periods(session: Session, list_id: int) -> set[str]:
 
 def _existed_since(session: Session, ml: MailingList) -> datetime:
     """From when the list can have had posts: a period that ended before holds none (its
-    creation, or its first post if older: posts may be imported into a list)."""
-    first = session.scalar(select(func.min(Post.received_at)).where(Post.list_id == ml.id))
+    creation, or its first live post if older; imported posts are in no digest)."""
+    first = session.scalar(select(func.min(Post.received_at)).where(
+        Post.list_id == ml.id, Post.imported.is_(False)))
     return min(ml.created_at, first) if first is not None else ml.created_at
 
 

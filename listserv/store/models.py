@@ -178,6 +178,8 @@ class Post(Base):
     # The author's own words: body with quoted text and signature trimmed (for digests).
     new_text: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Stored by `listserv archive import`: part of the archive, never in a digest.
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Held(Base):
@@ -463,3 +465,23 @@ class WebSession(Base):
     address: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ThreadEvent(Base):
+    """One act of thread surgery by an admin (move, merge, split): kept after the threads
+    it names are gone, so `listserv thread history` tells who did what, and when."""
+
+    __tablename__ = "thread_events"
+    __table_args__ = (Index("ix_thread_events_thread", "thread_id"),
+                      Index("ix_thread_events_other", "other_thread_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    # The thread that received posts, and the one they came from.
+    thread_id: Mapped[int] = mapped_column(Integer)
+    other_thread_id: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(10))  # move | merge | split
+    posts: Mapped[int] = mapped_column(Integer)  # how many posts changed thread
+    detail: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

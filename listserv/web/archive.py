@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
+from listserv.core import mbox
 from listserv.store import search
 from listserv.store.database import Database, get_list
 from listserv.store.models import MailingList, Post, Thread
@@ -261,11 +262,11 @@ class Archive:
             if thread is None or thread.list_id != ml.id:
                 return self.page(visit, "web/notfound.html", 404)
             rows = session.execute(
-                select(Post.received_at, Post.raw)
+                select(Post.author_address, Post.received_at, Post.raw)
                 .where(Post.thread_id == thread_id)
                 .order_by(Post.id)
             )
-            body = b"".join(_mbox_entry(at, raw) for at, raw in rows)
+            body = b"".join(mbox.mboxrd(author, at, raw) for author, at, raw in rows)
             response = web.Response(
                 body=body,
                 content_type="application/mbox",
@@ -505,12 +506,3 @@ def _page_number(request: web.Request) -> int:
 def _disposition(name: str) -> str:
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-
-
-def _mbox_entry(at: datetime, raw: bytes) -> bytes:
-    """One message of an mbox (mboxrd: a line starting ">*From " gets one more ">")."""
-    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-    quoted = [b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in lines]
-    stamp = at.strftime("%a %b %d %H:%M:%S %Y").encode()
-    body = b"\n".join(quoted).rstrip(b"\n")
-    return b"From MAILER-DAEMON " + stamp + b"\n" + body + b"\n\n"
