@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from listserv.admin.lists import members
+from listserv.admin.lists import members, parse_limit, parse_retry_hours
 from listserv.inbound import bounces as bouncing
 from listserv.store import roles as listroles
 from listserv.store.models import MailingList, Member
@@ -29,6 +29,25 @@ LIST_SETTINGS = frozenset(
         "emergency",
     }
 )
+
+
+# How an option of `lists set` is read into its column; the others are taken as given.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "max_retry_hours": parse_retry_hours,
+    "max_posts_per_day": lambda value: parse_limit("--max-posts-per-day", value),
+    "max_list_posts_per_day": lambda value: parse_limit("--max-list-posts-per-day", value),
+    "emergency": lambda value: value == "on",
+}
+
+
+def list_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns the admin named (None: not named), each read from its option's text;
+    AdminError names the option of a bad value."""
+    return {
+        column: _PARSERS.get(column, lambda value: value)(value)
+        for column, value in given.items()
+        if value is not None
+    }
 
 
 def change_list(

@@ -215,7 +215,7 @@ def lists_set(
             "--max-retry-hours, --archive, --probation, --max-posts-per-day, "
             "--max-list-posts-per-day or --emergency"
         )
-    given: dict[str, Any] = {
+    given = {
         "max_retry_hours": retry_hours,
         "archive": archive,
         "probation": probation,
@@ -223,20 +223,10 @@ def lists_set(
         "max_list_posts_per_day": per_list,
         "emergency": emergency,
     }
-    settings = {column: value for column, value in given.items() if value is not None}
     try:
-        if retry_hours is not None:
-            settings["max_retry_hours"] = admin.parse_retry_hours(retry_hours)
-        if per_member is not None:
-            settings["max_posts_per_day"] = admin.parse_limit("--max-posts-per-day", per_member)
-        if per_list is not None:
-            settings["max_list_posts_per_day"] = admin.parse_limit(
-                "--max-list-posts-per-day", per_list
-            )
+        settings = settings_admin.list_settings(given)
     except admin.AdminError as exc:
         fail(str(exc))
-    if emergency is not None:
-        settings["emergency"] = emergency == "on"
     roles = [
         (role, addr)
         for role, addrs in (("owner", owners), ("moderator", moderators), ("poster", posters))
