@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from sqlalchemy.engine import make_url
@@ -19,6 +19,9 @@ from listserv.admin import lists as admin
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.store.database import Database, sqlite_path
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
@@ -28,6 +31,7 @@ class Context:
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
         self._config: Config | None = None
+        self._templates: Environment | None = None
 
     @property
     def config(self) -> Config:
@@ -38,6 +42,16 @@ class Context:
             except ConfigError as exc:
                 fail(str(exc))
         return self._config
+
+    @property
+    def templates(self) -> Environment:
+        """The jinja environment of the config's folder (its templates/ over the shipped
+        ones): built in this one place, once, when a command first writes to a person."""
+        if self._templates is None:
+            from listserv.templating import environment
+
+            self._templates = environment(self.config.base_dir)
+        return self._templates
 
     def database(self, *, create: bool = False) -> Database:
         """The configured database. Without a config file, only `db init` (create) may make

@@ -51,7 +51,6 @@ def _period(ml: MailingList, day: str | None, at: datetime) -> Period:
 def digest_preview(ctx: Context, list_address: str, day: str | None) -> None:
     """Print the plain text of a digest without sending it."""
     from listserv.schedule import digests
-    from listserv.templating import environment
 
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
@@ -63,7 +62,7 @@ def digest_preview(ctx: Context, list_address: str, day: str | None) -> None:
                 "no digest would be sent"
             )
             return
-        text = digests.render_text(environment(ctx.config.base_dir), content)
+        text = digests.render_text(ctx.templates, content)
     click.echo(f"Subject: {content.subject}\n")
     click.echo(text.rstrip("\n"))
 
@@ -76,7 +75,6 @@ def digest_preview(ctx: Context, list_address: str, day: str | None) -> None:
 def digest_send(ctx: Context, list_address: str, day: str | None, force: bool) -> None:
     """Queue a digest for every digest reader now (once per period unless --force)."""
     from listserv.schedule import digests
-    from listserv.templating import environment
 
     at = now()
     with ctx.session() as s:
@@ -87,7 +85,7 @@ def digest_send(ctx: Context, list_address: str, day: str | None, force: bool) -
                 f"the digest period {per.label} of {ml.address} ends at "
                 f"{per.end.isoformat()}; use --force to send what it has so far"
             )
-        opened = digests.send(s, ctx.config, environment(ctx.config.base_dir), ml, per, at, force)
+        opened = digests.send(s, ctx.config, ctx.templates, ml, per, at, force)
     if opened is None:
         click.echo(
             f"digest {per.label} of {ml.address} was already sent (use --force to send it again)"

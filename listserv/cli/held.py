@@ -56,8 +56,6 @@ def held_show(ctx: Context, held_id: int, as_json: bool) -> None:
 
 
 def _decide(ctx: Context, held_id: int, verb: str, reason: str = "", trust: bool = False) -> None:
-    from listserv.templating import environment
-
     with ctx.session() as s:
         held = moderation.require_held(s, held_id)
         if trust and not moderation.trust(s, held):
@@ -65,9 +63,7 @@ def _decide(ctx: Context, held_id: int, verb: str, reason: str = "", trust: bool
                 f"held message {held_id}: {held.sender} is not a member, so there is no "
                 "probation to end"
             )
-        done = moderation.decide(
-            s, ctx.config, environment(ctx.config.base_dir), held, verb, reason, now()
-        )
+        done = moderation.decide(s, ctx.config, ctx.templates, held, verb, reason, now())
     click.echo(done)
 
 
@@ -103,12 +99,10 @@ def held_discard(ctx: Context, held_id: int) -> None:
 @pass_ctx
 def held_expire(ctx: Context) -> None:
     """Discard held messages older than [moderation] held_max_days, telling their senders."""
-    from listserv.templating import environment
-
     db = ctx.database()
     try:
         db.create_schema()
-        count = moderation.expire(db, ctx.config, environment(ctx.config.base_dir), now())
+        count = moderation.expire(db, ctx.config, ctx.templates, now())
     except SQLAlchemyError as exc:
         fail(database_error(exc))
     finally:
