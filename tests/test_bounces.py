@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from listserv.core.bounces import (
-    BouncedRecipient,
-    BounceReport,
-    BounceScore,
-    add_bounce,
-    parse_bounce,
-    should_disable,
-)
+from listserv.core.bounce_score import BounceScore, add_bounce, should_disable
+from listserv.core.bounces import BouncedRecipient, BounceReport, parse_bounce
 from tests.corpus import corpus_dir, corpus_files
 
 POLICIES = {"compat32": policy.compat32, "default": policy.default}

@@ -41,6 +41,18 @@ def test_the_help_test_sees_every_command() -> None:
     assert len(COMMANDS) > 30
 
 
+def test_each_group_lives_in_a_module_of_its_own() -> None:
+    """The root module only assembles the tree: a newcomer finds `lists set` in
+    `cli/lists.py`, and a group's module holds no other group's commands."""
+    for name, command in main.commands.items():
+        module = command.callback.__module__ if command.callback else ""
+        assert module != "listserv.cli", f"{name} is defined in cli/__init__"
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                assert sub.callback is not None
+                assert sub.callback.__module__ in (module, "listserv.cli.personal"), sub.name
+
+
 def test_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0

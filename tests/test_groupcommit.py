@@ -123,7 +123,7 @@ def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
     good = make_message("alice@example.org", "Fine", "x", message_id="good@x.org")
     bad = make_message("alice@example.org", "Trips a bug", "x", message_id="bad@x.org")
-    store = ingest._store_post
+    store = ingest.store_post
 
     def buggy(conn: Any, ml: Any, parsed: Any, *args: Any) -> int:
         post = store(conn, ml, parsed, *args)
@@ -132,7 +132,7 @@ def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
         return post
 
     # Fault injection: the post is written inside its savepoint, then the bug strikes.
-    monkeypatch.setattr(ingest, "_store_post", buggy)
+    monkeypatch.setattr(ingest, "store_post", buggy)
     batch = [ingest._Item(routes, m.as_bytes(), None, "alice@example.org", NOW, None)
              for m in (bad, good)]
     ingest._commit(db, batch)

@@ -54,3 +54,16 @@ def thread_posts(session: Session, thread_id: int) -> tuple[Thread, list[Post]] 
         select(Post).where(Post.thread_id == thread_id).order_by(Post.id)
     ).all()
     return thread, list(posts)
+
+
+def post_row(post: Post) -> dict[str, Any]:
+    """One post of `show`: who wrote it, when, and its text."""
+    return {
+        "id": post.id,
+        "message_id": post.message_id,
+        "author": post.author_address,
+        "author_name": post.author_name,
+        "subject": post.subject,
+        "date": (post.date or post.received_at).isoformat(),
+        "body": post.body,
+    }

@@ -1,7 +1,7 @@
-"""`listserv archive import|export`: bring a list's years of mail in, take them out.
+"""`listserv archive import|export|reindex`: bring a list's years of mail in, take them
+out, rebuild its search index.
 
-Kept apart from the main command module (which registers this group), so it imports
-nothing of it: the context object is used only through `database()` and `config`.
+Registered by the main command module; imports nothing of it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from listserv.admin import archive as archiving
 from listserv.admin.lists import AdminError, require_list
+from listserv.cli.common import Context, pass_ctx
 from listserv.config import Config
 from listserv.store.database import Database
 
@@ -201,3 +202,16 @@ def export(
         db.dispose()
     if output is not None:
         click.echo(f"exported {written} posts to {output}", err=True)
+
+
+@archive.command("reindex")
+@click.argument("list_address", metavar="LIST")
+@pass_ctx
+def archive_reindex(ctx: Context, list_address: str) -> None:
+    """Rebuild the search index of LIST from its stored posts (on SQLite: of every list)."""
+    from listserv.store import search
+
+    with ctx.session() as s:
+        ml = require_list(s, list_address, ctx.config.lists.domain)
+        indexed = search.reindex(s.connection(), ml.id)
+    click.echo(f"{ml.address}: search index rebuilt, {indexed} posts indexed")

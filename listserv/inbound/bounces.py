@@ -23,13 +23,8 @@ from sqlalchemy.orm import Session
 from listserv.config import Config
 from listserv.core import notices, verp
 from listserv.core.addresses import Route, role_address, tagged, try_normalize
-from listserv.core.bounces import (
-    BounceReport,
-    BounceScore,
-    add_bounce,
-    parse_bounce,
-    should_disable,
-)
+from listserv.core.bounce_score import BounceScore, add_bounce, should_disable
+from listserv.core.bounces import BounceReport, parse_bounce
 from listserv.core.message import Malformed, parse
 from listserv.outbound.notifier import queue_notice
 from listserv.store import roles as listroles

@@ -131,8 +131,8 @@ def approve(session: Session, config: Config, ml: MailingList, held: Held,
         return None
     route = Route("list", ml.address, "post", None)
     row = ingest.ListRow(ml.id, ml.address, ml.subject_prefix)
-    return session.get_one(Post, ingest._store_post(session.connection(), row, parsed,
-                                                    held.raw, route, now))
+    return session.get_one(Post, ingest.store_post(session.connection(), row, parsed,
+                                                   held.raw, route, now))
 
 
 def trust(session: Session, held: Held) -> bool:

@@ -331,7 +331,7 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
     return ListRow(list_pk, list_address, prefix), facts
 
 
-def _store_post(
+def store_post(
     conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route | None,
     now: datetime, new_text: str | None = None, *, imported: bool = False,
 ) -> int:
@@ -407,8 +407,8 @@ def store_archived(conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes,
     """Store a message of an imported archive as a post, by the rules of live posts
     (threading by In-Reply-To, References, then subject; text trimmed alike), dated by its
     own Date, and sent to no one; the post id. The caller checked it is not stored yet."""
-    return _store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, new_text,
-                       imported=True)
+    return store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, new_text,
+                      imported=True)
 
 
 class _Transaction:
@@ -458,8 +458,8 @@ def _apply(
         outcomes.append(decision.outcome)
         details.append(f"{ml.address}: {decision.reason}")
         if decision.outcome is Outcome.ACCEPTED:
-            post_ids.append(_store_post(conn, ml, list_parsed, list_raw, route, now,
-                                        prepared.new_text))
+            post_ids.append(store_post(conn, ml, list_parsed, list_raw, route, now,
+                                       prepared.new_text))
         elif decision.outcome is Outcome.COMMAND:
             session = tx.session
             if on_command is not None and isinstance(prepared.command, commands.Command):

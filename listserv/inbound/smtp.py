@@ -23,12 +23,11 @@ from listserv.core.addresses import Route, route
 from listserv.core.aliases import is_alias
 from listserv.core.commands import Command
 from listserv.core.message import Parsed
-from listserv.core.replies import Outcome, combine, reply, translate
-from listserv.inbound import bounces as bouncing
-from listserv.inbound import complaints as feedback
-from listserv.inbound import emergency, moderation, postmaster, relay
+from listserv.core.replies import Outcome, reply, translate
+from listserv.inbound import emergency, moderation, relay
 from listserv.inbound import posts as ingest
 from listserv.inbound import requests as membership
+from listserv.inbound.dispatch import Incoming, dispatch
 from listserv.inbound.gate import SessionGate, client_ip, say_and_close
 from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.database import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
@@ -234,12 +233,12 @@ class Handler:
         self._accepted: weakref.WeakKeyDictionary[Envelope, list[Route]] = (
             weakref.WeakKeyDictionary())
 
-    def _on_held(self, session: OrmSession, ml: MailingList, held: Held, parsed: Parsed,
-                 sender: str, now: datetime) -> None:
+    def on_held(self, session: OrmSession, ml: MailingList, held: Held, parsed: Parsed,
+                sender: str, now: datetime) -> None:
         moderation.on_held(session, self.config, self.templates, ml, held, parsed, sender, now)
 
-    def _on_command(self, session: OrmSession, ml: MailingList, parsed: Parsed, raw: bytes,
-                    sender: str, command: Command, now: datetime) -> None:
+    def on_command(self, session: OrmSession, ml: MailingList, parsed: Parsed, raw: bytes,
+                   sender: str, command: Command, now: datetime) -> None:
         membership.on_plain_command(session, self.config, self.templates, ml, parsed, raw,
                                     sender, command, now)
 
@@ -288,74 +287,14 @@ class Handler:
         if not declared and not raw.isascii():
             log.info("undeclared 8-bit data from=%s refused", envelope.mail_from)
             return reply(Outcome.UNDECLARED_8BIT)
+        incoming = Incoming(raw, envelope.mail_from, tuple(envelope.rcpt_tos))
         try:
-            routes = self._accepted.pop(envelope, [])
-            # One post per list, even when a list is named twice (plain and thread address).
-            posts = list({r.list_address: r for r in reversed(routes)
-                          if r.kind == "list" and r.role == "post"
-                          and not is_alias(r.detail)}.values())
-            # Mail to an author's alias is relayed privately, unless it also went to the
-            # list: then the author gets it as a post like everyone else.
-            relays = [r for r in routes if r.kind == "list" and r.role == "post"
-                      and is_alias(r.detail)]
-            if relays and not posts:
-                outcome = await asyncio.to_thread(
-                    relay.receive, self.db, relays, raw, envelope.mail_from or "",
-                    self.config, self.clock())
-                log.info("alias mail from=%s to=%s: %s", envelope.mail_from,
-                         ",".join(envelope.rcpt_tos), outcome.value)
-                return reply(outcome)
-            outcomes = []
-            domains = [r.detail or self.lists.domain for r in routes if r.kind == "postmaster"]
-            if domains:
-                outcomes.append(await asyncio.to_thread(
-                    postmaster.receive, self.db, self.config, domains, raw,
-                    envelope.mail_from or "", self.clock()))
-                log.info("postmaster mail from=%s: %s", envelope.mail_from,
-                         outcomes[-1].value)
-                self.on_post()
-            reports = [r for r in routes if r.kind == "list" and r.role in ("fbl", "bounces")]
-            if reports:
-                # A complaint (ARF) unsubscribes; anything else at -bounces is a bounce.
-                outcomes.append(Outcome.DROPPED)
-                removed = await asyncio.to_thread(
-                    feedback.receive, self.db, reports, raw, self.config, self.clock())
-                bounces = [r for r in reports if r.role == "bounces"]
-                if removed is not None:
-                    log.info("feedback report from=%s: unsubscribed %s", envelope.mail_from,
-                             "; ".join(removed) or "nobody")
-                elif bounces:
-                    found = await asyncio.to_thread(bouncing.receive, self.db, bounces, raw,
-                                                    self.config, self.templates, self.clock(),
-                                                    envelope.mail_from)
-                    log.info("bounce from=%s to=%s: %d recorded (%s)", envelope.mail_from,
-                             ",".join(envelope.rcpt_tos), found.recorded, found.detail)
-            requests = [r for r in routes if r.kind == "list" and r.role in membership.ROLES]
-            if requests:
-                outcomes.append(await asyncio.to_thread(
-                    membership.receive, self.db, self.config, self.templates, requests, raw,
-                    envelope.mail_from or "", self.clock(),
-                ))
-                log.info("%s from=%s to=%s", outcomes[-1].value, envelope.mail_from,
-                         ",".join(r.list_address or "" for r in requests))
-                self.on_post()
-            if posts:
-                result = await asyncio.wrap_future(ingest.receive(
-                    self.db, posts, raw, envelope.mail_from or "", self.config.limits,
-                    self.clock(), self._on_held, self.committer, self._authenticity(),
-                    self._on_command,
-                ))
-                outcomes.append(result.outcome)
-                log.info("%s from=%s to=%s size=%d: %s", result.outcome.value,
-                         envelope.mail_from, ",".join(envelope.rcpt_tos), len(raw),
-                         result.detail)
-                if result.post_ids:
-                    self.on_post()
+            outcome = await dispatch(self, incoming, self._accepted.pop(envelope, []))
         except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
             return await self._failure(exc, raw, envelope)
-        return reply(combine(outcomes))
+        return reply(outcome)
 
-    def _authenticity(self) -> ingest.Authenticity:
+    def authenticity(self) -> ingest.Authenticity:
         return ingest.Authenticity(
             self.config.dkim.arc_authserv_id or self.config.lists.domain,
             self.dmarc.policy if self.dmarc is not None else None)

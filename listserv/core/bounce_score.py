@@ -1,0 +1,52 @@
+"""Members' bounce scores, kept the way Mailman keeps them.
+
+Pure: no I/O and no clock; callers pass today's date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class BounceScore:
+    score: float
+    last_bounce: date | None
+
+
+PERMANENT_POINTS = 1.0
+TEMPORARY_POINTS = 0.5
+
+
+def add_bounce(
+    current: BounceScore, *, permanent: bool, today: date, decay_days: int = 7
+) -> BounceScore:
+    """Score one more bounce the way Mailman does.
+
+    Only the first bounce of a day counts, whatever its kind: a message fanned out to
+    several lists, or retried by a remote MTA, must not disable a member in one day.
+    (So a temporary bounce in the morning hides a permanent one that afternoon; the
+    next day's bounce counts again.)  After more than ``decay_days`` without bounces
+    the old score is forgotten.  A bounce dated before the last counted one (a clock
+    step back) changes nothing.
+
+    Policy rejections (``BouncedRecipient.policy``, status 5.7.x/4.7.x) must not be
+    passed here at all: they reflect the receiver's view of the list's mail, not a
+    broken address, and counting them would unsubscribe healthy members.
+    """
+    if decay_days < 0:
+        raise ValueError(f"decay_days must not be negative, got {decay_days}")
+    last = current.last_bounce
+    if last is not None and today <= last:
+        return current
+    score = current.score
+    if last is None or (today - last).days > decay_days:
+        score = 0.0
+    points = PERMANENT_POINTS if permanent else TEMPORARY_POINTS
+    return BounceScore(score=score + points, last_bounce=today)
+
+
+def should_disable(score: BounceScore, threshold: float = 5.0) -> bool:
+    """Whether delivery to the member should stop: the score has reached the threshold."""
+    return score.score >= threshold
