@@ -210,3 +210,50 @@ def test_a_thread_of_one_post_says_1_post(als: str, cli: Any, post: Any) -> None
     assert post(make_message("alice@example.org", "Hello", "Hi all.")).code == 250
     (thread,) = json.loads(cli("threads", LIST, "--json").output)
     assert cli("show", str(thread["id"])).output.startswith("# Hello  (1 post)\n")
+
+
+def big_csv(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / "many.csv"
+    names = "".join(f"m{i}@example.org,{NAMES[i % 4][1]} {i}\n" for i in range(count))
+    path.write_text("address,name\n" + names, encoding="utf-8")
+    return path
+
+
+@pytest.mark.both_databases
+def test_a_big_import_off_a_terminal_says_how_far_it_got_in_plain_lines(
+    als: str, cli: Any, tmp_path: Path
+) -> None:
+    before = member_addresses(cli)
+    result = cli("members", "import", LIST, str(big_csv(tmp_path, 10_001)))
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "... 10000 of 10001 members added\nadded 10001, skipped 0, invalid 0\n"
+    )
+    rows = {r["address"]: r for r in json.loads(cli("members", "list", LIST, "--json").output)}
+    assert len(rows) == len(before) + 10_001
+    assert rows["m9997@example.org"]["name"] == "李小龍 9997"
+    assert rows["m10000@example.org"]["mode"] == "each"
+
+
+def test_an_import_whose_disk_fails_midway_adds_nobody(
+    als: str, cli: Any, tmp_path: Path, sqlite_only: None
+) -> None:
+    """The disk goes while the second thousands of rows are written: all or nothing."""
+    inserts = []
+
+    def disk_gone(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO members"):
+            inserts.append(statement)
+            if len(inserts) == 2:
+                cause = sqlite3.OperationalError("disk I/O error")
+                raise OperationalError(statement, None, cause) from cause
+
+    before = member_addresses(cli)
+    event.listen(Engine, "before_cursor_execute", disk_gone)
+    try:
+        result = cli("members", "import", LIST, str(big_csv(tmp_path, 10_001)))
+    finally:
+        event.remove(Engine, "before_cursor_execute", disk_gone)
+    assert one_line_error(result) == "Error: database error: disk I/O error"
+    assert "added" not in result.output
+    assert member_addresses(cli) == before

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, select, text
 
-from listserv.outbound.outbox import Outbox
+from listserv.outbound.outbox import EXPAND_BATCH, Outbox
 from listserv.store.database import ANALYZE_AFTER, Database, get_list
-from listserv.store.models import Member
+from listserv.store.models import Delivery, Member
 
 from .conftest import LIST, LoopThread, Sink, make_message
 
@@ -133,3 +133,25 @@ def test_a_big_fan_out_gives_postgresql_fresh_statistics_at_once(
             "SELECT reltuples FROM pg_class WHERE oid = 'deliveries'::regclass")).scalar_one()
     assert analyzed >= ANALYZE_AFTER  # -1 until analyzed
 
+
+def test_the_first_copies_of_a_big_post_go_out_before_its_fan_out_is_expanded(
+    als: str, db: Database, post: Any, sink: PeerSink, outbox: Outbox, loop_thread: LoopThread
+) -> None:
+    add_members(db, EXPAND_BATCH + 500)
+    assert post(make_message("alice@example.org", "To everyone", "Hello all.")).code == 250
+    stop = asyncio.Event()
+    queued_at_first_copy: list[int] = []
+    deliver = sink.handle_DATA
+
+    async def first_copy(server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not queued_at_first_copy:
+            with db.read() as s:  # never waits for the dispatcher's writes
+                queued_at_first_copy.append(s.scalar(select(func.count(Delivery.id))) or 0)
+            stop.set()  # the dispatcher ends after this round
+        return await deliver(server, session, envelope)
+
+    sink.handle_DATA = first_copy  # type: ignore[method-assign]
+    loop_thread.run(outbox.run_once(stop))
+    assert sink.recipients(), "no copy went out"
+    # One batch was expanded when the first copy left; the rest of the list was not yet.
+    assert queued_at_first_copy[0] <= EXPAND_BATCH

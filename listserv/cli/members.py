@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -177,12 +178,37 @@ def members_import(ctx: Context, list_address: str, csv_file: str, skip_bad: boo
         )
     with ctx.session() as s:
         ml = admin.require_list(s, list_address, ctx.config.lists.domain)
-        added, skipped = admin.import_members(s, ml, rows, now())
+        if sys.stderr.isatty():
+            with click.progressbar(length=len(rows), label="importing",
+                                   file=sys.stderr) as bar:
+
+                def advance(done: int, total: int) -> None:
+                    bar.length = total  # rows already members are not inserted
+                    bar.update(done - bar.pos)
+
+                added, skipped = admin.import_members(s, ml, rows, now(), advance)
+        else:
+            added, skipped = admin.import_members(s, ml, rows, now(), _periodic_members())
     for line in skipped:
         click.echo(f"skipped {line}", err=True)
     click.echo(f"added {added}, skipped {len(skipped)}, invalid {len(invalid)}")
     if invalid:
         sys.exit(1)
+
+
+PERIODIC_MEMBERS = 10_000  # members between two progress lines when not on a terminal
+
+
+def _periodic_members() -> Callable[[int, int], None]:
+    """Progress as a plain line every so many members, on stderr (a log, a cron mail)."""
+    last = [0]
+
+    def show(done: int, total: int) -> None:
+        if done - last[0] >= PERIODIC_MEMBERS:
+            last[0] = done - done % PERIODIC_MEMBERS
+            click.echo(f"... {last[0]} of {total} members added", err=True)
+
+    return show
 
 
 @members.command("export")

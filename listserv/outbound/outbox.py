@@ -187,6 +187,8 @@ class Outbox:
         self._digests = digests.Composer(config, templates, clock)
         self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
         self._paused_warned: datetime | None = None
+        # Whether the job expanded last still has members to expand (a big fan-out).
+        self._fanout_unfinished = False
         self.finisher = Finisher(db, config, templates, load_signer(config), clock)
 
     # -- expansion ---------------------------------------------------------------------
@@ -202,6 +204,7 @@ class Outbox:
                 .with_for_update(skip_locked=True)
             )
             if job is None:
+                self._fanout_unfinished = False
                 return False
             post = session.get_one(Post, job.post_id)
             wish = exists().where(ThreadWish.member_id == Member.id,
@@ -226,6 +229,7 @@ class Outbox:
             if members:
                 job.cursor = members[-1][0]
             job.done = len(members) < EXPAND_BATCH
+            self._fanout_unfinished = not job.done
         self.db.inserted(Delivery.__tablename__, len(rows))
         return True
 
@@ -459,12 +463,27 @@ class Outbox:
         def stopping() -> bool:
             return stop is not None and stop.is_set()
 
-        while not stopping() and await asyncio.to_thread(self.expand_batch):
-            pass
         attempted = 0
         limit = max(self.config.delivery.batch_size * self.config.delivery.connections,
                     CLAIM_AT_LEAST)
-        while not stopping() and (claims := await asyncio.to_thread(self.claim, limit)):
+        expanding, first = True, True
+        while not stopping():
+            # One batch of expansion, then one round of sending: the first copies of a big
+            # fan-out leave after its first batch, not after the whole list (4.2 s at
+            # 100,000 members), and expansion still runs ahead of sending.
+            if expanding:
+                expanding = await asyncio.to_thread(self.expand_batch)
+            # A big fan-out's first round is what the connections send at once, so its
+            # first copies are recorded sent without waiting for 500 more; a small post's
+            # copies still go in one round.
+            short = first and self._fanout_unfinished
+            first = False
+            size = min(limit, 2 * self.config.delivery.connections) if short else limit
+            claims = await asyncio.to_thread(self.claim, size)
+            if not claims:
+                if expanding:
+                    continue
+                break
             # A recipient is claimed at most once per round, so the results merge safely.
             results: dict[str, SendResult] = {}
             for found in await asyncio.gather(

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -260,3 +260,35 @@ def insert_ignore(session: Session, model: type[Base], rows: list[dict[str, Any]
     else:
         from sqlalchemy.dialects.sqlite import insert
     session.execute(insert(model).on_conflict_do_nothing(), rows)
+
+
+def bulk_insert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """New rows (each naming the same columns) in few round trips, in the session's
+    transaction: COPY on PostgreSQL, where even batched INSERTs run at half its speed;
+    executemany elsewhere. Columns the rows leave out take their Python-side defaults."""
+    if not rows:
+        return
+    bind = session.get_bind()
+    table = model.__table__
+    if bind.dialect.name != "postgresql":
+        session.execute(insert(table), rows)  # the Core table: no ORM bookkeeping per row
+        return
+    given = list(rows[0])
+    defaults = {
+        c.name: c.default.arg
+        for c in table.columns
+        if c.name not in given and c.default is not None and c.default.is_scalar
+    }
+    quote = bind.dialect.identifier_preparer
+    names = ", ".join(quote.quote(name) for name in [*given, *defaults])
+    sql = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
+    dbapi = bind.dialect.loaded_dbapi
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([*(row[name] for name in given), *defaults.values()])
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
