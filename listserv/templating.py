@@ -10,6 +10,8 @@ from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from listserv.web.text import hide_addresses
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -22,9 +24,12 @@ def environment(config_dir: Path) -> Environment:
     """Autoescape on for HTML and XML (feeds), off for text; undefined names are errors,
     not blanks."""
     folders = [config_dir / "templates", shipped_templates()]
-    return Environment(
+    env = Environment(
         loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders if f.is_dir()]),
         autoescape=select_autoescape(["html", "xml"], default_for_string=False, default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=False,
     )
+    # Pages show subjects and file names as people wrote them, but never an address in them.
+    env.filters["masked"] = hide_addresses
+    return env

@@ -4,9 +4,11 @@ quotes folded; dates as people write them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from listserv.templating import environment, shipped_templates
 from listserv.web import text
 
 
@@ -88,3 +90,37 @@ def test_counts_and_names() -> None:
     assert text.author("", "alice@example.org") == "alice"
     assert text.author("Αλίκη Άρτσερ", "alice@example.org") == "Αλίκη Άρτσερ"
     assert text.size(2048) == "2 KB"
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "shown"),
+    [
+        ("Alice Archer", "alice@example.org", "Alice Archer"),
+        ("", "alice@example.org", "alice"),
+        # Many mail programs make the display name the address itself.
+        ("bob@example.com", "bob@example.com", "bob@…"),
+        ("Bob (bob@example.com)", "bob@example.com", "Bob (bob@…)"),
+    ],
+)
+def test_an_author_is_named_without_an_address(name: str, address: str, shown: str) -> None:
+    assert text.author(name, address) == shown
+
+
+def test_a_quoted_footer_shows_no_ones_personal_unsubscribe_link() -> None:
+    """Bob's reply quotes his copy's footer: whoever read his one-click link or leave
+    address on the page could unsubscribe him, so neither token is shown."""
+    quoted = ("Thanks!\n\n> Leave with one click: https://lists.example.org/u/u-12-ab3f-9x_Q\n"
+              "> or write to living-with-als-leave+u-12-ab3f-9x_Q@lists.example.org\n")
+    page = str(text.body(quoted, "Thanks!").folded)
+    assert "u-12-ab3f" not in page
+    assert "https://lists.example.org/u/…" in page
+    assert "living-with-als-leave+…@" in page
+
+
+def test_subjects_and_file_names_are_masked_on_pages(tmp_path: Path) -> None:
+    pages = environment(tmp_path)
+    for name in ("web/thread.html", "web/threads.html", "web/search.html", "web/feed.xml"):
+        assert "|masked" in (shipped_templates() / name).read_text()
+    shown = pages.from_string("{{ subject|masked }}").render(
+        subject="Re: mail from alice@example.org")
+    assert shown == "Re: mail from alice@…"

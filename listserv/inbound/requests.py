@@ -52,7 +52,7 @@ ROLES = ("request", "owner", "join", "leave", "confirm")
 # LIST-confirm+t<thread id>.<token of kind p>@domain.
 _CHOSEN_THREAD_RE = re.compile(r"^t(\d{1,18})\.(.+)$")
 # The thread addresses of a post's footer: LIST-request+mute-t42@, LIST-request+follow-t42@.
-THREAD_WISH = re.compile(r"(mute|follow)-t(\d{1,18})")
+THREAD_WISH = re.compile(r"(mute|follow)-t(\d{1,9})")  # an INTEGER id
 # A request waiting for its confirmation, and the kind of token that confirms it (any other
 # action is a change of delivery: a mode, a pause, a thread muted or followed).
 PENDING_KINDS = {"join": "j", "leave": "l", "export": "x", "forget": "f"}

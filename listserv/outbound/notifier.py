@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Notice kinds that answer a message and so count against the daily cap of the recipient.
 ANSWER_KINDS = ("confirm", "welcome", "goodbye", "help", "results", "refused", "held",
-                "rejected", "expired", "moderation")
+                "rejected", "expired", "moderation", "not-posted", "which-thread")
 
 
 def answers_today(session: Session, recipient: str, now: datetime) -> int:

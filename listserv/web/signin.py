@@ -78,6 +78,9 @@ def request_link(
     if address is None:
         return False
     hour_ago = now - LINK_VALID
+    # A request is kept only while its link is valid and it counts towards the limits, so
+    # neither strangers' typed addresses nor one client's flood stay in the database.
+    session.execute(delete(SignInRequest).where(SignInRequest.at <= hour_ago))
     by_address, by_client = session.execute(
         select(
             func.count().filter(SignInRequest.address == address),

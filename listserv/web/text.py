@@ -17,10 +17,15 @@ _URL_RE = re.compile(r"https?://[^\s<>\"'`]+", re.I)
 _TRAILING = ".,;:!?)]}'\""
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 REL = "nofollow ugc noopener"
+# A member's personal unsubscribe link or leave address, quoted from their copy's footer in a
+# reply: whoever reads it could unsubscribe them, so it is never shown.
+_PERSONAL_TOKEN_RE = re.compile(r"(/u/|-leave\+)u-[A-Za-z0-9_-]+", re.I)
 
 
 def hide_addresses(text: str, allowed: frozenset[str] = frozenset()) -> str:
-    """Every email address but the list's own shown as its local part and "@…"."""
+    """Every email address but the list's own shown as its local part and "@…", and every
+    personal unsubscribe token as "…"."""
+    text = _PERSONAL_TOKEN_RE.sub(lambda m: m[1] + "…", text)
 
     def mask(match: re.Match[str]) -> str:
         address = match[0]
@@ -79,8 +84,9 @@ def plural(count: int, one: str, many: str) -> str:
 
 
 def author(name: str, address: str) -> str:
-    """How a person is named on a page: their display name, else their address's local part."""
-    return name.strip() or address.partition("@")[0]
+    """How a person is named on a page: their display name (many mail programs make that
+    the address itself: hidden like one in the text), else their address's local part."""
+    return hide_addresses(name.strip()) or address.partition("@")[0]
 
 
 def size(count: int) -> str:
