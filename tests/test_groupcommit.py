@@ -32,6 +32,13 @@ pytestmark = pytest.mark.both_databases
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def patient_writer(config_data: dict[str, Any]) -> None:
+    """The first writer waits for the peer's lock as long as the test needs to queue the
+    others behind it (the default second would make it give up on a busy machine)."""
+    config_data["database"]["busy_timeout"] = 30.0
+
+
 def started(target: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=target)
     thread.start()
@@ -39,7 +46,7 @@ def started(target: Callable[[], None]) -> threading.Thread:
 
 
 def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
-    als: str, db: Database, config: Config
+    patient_writer: None, als: str, db: Database, config: Config
 ) -> None:
     committer = ingest.GroupCommitter(db)
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
@@ -85,7 +92,7 @@ def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
 
 
 def test_posts_arriving_while_the_writer_waits_for_its_turn_join_its_transaction(
-    als: str, db: Database, config: Config
+    patient_writer: None, als: str, db: Database, config: Config
 ) -> None:
     if not config.database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL writers take no turns: there is no writer lock to wait for")
@@ -195,7 +202,7 @@ def test_eight_concurrent_clients_each_get_their_post_stored_once(
 
 
 def test_two_copies_of_a_held_post_in_one_group_are_held_once(
-    als: str, db: Database, config: Config
+    patient_writer: None, als: str, db: Database, config: Config
 ) -> None:
     committer = ingest.GroupCommitter(db)
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
