@@ -12,28 +12,18 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from listserv.admin import archive as archiving
 from listserv.admin.lists import AdminError, require_list
-from listserv.cli.common import Context, pass_ctx
+from listserv.cli.common import Context, opened, pass_ctx
 from listserv.config import Config
 from listserv.store.database import Database
 
 PERIODIC_LINES = 10_000  # messages between two progress lines when not on a terminal
 BIG_MBOX = 8 * 1024 * 1024  # an mbox this big is parsed by one process per CPU
-
-
-class CommandContext(Protocol):
-    """What a command needs of the CLI context object."""
-
-    @property
-    def config(self) -> Config: ...
-
-    def database(self, *, create: bool = False) -> Database: ...
 
 
 @click.group()
@@ -67,7 +57,7 @@ def _list_address(db: Database, config: Config, address: str) -> str:
 )
 @click.pass_obj
 def import_(
-    ctx: CommandContext,
+    ctx: Context,
     list_address: str,
     path: Path,
     fmt: str | None,
@@ -77,9 +67,7 @@ def import_(
 ) -> None:
     """Store each message of PATH as a post of LIST_ADDRESS, threaded and dated as it was;
     nothing is emailed, and what is stored already is skipped."""
-    db = ctx.database()
-    try:
-        db.create_schema()
+    with opened(ctx, archiving.ArchiveError, AdminError) as db:
         address = _list_address(db, ctx.config, list_address)
         fmt = fmt or archiving.detect(path)
         if jobs is None:
@@ -97,16 +85,6 @@ def import_(
                 progress=_periodic(),
                 workers=jobs,
             )
-    except (archiving.ArchiveError, AdminError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
-        ) from None
-    finally:
-        db.dispose()
     if as_json:
         click.echo(
             json.dumps({**counts.as_dict(), "dry_run": dry_run}, indent=2, ensure_ascii=False)
@@ -170,7 +148,7 @@ def _periodic() -> Any:
 )
 @click.pass_obj
 def export(
-    ctx: CommandContext,
+    ctx: Context,
     list_address: str,
     thread_id: int | None,
     since: datetime | None,
@@ -178,9 +156,7 @@ def export(
 ) -> None:
     """Write the list's posts as received (original headers and bodies) as an mboxrd
     file, in date order."""
-    db = ctx.database()
-    try:
-        db.create_schema()
+    with opened(ctx, archiving.ArchiveError, AdminError) as db:
         address = _list_address(db, ctx.config, list_address)
         when = since.replace(tzinfo=UTC) if since else None
         if output is None:
@@ -190,16 +166,6 @@ def export(
         else:
             with output.open("wb") as out:
                 written = archiving.export(db, address, out, thread_id=thread_id, since=when)
-    except (archiving.ArchiveError, AdminError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
-        ) from None
-    finally:
-        db.dispose()
     if output is not None:
         click.echo(f"exported {written} posts to {output}", err=True)
 

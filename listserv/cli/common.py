@@ -91,6 +91,25 @@ def database_error(exc: SQLAlchemyError) -> str:
     return f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
 
 
+@contextmanager
+def opened(ctx: Context, *errors: type[Exception]) -> Iterator[Database]:
+    """The database, its schema current, for a command whose work runs its own
+    transactions; `errors` of that work, and file and database errors, end the command
+    with one line."""
+    db = ctx.database()
+    try:
+        db.create_schema()
+        yield db
+    except errors as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(database_error(exc)) from None
+    finally:
+        db.dispose()
+
+
 def shown_url(config: Config) -> str:
     """The database URL for the terminal, its password masked."""
     return make_url(config.database_url).render_as_string(hide_password=True)

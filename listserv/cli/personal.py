@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from listserv.admin.lists import AdminError, require_list
 from listserv.admin.personal import PersonalDataError, export_data, forget
-from listserv.cli.archive import CommandContext
+from listserv.cli.common import Context, opened
 
 
 @click.command("forget")
@@ -30,26 +29,16 @@ from listserv.cli.archive import CommandContext
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def members_forget(
-    ctx: CommandContext, list_address: str, address: str, erase_posts: bool, yes: bool
+    ctx: Context, list_address: str, address: str, erase_posts: bool, yes: bool
 ) -> None:
     """Remove ADDRESS from the list and from everything it stored about them: their posts
     stay, shown as a former member's, with the address gone from every stored copy."""
     if not yes:
         click.confirm(f"Forget {address} on {list_address}? This cannot be undone", abort=True)
-    db = ctx.database()
-    try:
-        db.create_schema()
+    with opened(ctx, PersonalDataError, AdminError) as db:
         with db.session() as session:
             canonical = require_list(session, list_address, ctx.config.lists.domain).address
         done = forget(db, canonical, address, datetime.now(UTC), erase_posts=erase_posts)
-    except (PersonalDataError, AdminError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
-        ) from None
-    finally:
-        db.dispose()
     click.echo(
         f"forgotten: {done.posts} posts now a former member's"
         f"{' (text removed)' if erase_posts else ''}, {done.records} records removed "
@@ -68,26 +57,14 @@ def members_forget(
     help="The zip file to write: data.json and posts.mbox.",
 )
 @click.pass_obj
-def members_export_data(ctx: CommandContext, list_address: str, address: str, output: Path) -> None:
+def members_export_data(ctx: Context, list_address: str, address: str, output: Path) -> None:
     """Write what the list holds about ADDRESS (memberships, roles, bounces, membership and
     moderation events, their posts as mbox) to a zip file that names no one else."""
-    db = ctx.database()
-    try:
-        db.create_schema()
+    with opened(ctx, PersonalDataError, AdminError) as db:
         with db.session() as session:
             canonical = require_list(session, list_address, ctx.config.lists.domain).address
         data, mbox = export_data(db, canonical, address, ctx.config.lists.domain, datetime.now(UTC))
         with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False))
             archive.writestr("posts.mbox", mbox)
-    except (PersonalDataError, AdminError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
-        ) from None
-    finally:
-        db.dispose()
     click.echo(f"wrote {output}: {len(data['posts'])} posts and the records kept", err=True)

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from listserv.admin import surgery
-from listserv.cli.archive import CommandContext
-from listserv.store.database import Database
+from listserv.cli.common import Context, opened
 
 by_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "--by", "actor", default=None, help="Who does it, for the history (default: your login)."
@@ -29,22 +26,6 @@ def thread() -> None:
     """Move posts between threads, merge threads, split one; see a thread's history."""
 
 
-@contextmanager
-def _database(ctx: CommandContext) -> Iterator[Database]:
-    db = ctx.database()
-    try:
-        db.create_schema()
-        yield db
-    except surgery.SurgeryError as exc:
-        raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"database error: {str(exc.__cause__ or exc).splitlines()[0]}"
-        ) from None
-    finally:
-        db.dispose()
-
-
 def _actor(actor: str | None) -> str:
     return actor or getpass.getuser()
 
@@ -54,9 +35,9 @@ def _actor(actor: str | None) -> str:
 @click.option("--to", "to_thread", type=int, required=True, help="The thread it belongs in.")
 @by_option
 @click.pass_obj
-def move(ctx: CommandContext, post_id: int, to_thread: int, actor: str | None) -> None:
+def move(ctx: Context, post_id: int, to_thread: int, actor: str | None) -> None:
     """Move a post, with the replies below it, into another thread."""
-    with _database(ctx) as db:
+    with opened(ctx, surgery.SurgeryError) as db:
         moved = surgery.move(db, post_id, to_thread, _actor(actor), datetime.now(UTC))
     click.echo(f"moved {moved} posts into thread {to_thread}")
 
@@ -66,9 +47,9 @@ def move(ctx: CommandContext, post_id: int, to_thread: int, actor: str | None) -
 @click.option("--into", type=int, required=True, help="The thread that stays.")
 @by_option
 @click.pass_obj
-def merge(ctx: CommandContext, thread_id: int, into: int, actor: str | None) -> None:
+def merge(ctx: Context, thread_id: int, into: int, actor: str | None) -> None:
     """Merge a thread into another one; the first disappears."""
-    with _database(ctx) as db:
+    with opened(ctx, surgery.SurgeryError) as db:
         moved = surgery.merge(db, thread_id, into, _actor(actor), datetime.now(UTC))
     click.echo(f"moved {moved} posts into thread {into}; thread {thread_id} is gone")
 
@@ -78,9 +59,9 @@ def merge(ctx: CommandContext, thread_id: int, into: int, actor: str | None) -> 
 @click.option("--subject", default=None, help="The new thread's subject (default: the post's).")
 @by_option
 @click.pass_obj
-def split(ctx: CommandContext, post_id: int, subject: str | None, actor: str | None) -> None:
+def split(ctx: Context, post_id: int, subject: str | None, actor: str | None) -> None:
     """Make a post and its replies a new thread."""
-    with _database(ctx) as db:
+    with opened(ctx, surgery.SurgeryError) as db:
         new_id = surgery.split(db, post_id, subject, _actor(actor), datetime.now(UTC))
     click.echo(f"thread {new_id} started by post {post_id}")
 
@@ -89,9 +70,9 @@ def split(ctx: CommandContext, post_id: int, subject: str | None, actor: str | N
 @click.argument("thread_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def history(ctx: CommandContext, thread_id: int, as_json: bool) -> None:
+def history(ctx: Context, thread_id: int, as_json: bool) -> None:
     """Who moved posts into or out of a thread, and when."""
-    with _database(ctx) as db:
+    with opened(ctx, surgery.SurgeryError) as db:
         rows = surgery.history(db, thread_id)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
