@@ -8,11 +8,12 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import uvloop
 from aiohttp.web import AppRunner
 
+from listserv.app import App, utcnow
 from listserv.config import Config
 from listserv.core.replies import Outcome, reply
 from listserv.inbound import moderation
@@ -21,8 +22,6 @@ from listserv.inbound.smtp import Handler, session_gate, smtp_factory
 from listserv.outbound.outbox import Outbox
 from listserv.outbound.transports import MaildirDelivery, SmtpRelay, Transport
 from listserv.schedule.scheduler import Scheduler
-from listserv.store.database import Database
-from listserv.templating import environment
 from listserv.web import app as web
 
 log = logging.getLogger(__name__)
@@ -62,10 +61,6 @@ def configure_logging(level: int) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def make_transport(config: Config) -> Transport:
     if config.delivery.transport == "smtp":
         return SmtpRelay(config.delivery.host, config.delivery.port,
@@ -94,11 +89,11 @@ class Server:
         self.roles = roles
         self.handoff = handoff
         self.report_posts = report_posts  # to the acceptor at the other end of `handoff`
-        self.db = Database(config.database_url, config.database.busy_timeout)
+        self.app = App(config, clock)
+        self.db = self.app.db
         self.transport = make_transport(config)
-        templates = environment(config.base_dir)
-        self.outbox = Outbox(self.db, config, self.transport, templates, clock)
-        self.scheduler = Scheduler(self.db, config, templates, clock, on_run=self._wake_outbox)
+        self.outbox = Outbox(self.db, config, self.transport, self.app.templates, clock)
+        self.scheduler = Scheduler(self.app, on_run=self._wake_outbox)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._smtp: asyncio.Server | None = None
@@ -119,7 +114,7 @@ class Server:
         if "receiver" in self.roles:
             await self._start_receiving()
         if "web" in self.roles and self.handoff is None:
-            app = web.application(self.db, self.config, self.outbox.templates, self.clock,
+            app = web.application(self.app,
                                   self._wake.set if "dispatcher" in self.roles else None)
             self._web, self.web_port = await web.start(
                 app, self.config.web.host, self.config.web.port)
@@ -147,8 +142,7 @@ class Server:
             log.info("receiving on %s:%d with %d receiver processes",
                      self.config.receiver.host, self.port, self.config.receiver.workers)
             return
-        handler = self.handler = Handler(self.db, self.config, self.clock,
-                                         on_post=self._posted)
+        handler = self.handler = Handler(self.app, on_post=self._posted)
         factory = smtp_factory(handler, self.config, self.gate)
         if self.handoff is not None:
             self._handed = Handed(self.handoff, factory, on_close=self._done.set,
@@ -206,9 +200,8 @@ class Server:
     async def _expire_once(self) -> None:
         """Discard held messages past their age; a failure waits for the next run."""
         try:
-            templates = environment(self.config.base_dir)
-            if await asyncio.to_thread(moderation.expire, self.db, self.config, templates,
-                                       self.clock()):
+            if await asyncio.to_thread(moderation.expire, self.db, self.config,
+                                       self.app.templates, self.clock()):
                 self._wake.set()
         except Exception:
             log.exception("expiring held messages failed")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -16,6 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.admin import lists as admin
+from listserv.app import App
+from listserv.app import utcnow as now
 from listserv.config import DEFAULT_PATH, Config, ConfigError, load
 from listserv.store.database import Database, sqlite_path
 
@@ -28,30 +29,30 @@ def fail(message: str) -> NoReturn:
 
 
 class Context:
+    """The command's `App`, built once when a command first needs it: the config read
+    (errors as one line), then the database and templates on first use."""
+
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
-        self._config: Config | None = None
-        self._templates: Environment | None = None
+        self._app: App | None = None
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            required = self.config_path is not None
+            try:
+                self._app = App(load(self.config_path, required=required), now)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._app
 
     @property
     def config(self) -> Config:
-        if self._config is None:
-            required = self.config_path is not None
-            try:
-                self._config = load(self.config_path, required=required)
-            except ConfigError as exc:
-                fail(str(exc))
-        return self._config
+        return self.app.config
 
     @property
     def templates(self) -> Environment:
-        """The jinja environment of the config's folder (its templates/ over the shipped
-        ones): built in this one place, once, when a command first writes to a person."""
-        if self._templates is None:
-            from listserv.templating import environment
-
-            self._templates = environment(self.config.base_dir)
-        return self._templates
+        return self.app.templates
 
     def database(self, *, create: bool = False) -> Database:
         """The configured database. Without a config file, only `db init` (create) may make
@@ -67,7 +68,7 @@ class Context:
                     "run `listserv db init` to start one here"
                 )
         try:
-            return Database(config.database_url, config.database.busy_timeout)
+            return self.app.db
         except OSError as exc:
             fail(f"database.url: cannot create {exc.filename}: {exc.strerror}")
 
@@ -116,10 +117,6 @@ def shown_url(config: Config) -> str:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:

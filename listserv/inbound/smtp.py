@@ -18,6 +18,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.orm import Session as OrmSession
 
+from listserv.app import App
 from listserv.config import Config
 from listserv.core.addresses import Route, route
 from listserv.core.aliases import is_alias
@@ -32,7 +33,6 @@ from listserv.inbound.gate import SessionGate, client_ip, say_and_close
 from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.database import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from listserv.store.models import Held, MailingList
-from listserv.templating import environment
 
 log = logging.getLogger(__name__)
 
@@ -207,19 +207,13 @@ class KnownLists:
 
 
 class Handler:
-    def __init__(
-        self,
-        db: Database,
-        config: Config,
-        clock: Callable[[], datetime],
-        on_post: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.db = db
-        self.config = config
-        self.clock = clock
+    def __init__(self, app: App, on_post: Callable[[], None] = lambda: None) -> None:
+        self.db = db = app.db
+        self.config = config = app.config
+        self.clock = app.clock
+        self.templates = app.templates
         self.on_post = on_post
         self.emergency = config.base_dir / "var" / "emergency"
-        self.templates = environment(config.base_dir)
         self.committer = ingest.GroupCommitter(db)
         self.lists = KnownLists(db, config.lists.domain)
         # Posts whose From our front MTA found forged are held (its Authentication-Results,

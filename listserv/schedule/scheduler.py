@@ -8,14 +8,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
 
-from jinja2 import Environment
-
-from listserv.config import Config
+from listserv.app import App
 from listserv.schedule import dailyreport, pauses
 from listserv.schedule.digests import Opened, schedule
-from listserv.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +19,25 @@ log = logging.getLogger(__name__)
 class Scheduler:
     """Checks every `lists.digest_check_seconds`; `on_run` wakes the outbox."""
 
-    def __init__(self, db: Database, config: Config, templates: Environment,
-                 clock: Callable[[], datetime], on_run: Callable[[], None]) -> None:
-        self.db = db
-        self.config = config
-        self.templates = templates
-        self.clock = clock
+    def __init__(self, app: App, on_run: Callable[[], None]) -> None:
+        self.app = app
+        self.config = app.config
         self.on_run = on_run
 
     async def run_once(self) -> list[Opened]:
-        opened = await asyncio.to_thread(schedule, self.db, self.config, self.templates,
-                                         self.clock())
+        app = self.app
+        opened = await asyncio.to_thread(schedule, app.db, app.config, app.templates,
+                                         app.clock())
         for o in opened:
             log.info("digest %s of %s: %d posts, queued for %d readers",
                      o.period, o.list_address, o.posts, o.recipients)
-        reported = await asyncio.to_thread(dailyreport.schedule, self.db, self.config,
-                                           self.templates, self.clock())
+        reported = await asyncio.to_thread(dailyreport.schedule, app.db, app.config,
+                                           app.templates, app.clock())
         for r in reported:
             log.info("owners' report %s of %s: queued for %d owners",
                      r.day, r.list_address, r.owners)
-        reminded = await asyncio.to_thread(pauses.end_pauses, self.db, self.config,
-                                           self.templates, self.clock())
+        reminded = await asyncio.to_thread(pauses.end_pauses, app.db, app.config,
+                                           app.templates, app.clock())
         if reminded:
             log.info("pauses ended: %d members reminded", reminded)
         if any(o.recipients for o in opened) or any(r.owners for r in reported) or reminded:
