@@ -4,8 +4,10 @@ each list has an Atom feed; long lists page; pages stay small."""
 
 from __future__ import annotations
 
+import email
 import mailbox
 import xml.etree.ElementTree as ET
+from email import policy
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,49 @@ def test_a_thread_downloads_as_an_mbox_and_the_list_has_a_feed(
     assert entries[0].findtext(f"{ATOM}author/{ATOM}name") == "Carol Cole"
     assert entries[-1].findtext(f"{ATOM}content").startswith("Does massage therapy")
     assert entries[0].find(f"{ATOM}link").get("href").endswith("/living-with-als/p/3")
+
+
+def test_the_mbox_download_names_nobody_by_address_as_the_pages_do(
+    als: str, post: Any, cli: Any, web_server: Server, tmp_path: Path
+) -> None:
+    """A public list's mbox is for anyone on the internet: it shows each poster as the
+    pages do (their name, no address), yet threads in a mail program and keeps files."""
+    seed_thread(post)
+    reply = make_message(
+        "Carol Cole <carol@example.com>",
+        "Re: massage (ask dan@example.com too)",
+        "Write to me at carol.cole@example.com, or to the list at living-with-als@"
+        "lists.example.org.\n",
+        message_id="c@example.com",
+        in_reply_to="a@example.net",
+        headers={"Cc": "Dan Day <dan@example.com>", "Reply-To": "carol@example.com"},
+    )
+    reply.add_attachment(b"exercise plan", maintype="application", subtype="pdf",
+                         filename="bob@example.net plan.pdf")
+    assert post(reply).code == 250
+    assert cli("lists", "set", LIST, "--archive", "public").exit_code == 0
+
+    download = Client(web_server.web_port).get("/living-with-als/t/1.mbox")
+    assert download.status == 200
+    for address in (b"alice@example.org", b"bob@example.net", b"carol@example.com",
+                    b"carol.cole@example.com", b"dan@example.com"):
+        assert address not in download.body
+    path = tmp_path / "thread.mbox"
+    path.write_bytes(download.body)
+    question, answer, carol = (
+        email.message_from_bytes(m.as_bytes(), policy=policy.default)
+        for m in mailbox.mbox(str(path))
+    )
+    assert question["From"].addresses[0].display_name == "Alice Archer"
+    assert carol["From"].addresses[0].addr_spec == LIST
+    assert carol["Subject"] == "Re: massage (ask dan@… too)"
+    assert carol["Cc"] is None and carol["Reply-To"] is None
+    assert (answer["In-Reply-To"], carol["In-Reply-To"]) == ("<q@example.org>", "<a@example.net>")
+    text = carol.get_body(("plain",)).get_content()
+    assert "carol.cole@…," in text and "living-with-als@lists.example.org" in text
+    (plan,) = carol.iter_attachments()
+    assert plan.get_filename() == "bob@… plan.pdf"
+    assert plan.get_content() == b"exercise plan"
 
 
 def test_threads_page_and_a_long_thread_stays_small(

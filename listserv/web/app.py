@@ -7,14 +7,13 @@ script at all and only our own style sheet, no framing, no MIME sniffing.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 from aiohttp import web
-from jinja2 import Environment
 
-from listserv.config import Config
-from listserv.store.database import Database
+from listserv.app import App
+from listserv.web.account import Account
 from listserv.web.archive import Archive
+from listserv.web.downloads import Downloads
 from listserv.web.unsubscribe import Endpoint
 
 SECURITY_HEADERS = {
@@ -43,35 +42,29 @@ def _protect(response: web.StreamResponse) -> None:
         response.headers.setdefault(name, value)
 
 
-def application(
-    db: Database,
-    config: Config,
-    templates: Environment,
-    clock: Callable[[], datetime],
-    on_notice: Callable[[], None] | None = None,
-) -> web.Application:
+def application(app: App, on_notice: Callable[[], None] | None = None) -> web.Application:
     """`on_notice` wakes the outbox when a sign-in link was queued."""
-    endpoint = Endpoint(db, config, templates, clock)
-    archive = Archive(db, config, templates, clock, on_notice)
-    app = web.Application(client_max_size=16 * 1024, middlewares=[protect])
-    add = app.router.add_route
+    endpoint = Endpoint(app)
+    archive, downloads, account = Archive(app), Downloads(app), Account(app, on_notice)
+    served = web.Application(client_max_size=16 * 1024, middlewares=[protect])
+    add = served.router.add_route
     add("GET", "/", archive.index)
     add("GET", "/style.css", archive.style)
-    add("GET", "/signin", archive.signin_form)
-    add("POST", "/signin", archive.signin_request)
-    add("GET", "/signin/{token}", archive.signin_link)
-    add("POST", "/signin/{token}", archive.signin_confirm)
-    add("POST", "/signout", archive.signout)
+    add("GET", "/signin", account.signin_form)
+    add("POST", "/signin", account.signin_request)
+    add("GET", "/signin/{token}", account.signin_link)
+    add("POST", "/signin/{token}", account.signin_confirm)
+    add("POST", "/signout", account.signout)
     add("GET", "/u/{token}", endpoint.confirm)
     add("POST", "/u/{token}", endpoint.unsubscribe)
     add("GET", "/{list}/", archive.threads)
     add("GET", "/{list}/search", archive.search)
-    add("GET", "/{list}/feed.atom", archive.feed)
+    add("GET", "/{list}/feed.atom", downloads.feed)
     add("GET", r"/{list}/t/{id:\d{1,18}}", archive.thread)
-    add("GET", r"/{list}/t/{id:\d{1,18}}.mbox", archive.mbox)
+    add("GET", r"/{list}/t/{id:\d{1,18}}.mbox", downloads.mbox)
     add("GET", r"/{list}/p/{id:\d{1,18}}", archive.permalink)
-    add("GET", r"/{list}/a/{post:\d{1,18}}/{n:\d{1,4}}", archive.attachment)
-    return app
+    add("GET", r"/{list}/a/{post:\d{1,18}}/{n:\d{1,4}}", downloads.attachment)
+    return served
 
 
 async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

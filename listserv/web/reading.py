@@ -214,14 +214,9 @@ def own_addresses(ml: MailingList) -> frozenset[str]:
     )
 
 
-def thread(
-    session: Session, ml: MailingList, thread_id: int
-) -> tuple[Thread, list[PostView], int] | None:
-    """A thread of this list with its posts in order and its number of distinct authors.
-    A post's raw message is read whole only when its header says it is multipart."""
-    found = session.get(Thread, thread_id)
-    if found is None or found.list_id != ml.id:
-        return None
+def thread_posts(session: Session, ml: MailingList, thread: Thread) -> tuple[list[PostView], int]:
+    """A thread's posts in order and its number of distinct authors. A post's raw message is
+    read whole only when its header says it is multipart."""
     allowed = own_addresses(ml)
     posts = []
     authors = set()
@@ -235,7 +230,7 @@ def thread(
             Post.new_text,
             func.substr(Post.raw, 1, HEAD_BYTES),
         )
-        .where(Post.thread_id == thread_id)
+        .where(Post.thread_id == thread.id)
         .order_by(Post.id)
     )
     for pid, name, address, received, body, new_text, head in rows:
@@ -250,7 +245,7 @@ def thread(
                 pid, text.author(name, address), received, text.body(body, new_text, allowed), files
             )
         )
-    return found, posts, len(authors)
+    return posts, len(authors)
 
 
 def reply_address(ml: MailingList, thread_id: int) -> str:

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
 from aiohttp import web
-from jinja2 import Environment
 from sqlalchemy.exc import SQLAlchemyError
 
-from listserv.config import Config
-from listserv.store.database import Database
-from listserv.store.settings import token_secret
+from listserv.app import App
 from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
@@ -29,28 +24,24 @@ HTML = "text/html"
 
 
 class Endpoint:
-    def __init__(self, db: Database, config: Config, templates: Environment,
-                 clock: Callable[[], datetime]) -> None:
-        self.db = db
-        self.config = config
-        self.templates = templates
-        self.clock = clock
+    def __init__(self, app: App) -> None:
+        self.app = app
 
     def page(self, name: str, status: int = 200, **values: object) -> web.Response:
-        body = self.templates.get_template(name).render(**values)
+        body = self.app.templates.get_template(name).render(**values)
         return web.Response(text=body, status=status, content_type=HTML,
                             headers={"Cache-Control": "no-store",
                                      "Referrer-Policy": "no-referrer"})
 
     def _look(self, token: str) -> oneclick.Target | None:
-        with self.db.session() as session:
-            return oneclick.resolve(session, token, self.clock(),
-                                    token_secret(session, self.config))
+        secret = self.app.secret()
+        with self.app.db.session() as session:
+            return oneclick.resolve(session, token, self.app.clock(), secret)
 
     def _act(self, token: str) -> tuple[oneclick.Result, oneclick.Target | None]:
-        with self.db.session() as session:
-            return oneclick.one_click(session, token, self.clock(),
-                                      token_secret(session, self.config))
+        secret = self.app.secret()
+        with self.app.db.session() as session:
+            return oneclick.one_click(session, token, self.app.clock(), secret)
 
     async def confirm(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
