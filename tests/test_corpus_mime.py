@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from listserv.admin.lists import add_member, find_member, require_list
 from listserv.config import LimitsConfig
-from listserv.core.message import Parsed, decode_bytes, parse
+from listserv.core.headers import decode_bytes
+from listserv.core.message import Parsed, parse
 from listserv.server import Server
 from listserv.store.database import Database
 from listserv.store.models import Post

@@ -19,7 +19,7 @@ from email.utils import formataddr
 from io import BytesIO
 
 from listserv.core.addresses import list_id, role_address
-from listserv.core.message import POLICY, decode_bytes, decode_header_value, one_line
+from listserv.core.headers import POLICY, decode_bytes, decode_header_value, one_line
 from listserv.core.threads import strip_prefix
 
 # Headers of the incoming message that would lie, leak, or break once we resend it.

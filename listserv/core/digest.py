@@ -25,7 +25,7 @@ from markupsafe import Markup, escape
 
 from listserv.core.addresses import role_address, tagged, thread_wish_address
 from listserv.core.compose import ListInfo, header_text, list_headers, mailbox
-from listserv.core.message import one_line
+from listserv.core.headers import one_line
 
 # Periods missed while no scheduler ran that are still sent late; older ones are dropped.
 CATCH_UP_DAYS = 7

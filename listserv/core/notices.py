@@ -16,7 +16,7 @@ from email.mime.application import MIMEApplication
 from email.utils import format_datetime
 
 from listserv.core.compose import header_text, mailbox, to_bytes
-from listserv.core.message import one_line
+from listserv.core.headers import one_line
 
 
 class TemplateFormatError(ValueError):

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from listserv.core import mbox
-from listserv.core.message import one_line
+from listserv.core.headers import one_line
 from listserv.store.models import MailingList, Post, Thread
 from listserv.web import paths, reading, text
 from listserv.web.site import Site, Visit, number

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from listserv.config import LimitsConfig
 from listserv.core.addresses import role_address, tagged
-from listserv.core.message import decode_header_value, walk
+from listserv.core.headers import decode_header_value
+from listserv.core.mime import walk
 from listserv.store.models import Held, ListRole, MailingList, Member, Post, Thread
 from listserv.web import text
 
