@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from listserv.core import forgetting
@@ -87,35 +87,8 @@ def forget_in(
     own = select(Post.id).where(Post.list_id == list_pk, func.lower(Post.author_address) == same)
     if member_id is None and conn.scalar(select(func.count()).select_from(own.subquery())) == 0:
         raise PersonalDataError(f"{address}: not a member of {list_address} and no post from them")
-    in_list = or_(
-        Delivery.post_id.in_(select(Post.id).where(Post.list_id == list_pk)),
-        Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)),
-        Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
-    )
-    mine = func.lower(Delivery.recipient) == same
-    dropped = conn.execute(
-        delete(Delivery).where(mine, in_list, Delivery.status == "queued")
-    ).rowcount
-    records = conn.execute(update(Delivery).where(mine, in_list).values(recipient=token)).rowcount
-    for model, column in (
-        (Bounce, Bounce.address),
-        (DeliveryFailure, DeliveryFailure.recipient),
-        (MemberEvent, MemberEvent.address),
-    ):
-        records += conn.execute(
-            update(model)
-            .where(model.list_id == list_pk, func.lower(column) == same)
-            .values({column.key: token})
-        ).rowcount
-    for model, column in (
-        (ListRole, ListRole.address),
-        (Pending, Pending.address),
-        (Held, Held.sender),
-        (Notice, Notice.sender),
-    ):
-        records += conn.execute(
-            delete(model).where(model.list_id == list_pk, func.lower(column) == same)
-        ).rowcount
+    dropped, records = _forget_deliveries(conn, list_pk, same, token)
+    records += _forget_records(conn, list_pk, same, token)
     if member_id is not None:
         conn.execute(delete(Member).where(Member.id == member_id))
         records += 1
@@ -139,6 +112,50 @@ def forget_in(
         # The search index holds the words of their posts as they were: index them anew.
         search.reindex(conn, list_pk)
     return Forgotten(token, posts, records, dropped)
+
+
+def _forget_deliveries(
+    conn: Connection, list_pk: int, same: ColumnElement[str], token: str
+) -> tuple[int, int]:
+    """The list's deliveries to the address: queued ones dropped, the rest renamed to the
+    token; (dropped, renamed)."""
+    in_list = or_(
+        Delivery.post_id.in_(select(Post.id).where(Post.list_id == list_pk)),
+        Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)),
+        Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
+    )
+    mine = func.lower(Delivery.recipient) == same
+    dropped = conn.execute(
+        delete(Delivery).where(mine, in_list, Delivery.status == "queued")
+    ).rowcount
+    renamed = conn.execute(update(Delivery).where(mine, in_list).values(recipient=token))
+    return dropped, renamed.rowcount
+
+
+def _forget_records(conn: Connection, list_pk: int, same: ColumnElement[str], token: str) -> int:
+    """The list's records of the address: history keeps its place under the token (bounces,
+    failures, events), the rest (roles, pending confirmations, held mail, notices) goes."""
+    records = 0
+    for model, column in (
+        (Bounce, Bounce.address),
+        (DeliveryFailure, DeliveryFailure.recipient),
+        (MemberEvent, MemberEvent.address),
+    ):
+        records += conn.execute(
+            update(model)
+            .where(model.list_id == list_pk, func.lower(column) == same)
+            .values({column.key: token})
+        ).rowcount
+    for model, column in (
+        (ListRole, ListRole.address),
+        (Pending, Pending.address),
+        (Held, Held.sender),
+        (Notice, Notice.sender),
+    ):
+        records += conn.execute(
+            delete(model).where(model.list_id == list_pk, func.lower(column) == same)
+        ).rowcount
+    return records
 
 
 def _rewrite_posts(conn: Connection, list_pk: int, address: str, token: str, erase: bool) -> int:
@@ -263,60 +280,9 @@ def export_data_in(
         "address": address.lower(),
         "list": ml.address,
         "exported_at": now.isoformat(),
-        "membership": None
-        if member is None
-        else {
-            "name": member.display_name,
-            "mode": member.mode,
-            "receive_own_posts": member.receive_own_posts,
-            "joined_at": member.joined_at.isoformat(),
-            "bounce_score": member.bounce_score,
-            "delivery_disabled_at": _iso(member.disabled_at),
-        },
-        "roles": sorted(
-            session.scalars(
-                select(ListRole.role).where(
-                    ListRole.list_id == ml.id, func.lower(ListRole.address) == same
-                )
-            )
-        ),
-        "bounces": [
-            {
-                "received_at": b.received_at.isoformat(),
-                "permanent": b.permanent,
-                "status": b.status,
-                "source": b.source,
-            }
-            for b in session.scalars(
-                select(Bounce)
-                .where(Bounce.list_id == ml.id, func.lower(Bounce.address) == same)
-                .order_by(Bounce.received_at)
-            )
-        ],
-        "membership_events": [
-            {"kind": e.kind, "at": e.at.isoformat()}
-            for e in session.scalars(
-                select(MemberEvent)
-                .where(MemberEvent.list_id == ml.id, func.lower(MemberEvent.address) == same)
-                .order_by(MemberEvent.at)
-            )
-        ],
-        "held_for_moderation": [
-            {"subject": h.subject, "reason": h.reason, "received_at": h.received_at.isoformat()}
-            for h in session.scalars(
-                select(Held).where(Held.list_id == ml.id, func.lower(Held.sender) == same)
-            )
-        ],
-        "sign_ins": [
-            {"asked_at": r.at.isoformat()}
-            for r in session.scalars(select(SignInRequest).where(
-                func.lower(SignInRequest.address) == same).order_by(SignInRequest.at))
-        ],
-        "web_sessions": [
-            {"signed_in_at": w.created_at.isoformat(), "expires_at": w.expires_at.isoformat()}
-            for w in session.scalars(select(WebSession).where(
-                func.lower(WebSession.address) == same).order_by(WebSession.created_at))
-        ],
+        "membership": _membership(member),
+        **_list_records(session, ml.id, same),
+        **_web_records(session, same),
         "posts": [
             {"message_id": p.message_id, "subject": p.subject, "date": _iso(p.date)} for p in own
         ],
@@ -327,16 +293,78 @@ def export_data_in(
         )
         for p in own
     )
-    session.add(
-        MemberEvent(
-            list_id=ml.id,
-            member_id=member.id if member else 0,
-            address="",
-            kind=EXPORT_KIND,
-            at=now,
-        )
-    )
+    session.add(MemberEvent(list_id=ml.id, member_id=member.id if member else 0, address="",
+                            kind=EXPORT_KIND, at=now))
     return data, mbox
+
+
+def _membership(member: Member | None) -> dict[str, Any] | None:
+    if member is None:
+        return None
+    return {
+        "name": member.display_name,
+        "mode": member.mode,
+        "receive_own_posts": member.receive_own_posts,
+        "joined_at": member.joined_at.isoformat(),
+        "bounce_score": member.bounce_score,
+        "delivery_disabled_at": _iso(member.disabled_at),
+    }
+
+
+def _list_records(
+    session: Session, list_id: int, same: ColumnElement[str]
+) -> dict[str, list[Any]]:
+    """What the list keeps under the address besides membership and posts: roles, bounces,
+    membership events, held messages."""
+    roles = session.scalars(
+        select(ListRole.role)
+        .where(ListRole.list_id == list_id, func.lower(ListRole.address) == same)
+    )
+    bounces = session.scalars(
+        select(Bounce)
+        .where(Bounce.list_id == list_id, func.lower(Bounce.address) == same)
+        .order_by(Bounce.received_at)
+    )
+    events = session.scalars(
+        select(MemberEvent)
+        .where(MemberEvent.list_id == list_id, func.lower(MemberEvent.address) == same)
+        .order_by(MemberEvent.at)
+    )
+    held = session.scalars(
+        select(Held).where(Held.list_id == list_id, func.lower(Held.sender) == same)
+    )
+    return {
+        "roles": sorted(roles),
+        "bounces": [
+            {"received_at": b.received_at.isoformat(), "permanent": b.permanent,
+             "status": b.status, "source": b.source}
+            for b in bounces
+        ],
+        "membership_events": [{"kind": e.kind, "at": e.at.isoformat()} for e in events],
+        "held_for_moderation": [
+            {"subject": h.subject, "reason": h.reason, "received_at": h.received_at.isoformat()}
+            for h in held
+        ],
+    }
+
+
+def _web_records(session: Session, same: ColumnElement[str]) -> dict[str, list[Any]]:
+    """The web archive's records of the address, kept for every list alike."""
+    asked = session.scalars(
+        select(SignInRequest).where(func.lower(SignInRequest.address) == same)
+        .order_by(SignInRequest.at)
+    )
+    sessions = session.scalars(
+        select(WebSession).where(func.lower(WebSession.address) == same)
+        .order_by(WebSession.created_at)
+    )
+    return {
+        "sign_ins": [{"asked_at": r.at.isoformat()} for r in asked],
+        "web_sessions": [
+            {"signed_in_at": w.created_at.isoformat(), "expires_at": w.expires_at.isoformat()}
+            for w in sessions
+        ],
+    }
 
 
 def _iso(value: datetime | None) -> str | None:
