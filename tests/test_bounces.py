@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from listserv.core.bounce_score import BounceScore, add_bounce, should_disable
+from listserv.core.bounce_score import (
+    BounceScore,
+    add_bounce,
+    is_policy_rejection,
+    should_disable,
+)
 from listserv.core.bounces import BouncedRecipient, BounceReport, parse_bounce
+from listserv.core.stats import failure_kind
 from tests.corpus import corpus_dir, corpus_files
 
 POLICIES = {"compat32": policy.compat32, "default": policy.default}
@@ -363,3 +369,29 @@ def test_five_daily_permanent_bounces_disable() -> None:
 )
 def test_should_disable(score: float, threshold: float, expected: bool) -> None:
     assert should_disable(BounceScore(score, D0), threshold) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "policy_rejection"),
+    [
+        ("5.7.1", True),  # refused as spam, DMARC, a blocklist
+        ("4.7.0", True),  # greylisted, rate limited for reputation
+        ("5.7.26 Unauthenticated email from example.org is not accepted", True),
+        ("5.1.1", False),  # no such mailbox: a real bounce
+        ("4.2.2", False),  # mailbox full
+        ("2.7.0", False),  # a success, whatever its subject
+        ("5.17.1", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_policy_rejections_are_one_rule_for_dsns_scores_and_the_report(
+    status: str | None, policy_rejection: bool
+) -> None:
+    """The DSN reader, the bounce score and the owners' report ask the same rule."""
+    assert is_policy_rejection(status) is policy_rejection
+    assert BouncedRecipient("bob@example.net", True, "failed", status).policy is policy_rejection
+    if status and status[0] in "45":
+        code = 550 if status[0] == "5" else 450
+        expected = "policy" if policy_rejection else ("hard" if code == 550 else "soft")
+        assert failure_kind(code, status, final=True) == expected

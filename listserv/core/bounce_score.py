@@ -5,8 +5,20 @@ Pure: no I/O and no clock; callers pass today's date.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
+
+# RFC 3463 class 4 or 5, subject 7 ("Security or Policy Status"): spam, DMARC, reputation,
+# blocklist. Such a failure says nothing about whether the mailbox works.
+_POLICY_STATUS_RE = re.compile(r"\s*[45]\.7\.\d{1,3}\b")
+
+
+def is_policy_rejection(status: str | None) -> bool:
+    """Whether an enhanced status code (or a reply text that starts with one) says the
+    receiver's policy refused the mail rather than that the mailbox is dead: such a
+    bounce is recorded and counted apart, never toward a member's bounce score."""
+    return status is not None and _POLICY_STATUS_RE.match(status) is not None
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ def add_bounce(
     the old score is forgotten.  A bounce dated before the last counted one (a clock
     step back) changes nothing.
 
-    Policy rejections (``BouncedRecipient.policy``, status 5.7.x/4.7.x) must not be
+    Policy rejections (`is_policy_rejection`, status 5.7.x/4.7.x) must not be
     passed here at all: they reflect the receiver's view of the list's mail, not a
     broken address, and counting them would unsubscribe healthy members.
     """

@@ -17,6 +17,7 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import formataddr
 from io import BytesIO
+from typing import Protocol
 
 from listserv.core.addresses import list_id, role_address
 from listserv.core.headers import POLICY, decode_bytes, decode_header_value, one_line
@@ -50,6 +51,21 @@ class ListInfo:
     @property
     def list_id(self) -> str:
         return list_id(self.address)
+
+
+class ListRow(Protocol):
+    """What `list_info` reads of a list (a stored `MailingList`)."""
+
+    address: str
+    title: str
+    subject_prefix: str
+    from_rewrite: str
+
+
+def list_info(ml: ListRow, archive_url: str = "") -> ListInfo:
+    """A list's values for composing: posts and digests alike."""
+    return ListInfo(address=ml.address, title=ml.title, subject_prefix=ml.subject_prefix,
+                    from_rewrite=ml.from_rewrite, archive_url=archive_url)
 
 
 def header_text(text: str, name: str = "Subject") -> str:

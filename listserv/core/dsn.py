@@ -18,6 +18,8 @@ from email.policy import compat32
 from email.utils import parseaddr
 from typing import cast
 
+from listserv.core.bounce_score import is_policy_rejection
+
 
 @dataclass(frozen=True)
 class BouncedRecipient:
@@ -33,7 +35,7 @@ class BouncedRecipient:
         Such bounces say nothing about whether the address works, so they must not
         count toward the member's bounce score.
         """
-        return self.status is not None and self.status.startswith(("5.7.", "4.7."))
+        return is_policy_rejection(self.status)
 
 
 def header(msg: email.message.Message, name: str) -> str:

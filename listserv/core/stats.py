@@ -8,26 +8,23 @@ must never count toward a member's bounce score. Pure.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from listserv.core.bounce_score import is_policy_rejection
 from listserv.core.digest import latest_due
 
 COLUMNS = ("posts", "deliveries", "deferrals", "hard_bounces", "soft_bounces",
            "policy_bounces", "complaints", "unsubscribes", "forgotten",
            "data_exports")
 
-_ENHANCED_RE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
-
 
 def failure_kind(code: int, text: str, final: bool) -> str:
     """deferral | hard | soft | policy, from an SMTP reply and whether we gave up."""
     if not final:
         return "deferral"
-    enhanced = _ENHANCED_RE.match(text)
-    if enhanced and enhanced[2] == "7":
+    if is_policy_rejection(text):
         return "policy"
     return "hard" if code >= 500 else "soft"
 

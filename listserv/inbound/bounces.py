@@ -22,8 +22,13 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Config
 from listserv.core import notices, verp
-from listserv.core.addresses import Route, role_address, tagged, try_normalize
-from listserv.core.bounce_score import BounceScore, add_bounce, should_disable
+from listserv.core.addresses import Route, role_address, tagged
+from listserv.core.bounce_score import (
+    BounceScore,
+    add_bounce,
+    is_policy_rejection,
+    should_disable,
+)
 from listserv.core.bounces import BounceReport, parse_bounce
 from listserv.core.message import Malformed, parse
 from listserv.outbound.notifier import queue_notice
@@ -33,16 +38,6 @@ from listserv.store.models import Bounce, MailingList, Member
 from listserv.store.settings import token_secret
 
 log = logging.getLogger(__name__)
-
-POLICY_STATUSES = ("5.7.", "4.7.")
-
-
-def owners(session: Session, ml: MailingList, config: Config) -> list[str]:
-    """The list's owners, then the owners configured for every list, each once."""
-    found = [*listroles.owners(session, ml),
-             *(try_normalize(a) for a in config.bounces.owners.split(","))]
-    return list(dict.fromkeys(a for a in found if a))
-
 
 def find_member(session: Session, ml: MailingList, address: str) -> Member | None:
     """The member with that address; bounces may change the case of the local part."""
@@ -58,8 +53,8 @@ def register(
     config: Config, templates: Environment,
 ) -> Bounce:
     """Record one bounce and update the member's score, disabling delivery at the threshold."""
-    policy = status is not None and status.startswith(POLICY_STATUSES)
-    counted = member is not None and member.disabled_at is None and not policy
+    counted = (member is not None and member.disabled_at is None
+               and not is_policy_rejection(status))
     bounce = Bounce(list_id=ml.id, member_id=member.id if member else None, address=address,
                     permanent=permanent, status=status, source=source, counted=counted,
                     detail=detail[:1000], received_at=now)
@@ -90,7 +85,7 @@ def disable(
     sender = role_address(ml.address, "bounces")
     letters = [("bounce_disabled", "bounce_disabled.txt", member.address)]
     letters += [("bounce_owner", "bounce_owner.txt", owner)
-                for owner in owners(session, ml, config)]
+                for owner in listroles.owners_and_site(session, ml, config)]
     for kind, template, recipient in letters:
         notice = notices.compose(
             rendered=templates.get_template(template).render(**values),

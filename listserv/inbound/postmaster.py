@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
@@ -24,8 +23,8 @@ from listserv.core.addresses import POSTMASTER, try_normalize
 from listserv.core.message import Malformed, parse
 from listserv.core.replies import Outcome
 from listserv.outbound.notifier import queue_notice
+from listserv.store import roles
 from listserv.store.database import Database
-from listserv.store.models import ListRole, MailingList
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +33,7 @@ NOTICE_KIND = "postmaster"
 
 def recipients(session: Session, config: Config, domain: str) -> list[str]:
     """Who reads a domain's postmaster mail: `[bounces] owners`, else its lists' owners."""
-    site = [a for a in (try_normalize(o) for o in config.bounces.owners.split(",")) if a]
-    if site:
-        return list(dict.fromkeys(site))
-    owners = session.scalars(
-        select(ListRole.address)
-        .join(MailingList, MailingList.id == ListRole.list_id)
-        .where(ListRole.role == "owner", MailingList.address.like(f"%@{domain}"))
-        .order_by(ListRole.id)
-    )
-    return list(dict.fromkeys(owners))
+    return roles.site_owners(config) or roles.domain_owners(session, domain)
 
 
 def receive(

@@ -29,10 +29,10 @@ from listserv.core.replies import Outcome, combine
 from listserv.core.unsubscribe import personal_leave_address
 from listserv.inbound import digestreplies, moderation
 from listserv.outbound.notifier import Notifier, queue_notice
+from listserv.store import roles
 from listserv.store.database import Database, get_list
 from listserv.store.models import (
     MODES,
-    ListRole,
     MailingList,
     Member,
     MemberEvent,
@@ -322,10 +322,7 @@ class ListDesk:
     def forward_to_owners(self, msg: Incoming) -> None:
         """Forward mail to `-owner` From that address with the author in Reply-To, so it
         passes DMARC at the owners' provider whatever the author's domain publishes."""
-        owners = self.session.scalars(
-            select(ListRole.address).where(ListRole.list_id == self.ml.id,
-                                           ListRole.role == "owner")
-        ).all()
+        owners = roles.owners(self.session, self.ml)
         if not owners:
             log.warning("mail to %s dropped: the list has no owner", self.ml.address)
         author = msg.parsed.author_address or msg.sender

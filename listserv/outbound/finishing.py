@@ -125,16 +125,6 @@ class Finisher:
                            self.keeps_from(ml, post))
 
 
-def list_info(ml: MailingList, archive_url: str = "") -> compose.ListInfo:
-    return compose.ListInfo(
-        address=ml.address,
-        title=ml.title,
-        subject_prefix=ml.subject_prefix,
-        from_rewrite=ml.from_rewrite,
-        archive_url=archive_url,
-    )
-
-
 def author_alias(session: Session, config: Config, ml: MailingList, post: Post) -> str:
     """The From address of a post on a list whose from_rewrite is "alias", else ""."""
     if ml.from_rewrite != "alias":
@@ -154,7 +144,7 @@ def render_post(config: Config, templates: Environment, post: Post, ml: MailingL
         mute_address=thread_wish_address(ml.address, "mute", post.thread_id),
         archive_url=archive_url, unsubscribe_url=links.url if links else "",
     )
-    info = list_info(ml, archive_url)
+    info = compose.list_info(ml, archive_url)
     if keep_from:
         info = replace(info, from_rewrite="never")
     return compose.render_post(post.raw, info,

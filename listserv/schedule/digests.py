@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Config
 from listserv.core import digest
 from listserv.core.addresses import role_address
-from listserv.core.compose import ListInfo
+from listserv.core.compose import list_info
 from listserv.store.database import Database
 from listserv.store.models import (
     Delivery,
@@ -38,11 +38,6 @@ from listserv.store.settings import token_secret
 from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
-
-
-def list_info(ml: MailingList, archive_url: str) -> ListInfo:
-    return ListInfo(address=ml.address, title=ml.title, subject_prefix=ml.subject_prefix,
-                    from_rewrite=ml.from_rewrite, archive_url=archive_url)
 
 
 def content(session: Session, ml: MailingList, per: digest.Period,

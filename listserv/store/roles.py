@@ -8,7 +8,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from listserv.admin.lists import AdminError
-from listserv.core.addresses import AddressError, normalize
+from listserv.config import Config
+from listserv.core.addresses import AddressError, normalize, try_normalize
 from listserv.store.database import insert_ignore
 from listserv.store.models import POLICIES, ROLES, ListPolicy, ListRole, MailingList
 
@@ -67,3 +68,24 @@ def owners(session: Session, ml: MailingList) -> list[str]:
         .where(ListRole.list_id == ml.id, ListRole.role == "owner")
         .order_by(ListRole.id)
     ))
+
+
+def site_owners(config: Config) -> list[str]:
+    """`[bounces] owners`: who runs every list of this installation, each once."""
+    found = (try_normalize(a) for a in config.bounces.owners.split(","))
+    return list(dict.fromkeys(a for a in found if a))
+
+
+def owners_and_site(session: Session, ml: MailingList, config: Config) -> list[str]:
+    """The list's owners, then the installation's, each once."""
+    return list(dict.fromkeys([*owners(session, ml), *site_owners(config)]))
+
+
+def domain_owners(session: Session, domain: str) -> list[str]:
+    """The owners of every list on `domain`, each once, in the order they were added."""
+    return list(dict.fromkeys(session.scalars(
+        select(ListRole.address)
+        .join(MailingList, MailingList.id == ListRole.list_id)
+        .where(ListRole.role == "owner", MailingList.address.like(f"%@{domain}"))
+        .order_by(ListRole.id)
+    )))
