@@ -137,6 +137,7 @@ def test_seed_digest_reaches_the_digest_reader_once(
         "Living with ALS", "living-with-als-request@lists.example.org")
     assert msg["Reply-To"] is None
     assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "All"  # like every message we send ourselves
     assert msg["To"] == CAROL
     # A bounce of the digest names its reader (VERP).
     assert {r.mail_from.rpartition("=")[0] for r in sink.received if CAROL in r.rcpt_tos} == {

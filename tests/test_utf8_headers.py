@@ -123,3 +123,26 @@ def test_encoded_words_beside_raw_utf8_are_decoded_and_the_rest_kept(
     assert send_raw(receiver.port, "alice@example.org", raw, smtputf8=True) == 250
     with db.session() as s:
         assert s.scalar(select(Post.subject)) == "Café \\u00e9 crème brûlée"
+
+
+def test_a_notice_to_a_utf8_address_names_it_as_written() -> None:
+    """A confirmation to jörg@bücher.example: an encoded word cannot hold an address, so
+    the notice's header section is raw UTF-8 (RFC 6532), sent with SMTPUTF8."""
+    from datetime import UTC, datetime
+    from email import message_from_bytes, policy
+
+    from listserv.core import notices
+
+    notice = notices.compose(
+        rendered="Subject: Bestätigen Sie bitte\n\nAntworten Sie auf diese Nachricht.\n",
+        template_name="confirm_join.txt", from_name="Leben mit ALS",
+        from_address="als-request@lists.example.org",
+        envelope_sender="als-bounces@lists.example.org", recipient="jörg@bücher.example",
+        list_id="als.lists.example.org", loop_value="als@lists.example.org",
+        message_id="n1@lists.example.org", now=datetime(2026, 11, 27, 9, 0, tzinfo=UTC),
+    )
+    assert b"\r\nTo: j\xc3\xb6rg@b\xc3\xbccher.example\r\n" in notice.payload
+    msg = message_from_bytes(notice.payload, policy=policy.default)
+    assert msg["Subject"] == "Bestätigen Sie bitte"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg.get_content().strip() == "Antworten Sie auf diese Nachricht."

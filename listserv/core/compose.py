@@ -3,6 +3,11 @@
 The body and MIME structure stay the author's; the Message-ID, In-Reply-To and References
 stay too, so mail clients thread replies. Every header value we write is one sanitized line,
 so nothing in a post can inject a header into what we send.
+
+New mail is written with `EmailMessage` (notices, the archive's mbox); an author's message is
+edited here in the `compat32` form it was parsed in (`headers.POLICY`), because the rich
+policy is quadratic on crafted headers and would re-fold, re-encode or reject what the
+author wrote; digests join pre-encoded bytes (`digest.message`, measured there).
 """
 
 from __future__ import annotations
@@ -87,6 +92,14 @@ def prefixed(subject: str, prefix: str) -> str:
         return subject
     rest = strip_prefix(subject, prefix)
     return f"{prefix.strip()} {rest}".strip()
+
+
+def automatic_headers(keyword: str = "auto-generated") -> tuple[tuple[str, str], ...]:
+    """What every message we send on our own account carries, and no post does (RFC 3834,
+    and Microsoft's X-Auto-Response-Suppress), so that no vacation reply or read receipt
+    answers it: `auto-replied` on an answer to someone's mail, `auto-generated` on the rest
+    (digests, reports, forwards)."""
+    return (("Auto-Submitted", keyword), ("X-Auto-Response-Suppress", "All"))
 
 
 def list_headers(info: ListInfo) -> list[tuple[str, str]]:

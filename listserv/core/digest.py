@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 from listserv.core.addresses import role_address, tagged, thread_wish_address
-from listserv.core.compose import ListInfo, header_text, list_headers, mailbox
+from listserv.core.compose import ListInfo, automatic_headers, header_text, list_headers, mailbox
 from listserv.core.headers import one_line
 
 # Periods missed while no scheduler ran that are still sent late; older ones are dropped.
@@ -268,6 +268,11 @@ def message(
     `unsubscribe` is the reader's own List-Unsubscribe value, as a post copy carries it; with
     an HTTPS link first, List-Unsubscribe-Post makes it one-click (RFC 8058): a digest is
     bulk mail, and Gmail and Yahoo require one-click of bulk senders.
+
+    The one MIME message we write by hand rather than with `EmailMessage`: the body is
+    encoded once per run (`Shared`) and each copy joined around it. Measured for a 1 MiB
+    digest (`bench/mime_writing.py`): 0.13 ms per copy joined, 74 ms with `EmailMessage`,
+    which encodes the body again for every reader.
     """
     one_click = ([("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
                  if unsubscribe.startswith("<http") else [])
@@ -278,7 +283,7 @@ def message(
         ("Subject", header_text(shared.subject)),
         ("Date", format_datetime(shared.created_at)),
         ("Message-ID", f"<{message_id}>"),
-        ("Auto-Submitted", "auto-generated"),
+        *automatic_headers(),
         # No List-Post: a "reply to list" would post "Re: ... daily digest" as a new thread;
         # each thread's section carries its own reply address instead.
         *((name, unsubscribe if name == "List-Unsubscribe" and unsubscribe else value)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.charset import QP, Charset
-from email.message import Message
-from email.mime.application import MIMEApplication
+from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime
 
-from listserv.core.compose import header_text, mailbox, to_bytes
+from listserv.core.compose import automatic_headers, header_text, mailbox
 from listserv.core.headers import one_line
 
 
@@ -58,9 +57,15 @@ def compose(
     auto: str = "auto-replied",
     attachments: tuple[tuple[str, str, bytes], ...] = (),
 ) -> Notice:
-    """One notice; `auto` is auto-replied for answers and auto-generated for the rest."""
+    """One notice; `auto` is auto-replied for answers and auto-generated for the rest.
+
+    Written with the standard library's `EmailMessage`, as is all new mail but the digest's
+    shared bytes (`digest.message`); an author's own message is edited in compat32
+    (`compose`). Headers are RFC 2047 words, or raw UTF-8 (RFC 6532) when an address is
+    not ASCII, which no encoded word can carry."""
     subject, body = split_template(rendered, template_name)
-    msg = Message()
+    utf8 = not (recipient.isascii() and from_address.isascii())
+    msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
     msg["From"] = mailbox(from_name, from_address)
     msg["To"] = recipient
     msg["Subject"] = header_text(subject)
@@ -71,26 +76,16 @@ def compose(
         msg["References"] = f"<{in_reply_to}>"
     if reply_to:
         msg["Reply-To"] = reply_to
-    msg["Auto-Submitted"] = auto
-    msg["X-Auto-Response-Suppress"] = "All"
+    for name, value in automatic_headers(auto):
+        msg[name] = value
     msg["Precedence"] = "bulk"
     msg["List-Id"] = f"<{list_id}>"
     msg["X-Loop"] = loop_value
-    msg["MIME-Version"] = "1.0"
-    charset = Charset("us-ascii") if body.isascii() else Charset("utf-8")
-    if not body.isascii():
-        charset.body_encoding = QP
-    if not attachments:
-        msg.set_payload(body, charset)
-        return Notice(envelope_sender, recipient, to_bytes(msg))
+    # 7bit when it can be (most templates), else quoted-printable: readable in any client,
+    # and no 8BITMIME needed for the body.
+    plain = body.isascii() and max(map(len, body.splitlines() or [""])) <= 998
+    msg.set_content(body, cte="7bit" if plain else "quoted-printable")
     # (file name, application/ subtype, bytes) each, after the text: a member's data export.
-    text = Message()
-    text.set_payload(body, charset)
-    parts = [text]
     for filename, subtype, data in attachments:
-        part = MIMEApplication(data, subtype)
-        part.add_header("Content-Disposition", "attachment", filename=filename)
-        parts.append(part)
-    msg["Content-Type"] = "multipart/mixed"
-    msg.set_payload(parts)
-    return Notice(envelope_sender, recipient, to_bytes(msg))
+        msg.add_attachment(data, maintype="application", subtype=subtype, filename=filename)
+    return Notice(envelope_sender, recipient, msg.as_bytes())

@@ -27,9 +27,6 @@ from listserv.store.models import MailingList, Member, Notice, Post
 from listserv.store.settings import token_secret
 from listserv.web import oneclick, paths
 
-# Headers every message we send on our own account carries, and no post does.
-AUTOMATIC_HEADERS = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
-
 Batch = tuple[list[str], bytes]
 
 # The notice kind of a member's private message relayed to an author: a person's mail.
@@ -39,7 +36,8 @@ RELAYED = "relay"
 def mark_automatic(message: bytes) -> bytes:
     """Add the headers that silence auto-responders where the composer left them out."""
     headers = BytesHeaderParser().parsebytes(message)
-    missing = [f"{name}: {value}\r\n" for name, value in AUTOMATIC_HEADERS if name not in headers]
+    missing = [f"{name}: {value}\r\n" for name, value in compose.automatic_headers()
+               if name not in headers]
     return "".join(missing).encode() + message
 
 
