@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
-from listserv.core import digest
+from listserv.core import digest, unsubscribe
 from listserv.core.addresses import role_address
 from listserv.core.compose import list_info
 from listserv.store.database import Database
@@ -35,7 +35,6 @@ from listserv.store.models import (
     not_paused,
 )
 from listserv.store.settings import token_secret
-from listserv.web import oneclick
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +271,7 @@ class Composer:
                        html_head=digest.qp(html_head), html_tail=digest.qp(html_tail))
 
     def links(self, session: Session, ml: MailingList,
-              delivery: Delivery) -> oneclick.Links | None:
+              delivery: Delivery) -> unsubscribe.Links | None:
         """The reader's own unsubscribe links, or None for the list-wide leave address."""
         base_url = self.config.web.base_url
         if delivery.member_id is None or not (
@@ -280,5 +279,5 @@ class Composer:
             return None
         if self._secret is None:
             self._secret = token_secret(session, self.config)
-        return oneclick.links(self._secret, base_url, ml.address, delivery.member_id,
+        return unsubscribe.links(self._secret, base_url, ml.address, delivery.member_id,
                               delivery.recipient, self.clock())

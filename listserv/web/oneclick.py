@@ -1,7 +1,8 @@
 """One-click unsubscribe: the member's personal token in a URL, and what it does.
 
 The token is the membership issue's `u` token (kind, member id, HMAC bound to the list and
-the address), so one secret serves the `-leave+TOKEN` address and the one-click URL alike.
+the address: `core.unsubscribe`), so one secret serves the `-leave+TOKEN` address and the
+one-click URL alike.
 Removing a member also records a MemberEvent: the owners' report counts it, and a repeated
 POST of the same link (mail providers retry) finds it and answers success again.
 """
@@ -16,33 +17,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from listserv.core import tokens
-from listserv.core.unsubscribe import personal_leave_address
+from listserv.core.unsubscribe import binding
 from listserv.store.models import Delivery, MailingList, Member, MemberEvent
-
-
-def binding(list_address: str, address: str) -> str:
-    """What a `u` token is bound to, as in unsubscribe.personal_leave_address."""
-    return f"{list_address} {address}"
-
-
-@dataclass(frozen=True)
-class Links:
-    """Where one member leaves one list: the one-click URL (when the web is on) and mail."""
-
-    url: str
-    mailto: str
-
-    def header(self) -> str:
-        """The RFC 2369 List-Unsubscribe value, HTTPS first as RFC 8058 asks."""
-        return ", ".join(f"<{u}>" for u in (self.url, self.mailto) if u)
-
-
-def links(secret: bytes, base_url: str, list_address: str, member_id: int, address: str,
-          now: datetime) -> Links:
-    leave = personal_leave_address(secret, list_address, member_id, address, now)
-    token = leave.partition("+")[2].rpartition("@")[0]
-    url = f"{base_url.rstrip('/')}/u/{token}" if base_url else ""
-    return Links(url, "mailto:" + leave)
 
 
 class Result(Enum):
