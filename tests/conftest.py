@@ -239,6 +239,12 @@ def config_file(config_data: dict[str, Any], tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def two_per_address(config_data: dict[str, Any]) -> None:
+    """One client address may hold two SMTP sessions at once."""
+    config_data["receiver"]["max_sessions_per_ip"] = 2
+
+
+@pytest.fixture
 def db(config: Config) -> Iterator[Database]:
     database = Database(config.database_url, config.database.busy_timeout)
     database.create_schema()
