@@ -55,7 +55,13 @@ def digest_sections(desk: ListDesk, parsed: Parsed) -> list[digestreply.Section]
 
 def reply_to_digest(desk: ListDesk, msg: Incoming) -> bool:
     """Post a reply to a digest in the thread it answers, or hold it and ask the member
-    which conversation they meant; False if it is not a reply to a digest."""
+    which conversation they meant; False if it is not a reply to a digest.
+
+    Only for a member (the address we answer): the answers name the digest's subjects, and
+    anyone can write a digest-like message naming `LIST+tN@` addresses. A stranger's words
+    are quoted back like any other, the same whether or not those threads exist."""
+    if desk.member(msg.sender) is None:
+        return False
     sections = digest_sections(desk, msg.parsed)
     if not sections:
         return False

@@ -119,7 +119,8 @@ class ListDesk:
         return self.notifier.send(
             "confirm", template, msg.sender, in_reply_to=msg.message_id,
             reply_to=address, confirm_address=address, address=msg.sender, mode=action,
-            until=self.local_day(until), thread=self.thread_subject(thread_id), hour=hour,
+            until=self.local_day(until), thread=self.subject_for(msg.sender, thread_id),
+            thread_id=thread_id, hour=hour,
         )
 
     def local_day(self, at: datetime | None) -> str:
@@ -128,6 +129,12 @@ class ListDesk:
     def thread_subject(self, thread_id: int | None) -> str:
         thread = self.session.get(Thread, thread_id) if thread_id is not None else None
         return thread.subject if thread is not None and thread.list_id == self.ml.id else ""
+
+    def subject_for(self, address: str, thread_id: int | None) -> str:
+        """A thread's subject as told to `address`: only a member learns it. Anyone may write
+        to `LIST-request+mute-tN@`; to a stranger a thread is its number, whether or not it
+        exists, so nobody reads a members-only list's subjects one by one."""
+        return self.thread_subject(thread_id) if self.member(address) is not None else ""
 
     def join(self, address: str, name: str, in_reply_to: str | None) -> None:
         member = self.member(address)
