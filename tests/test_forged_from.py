@@ -10,12 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from listserv.core import dmarc
+from listserv.inbound import digestreplies
 from listserv.outbound.dmarc import Policies
 from listserv.server import Server
 from listserv.store.database import Database
 from listserv.store.models import Held, Post
 
 from .conftest import Sink, SmtpReply, count, is_held, make_message
+from .test_membership import REQUEST
 
 FAIL = "lists.example.org; spf=pass smtp.mailfrom=mallory@evil.example; dkim=none;" \
        " dmarc=fail (p=reject) header.from=example.org"
@@ -111,6 +113,28 @@ def test_no_aligned_pass_for_a_domain_that_publishes_dmarc_is_held(
                        headers={"Authentication-Results": unaligned})
     assert post(bob).code == 250 and not is_held(db, "b@example.net")
     assert (count(db, Held), count(db, Post)) == (1, 1)
+
+
+def test_a_forged_digest_reply_at_request_is_held_like_a_post(
+        dmarc_lookup: None, als: str, post: Any, db: Database,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mallory forges Alice's envelope and From on what reads as a reply to a digest, sent to
+    -request: posted in its thread, it would go out as Alice's. No aligned pass, and
+    example.org publishes p=reject: held, as the same words sent to the list are."""
+    monkeypatch.setattr(digestreplies, "dns_txt", lambda timeout: lambda name:
+                        RECORDS.get(name, []))
+    assert post(make_message("bob@example.net", "Ramps", "Wood or aluminium?",
+                             message_id="ramps@example.net")).code == 250
+    unaligned = "lists.example.org; spf=fail smtp.mailfrom=alice@example.org; dkim=none"
+    reply = make_message(
+        "Alice Archer <alice@example.org>", "Re: Living with ALS — daily digest, 3 Nov 2026",
+        "Send your bank details to me.\n> living-with-als+t1@lists.example.org\n",
+        to=REQUEST, message_id="digest@evil.example",
+        headers={"Authentication-Results": unaligned})
+    assert post(reply, to=[REQUEST]).code == 250
+    assert is_held(db, "digest@evil.example") and count(db, Post) == 1
+    with db.session() as s:
+        assert "publishes DMARC p=reject" in s.scalar(select(Held.reason))
 
 
 @pytest.mark.parametrize(("results", "verdict"), [
