@@ -21,7 +21,7 @@ from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.models import DigestRun, Held, Post, Thread
 
 if TYPE_CHECKING:
-    from listserv.inbound.requests import Incoming, ListDesk
+    from listserv.inbound.desk import Incoming, ListDesk
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from listserv.store.models import Held, ListRole, MailingList, Member, Pending, 
 from listserv.store.settings import token_secret
 
 if TYPE_CHECKING:
-    from listserv.inbound.requests import Incoming, ListDesk
+    from listserv.inbound.desk import Incoming, ListDesk
 
 log = logging.getLogger(__name__)
 
