@@ -117,19 +117,25 @@ def forget_in(
 def _forget_deliveries(
     conn: Connection, list_pk: int, same: ColumnElement[str], token: str
 ) -> tuple[int, int]:
-    """The list's deliveries to the address: queued ones dropped, the rest renamed to the
-    token; (dropped, renamed)."""
+    """The list's mail to the address: the notices written to them deleted whole, queued
+    copies dropped, the other deliveries renamed to the token; (dropped, records)."""
     in_list = or_(
         Delivery.post_id.in_(select(Post.id).where(Post.list_id == list_pk)),
         Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)),
         Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
     )
     mine = func.lower(Delivery.recipient) == same
+    # Notices written to them (confirmations, the data export, sign-in links) are theirs
+    # whole, sent or not, and an export's attachments are base64 that no byte scrub reads.
+    theirs = conn.scalars(select(Delivery.notice_id).where(
+        mine, Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)))).all()
     dropped = conn.execute(
         delete(Delivery).where(mine, in_list, Delivery.status == "queued")
     ).rowcount
+    conn.execute(delete(Delivery).where(Delivery.notice_id.in_(theirs)))
+    records = conn.execute(delete(Notice).where(Notice.id.in_(theirs))).rowcount
     renamed = conn.execute(update(Delivery).where(mine, in_list).values(recipient=token))
-    return dropped, renamed.rowcount
+    return dropped, records + renamed.rowcount
 
 
 def _forget_records(conn: Connection, list_pk: int, same: ColumnElement[str], token: str) -> int:

@@ -61,11 +61,8 @@ def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
     parsed = parse(raw, config.limits)
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
-    writer = parsed.author_address
-    if writer is None or writer not in members or try_normalize(sender) not in members:
-        log.info("alias mail to %s dropped: %s or %s is not a member", route.detail, writer,
-                 sender)
-        return Outcome.ALIAS_REFUSED
+    # Robots first: a robot's answer must not depend on who writes, or marking a probe as
+    # automatic would tell members (dropped) from strangers (refused).
     headers: dict[str, list[str]] = {}
     for name, value in parsed.headers:
         headers.setdefault(name, []).append(value)
@@ -74,6 +71,11 @@ def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
     if robot:
         log.info("alias mail to %s dropped: automatic message (%s)", route.detail, robot)
         return Outcome.DROPPED
+    writer = parsed.author_address
+    if writer is None or writer not in members or try_normalize(sender) not in members:
+        log.info("alias mail to %s dropped: %s or %s is not a member", route.detail, writer,
+                 sender)
+        return Outcome.ALIAS_REFUSED
     shown = members[writer].display_name or parsed.author_name or "A member"
     payload = compose.render_relay(
         raw, from_name=f"{shown} via {ml.title}",
