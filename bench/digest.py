@@ -23,6 +23,7 @@ from pathlib import Path
 from common import fast_sink, free_port, scratch_database, scratch_dir, sink_name, wait_port
 from sqlalchemy import func, insert, select
 
+from listserv.app import environment
 from listserv.config import Config, parse
 from listserv.core import digest
 from listserv.core.addresses import Route
@@ -32,7 +33,6 @@ from listserv.outbound.transports import SmtpRelay
 from listserv.schedule import digests
 from listserv.store.database import Database
 from listserv.store.models import Delivery, MailingList, Member
-from listserv.templating import environment
 
 LIST = "living-with-als@lists.example.org"
 PARAGRAPH = ("We tried the stretching routine the physiotherapist suggested, twice a day, "

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from listserv.app import environment
 from listserv.config import parse
 from listserv.outbound import keys
 from listserv.outbound.finishing import Finisher
 from listserv.outbound.signing import Signer
 from listserv.store.database import Database
 from listserv.store.models import FanoutJob, MailingList, Member, Post, Thread
-from listserv.templating import environment
 
 BODY = ("Does massage therapy help to maintain overall function and muscle strength?\n" * 20)
 

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from listserv.app import environment
 from listserv.config import parse
 from listserv.core.addresses import Route
 from listserv.inbound import posts as ingest
@@ -22,7 +23,6 @@ from listserv.outbound.outbox import Outbox
 from listserv.outbound.transports import SmtpRelay
 from listserv.store.database import Database
 from listserv.store.models import MailingList, Member
-from listserv.templating import environment
 
 RAW = (b"From: Alice <alice@example.org>\r\nTo: l@lists.example.org\r\nSubject: Hello\r\n"
        b"Message-ID: <bench@example.org>\r\n\r\n" + b"Some text of a typical post.\r\n" * 40)

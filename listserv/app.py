@@ -2,9 +2,9 @@
 
 The CLI (`cli.common.Context`) and the server (`server.Server`) each build one `App` and
 hand it to the parts they start, instead of passing the same config, database, templates
-and clock, in different orders, through every signature. The jinja environment is built
-here and nowhere else; the database, the templates and the token secret are made on first
-use, so a command that needs none of them starts without them.
+and clock, in different orders, through every signature. The jinja environment is defined
+here and built by `App` alone; the database, the templates and the token secret are made
+on first use, so a command that needs none of them starts without them (nor jinja).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from listserv.config import Config
@@ -21,8 +22,39 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def shipped_templates() -> Path:
+    """The templates of the installed package or, in a source checkout, the project's."""
+    installed = PACKAGE_DIR / "templates"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates"
+
+
+def environment(config_dir: Path) -> Environment:
+    """The jinja2 environment for every text a person reads: an admin's `templates/` next
+    to the config file over the shipped ones. Autoescape on for HTML and XML (feeds), off
+    for text; undefined names are errors, not blanks."""
+    import jinja2
+
+    from listserv.web.text import hide_addresses
+
+    folders = [config_dir / "templates", shipped_templates()]
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(f)) for f in folders
+                                    if f.is_dir()]),
+        autoescape=jinja2.select_autoescape(["html", "xml"], default_for_string=False,
+                                            default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+    )
+    # Pages show subjects and file names as people wrote them, but never an address in them.
+    env.filters["masked"] = hide_addresses
+    return env
 
 
 class App:
@@ -40,10 +72,7 @@ class App:
 
     @cached_property
     def templates(self) -> Environment:
-        """The jinja environment of the config's folder (its templates/ over the shipped
-        ones); imported on first use, which keeps jinja out of a command's start."""
-        from listserv.templating import environment
-
+        """The jinja environment of the config's folder, built on first use."""
         return environment(self.config.base_dir)
 
     def secret(self) -> bytes:

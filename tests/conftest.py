@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
+from listserv.app import environment
 from listserv.cli import main
 from listserv.config import Config, parse
 from listserv.outbound import keys, signing
@@ -33,7 +34,6 @@ from listserv.outbound.transports import SmtpRelay
 from listserv.server import Server
 from listserv.store.database import Database
 from listserv.store.models import Held
-from listserv.templating import environment
 from tests.pg import BACKENDS, pg_schema, postgres_url_or_skip
 
 T = TypeVar("T")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from listserv.app import environment
 from listserv.config import Config
 from listserv.core.addresses import route
 from listserv.core.verp import decode, encode
@@ -23,7 +24,6 @@ from listserv.server import Server
 from listserv.store.database import Database
 from listserv.store.models import Bounce, Delivery, Member, Post
 from listserv.store.settings import token_secret
-from listserv.templating import environment
 
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
 from .test_serve import wait_for

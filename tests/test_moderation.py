@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from listserv.app import environment
 from listserv.config import Config
 from listserv.inbound import moderation
 from listserv.store.database import Database
 from listserv.store.models import Held, Post
-from listserv.templating import environment
 
 from .conftest import LIST, Clock, Sink, count, is_held, make_message
 from .test_membership import last, send, text

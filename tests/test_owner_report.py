@@ -9,11 +9,11 @@ from typing import Any
 import dkim
 import pytest
 
+from listserv.app import environment
 from listserv.config import Config
 from listserv.core.stats import DayReport
 from listserv.schedule import dailyreport
 from listserv.store.database import Database
-from listserv.templating import environment
 
 from .conftest import LIST, Clock, Sink, make_message
 from .test_complaints import arf

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from listserv.templating import environment, shipped_templates
+from listserv.app import environment, shipped_templates
 from listserv.web import text
 
 
