@@ -77,25 +77,8 @@ def request_link(
     address = try_normalize(typed)
     if address is None:
         return False
-    hour_ago = now - LINK_VALID
-    # A request is kept only while its link is valid and it counts towards the limits, so
-    # neither strangers' typed addresses nor one client's flood stay in the database.
-    session.execute(delete(SignInRequest).where(SignInRequest.at <= hour_ago))
-    by_address, by_client = session.execute(
-        select(
-            func.count().filter(SignInRequest.address == address),
-            func.count().filter(SignInRequest.client == client),
-        ).where(
-            SignInRequest.at > hour_ago,
-            or_(SignInRequest.address == address, SignInRequest.client == client),
-        )
-    ).one()
-    row = SignInRequest(address=address, client=client[:64], at=now)
-    session.add(row)
-    session.flush()
-    if by_address >= PER_ADDRESS or by_client >= PER_CLIENT:
-        return False
-    ml = _known(session, address)
+    row, over_limit = _record_request(session, address, client, now)
+    ml = None if over_limit else _known(session, address)
     if ml is None:
         return False
     token = tokens.issue(secret, "s", row.id, _binding(address), now, LINK_VALID)
@@ -115,16 +98,33 @@ def request_link(
         now=now,
         auto="auto-generated",
     )
-    queue_notice(
-        session,
-        kind="signin",
-        sender=notice.sender,
-        recipient=address,
-        payload=notice.payload,
-        now=now,
-        list_id=ml.id,
-    )
+    queue_notice(session, kind="signin", sender=notice.sender, recipient=address,
+                 payload=notice.payload, now=now, list_id=ml.id)
     return True
+
+
+def _record_request(
+    session: Session, address: str, client: str, now: datetime
+) -> tuple[SignInRequest, bool]:
+    """The request's row (its id names the link), and whether the address or the client
+    asked too often in the last hour. A request is kept only while its link is valid and it
+    counts towards the limits, so neither strangers' typed addresses nor one client's flood
+    stay in the database."""
+    hour_ago = now - LINK_VALID
+    session.execute(delete(SignInRequest).where(SignInRequest.at <= hour_ago))
+    by_address, by_client = session.execute(
+        select(
+            func.count().filter(SignInRequest.address == address),
+            func.count().filter(SignInRequest.client == client),
+        ).where(
+            SignInRequest.at > hour_ago,
+            or_(SignInRequest.address == address, SignInRequest.client == client),
+        )
+    ).one()
+    row = SignInRequest(address=address, client=client[:64], at=now)
+    session.add(row)
+    session.flush()
+    return row, by_address >= PER_ADDRESS or by_client >= PER_CLIENT
 
 
 def check_link(session: Session, secret: bytes, token: str, now: datetime) -> str | None:
