@@ -148,6 +148,25 @@ def test_seed_digest_reaches_the_digest_reader_once(
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
+@pytest.fixture
+def web_forum(config_data: dict[str, Any]) -> None:
+    config_data["web"]["base_url"] = "https://lists.example.org"
+
+
+def test_a_digest_links_the_web_forum_like_every_post_copy(
+    web_forum: None, als: str, post: Any, clock: Clock, scheduler: Any, drain: Any,
+    sink: Sink,
+) -> None:
+    seed_thread(post, clock)
+    clock.now = DIGEST_DUE
+    scheduler()
+    drain()
+    (msg,) = digests_to(sink, CAROL)
+    copy = sink.to("dave@example.org")[0]
+    assert msg["List-Archive"] == copy["List-Archive"] == (
+        "<https://lists.example.org/living-with-als/>")
+
+
 def test_new_text_is_stored_beside_the_full_body(als: str, post: Any, clock: Clock,
                                                  db: Database) -> None:
     seed_thread(post, clock)

@@ -156,10 +156,10 @@ def render_post(config: Config, templates: Environment, post: Post, ml: MailingL
 
 
 def archive_links(config: Config, ml: MailingList, post_id: int) -> tuple[str, str]:
-    """(List-Archive, Archived-At) of a post: our own archive's pages when [web] base_url
-    is set and the list has a web archive, else [lists] archive_url and no permalink."""
+    """(List-Archive, Archived-At) of a post: the permalink only when the list's archive
+    is our own web forum."""
     base, domain = config.web.base_url, config.lists.domain
+    archive = paths.list_archive(base, config.lists.archive_url, ml.address, domain, ml.archive)
     if not base or ml.archive == "none":
-        return config.lists.archive_url, ""
-    return paths.list_url(base, ml.address, domain), paths.post_url(base, ml.address, domain,
-                                                                    post_id)
+        return archive, ""
+    return archive, paths.post_url(base, ml.address, domain, post_id)

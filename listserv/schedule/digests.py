@@ -35,6 +35,7 @@ from listserv.store.models import (
     not_paused,
 )
 from listserv.store.settings import token_secret
+from listserv.web import paths
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,8 @@ class Composer:
                 self._shared[run_id] = cached
         shared, ml = cached
         shared = self.without_muted(session, ml, delivery, shared)
-        archive = self.config.lists.archive_url
+        archive = paths.list_archive(self.config.web.base_url, self.config.lists.archive_url,
+                                     ml.address, self.config.lists.domain, ml.archive)
         links = self.links(session, ml, delivery)
         text_footer, html_footer = footers(self.templates, ml, delivery.recipient, archive,
                                            links.url if links else "")

@@ -22,3 +22,13 @@ def list_url(base_url: str, list_address: str, domain: str) -> str:
 def post_url(base_url: str, list_address: str, domain: str, post_id: int) -> str:
     """The permalink of a post (RFC 5064 Archived-At): it redirects to the post in its thread."""
     return f"{list_url(base_url, list_address, domain)}p/{post_id}"
+
+
+def list_archive(base_url: str, fallback: str, list_address: str, domain: str,
+                 archive: str) -> str:
+    """A list's List-Archive, in posts and digests alike: its page here when the web forum
+    has a `base_url` and the list an archive (`archive` is not "none"), else the
+    configured [lists] archive_url (which may be empty)."""
+    if not base_url or archive == "none":
+        return fallback
+    return list_url(base_url, list_address, domain)
