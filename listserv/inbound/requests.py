@@ -8,6 +8,7 @@ list. Robots are never answered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -24,10 +25,12 @@ from listserv.admin import personal
 from listserv.config import Config
 from listserv.core import commands, compose, digestreply, replytext, robots, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
-from listserv.core.message import Malformed, Parsed, parse
+from listserv.core.message import Malformed, Parsed
 from listserv.core.replies import Outcome, combine
 from listserv.core.unsubscribe import personal_leave_address
 from listserv.inbound import digestreplies, moderation
+from listserv.inbound.incoming import Door, receiver_log
+from listserv.inbound.incoming import Incoming as Received  # (Incoming here: what a desk reads)
 from listserv.outbound.notifier import Notifier, queue_notice
 from listserv.store.database import Database, get_list
 from listserv.store.models import (
@@ -419,11 +422,21 @@ def _apply(session: Session, config: Config, templates: Environment, routes: Seq
     return combine(outcomes), forgotten
 
 
-def receive(db: Database, config: Config, templates: Environment, routes: Sequence[Route],
-            raw: bytes, envelope_sender: str, now: datetime) -> Outcome:
-    """Handle one message to administrative addresses: the changes and the notices they
-    cause commit together, before the receiver answers 250."""
-    parsed = parse(raw, config.limits)
+async def receive(door: Door, incoming: Received, routes: Sequence[Route]) -> Outcome:
+    """Handle one message to administrative addresses in a worker thread."""
+    outcome = await asyncio.to_thread(_receive, door.db, door.config, door.templates, routes,
+                                      incoming, door.clock())
+    receiver_log.info("%s from=%s to=%s", outcome.value, incoming.mail_from,
+                      ",".join(r.list_address or "" for r in routes))
+    door.on_post()
+    return outcome
+
+
+def _receive(db: Database, config: Config, templates: Environment, routes: Sequence[Route],
+             incoming: Received, now: datetime) -> Outcome:
+    """The changes and the notices a message causes commit together, before the receiver
+    answers 250."""
+    parsed, raw, envelope_sender = incoming.parsed, incoming.raw, incoming.sender
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
     with db.session() as session:

@@ -25,10 +25,11 @@ from listserv.core.commands import Command
 from listserv.core.message import Parsed
 from listserv.core.replies import Outcome, reply, translate
 from listserv.inbound import emergency, moderation, relay
-from listserv.inbound import posts as ingest
 from listserv.inbound import requests as membership
-from listserv.inbound.dispatch import Incoming, dispatch
+from listserv.inbound.dispatch import dispatch
 from listserv.inbound.gate import SessionGate, client_ip, say_and_close
+from listserv.inbound.groupcommit import GroupCommitter
+from listserv.inbound.incoming import Authenticity, Incoming
 from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.database import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from listserv.store.models import Held, MailingList
@@ -220,7 +221,7 @@ class Handler:
         self.on_post = on_post
         self.emergency = config.base_dir / "var" / "emergency"
         self.templates = environment(config.base_dir)
-        self.committer = ingest.GroupCommitter(db)
+        self.committer = GroupCommitter(db)
         self.lists = KnownLists(db, config.lists.domain)
         # Posts whose From our front MTA found forged are held (its Authentication-Results,
         # under the authserv-id ARC records too); DMARC records are looked up only with
@@ -287,15 +288,16 @@ class Handler:
         if not declared and not raw.isascii():
             log.info("undeclared 8-bit data from=%s refused", envelope.mail_from)
             return reply(Outcome.UNDECLARED_8BIT)
-        incoming = Incoming(raw, envelope.mail_from, tuple(envelope.rcpt_tos))
+        incoming = Incoming(raw, envelope.mail_from, tuple(envelope.rcpt_tos),
+                            self.config.limits)
         try:
             outcome = await dispatch(self, incoming, self._accepted.pop(envelope, []))
         except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
             return await self._failure(exc, raw, envelope)
         return reply(outcome)
 
-    def authenticity(self) -> ingest.Authenticity:
-        return ingest.Authenticity(
+    def authenticity(self) -> Authenticity:
+        return Authenticity(
             self.config.dkim.arc_authserv_id or self.config.lists.domain,
             self.dmarc.policy if self.dmarc is not None else None)
 
