@@ -23,7 +23,7 @@ from listserv.inbound.incoming import Incoming
 from listserv.inbound.smtp import Handler
 from listserv.server import Server
 from listserv.store.database import Database, WriterLock, sqlite_path
-from listserv.store.models import FanoutJob, Held, Post, Thread
+from listserv.store.models import Delivery, FanoutJob, Held, Post, Thread
 
 from .conftest import LIST, count, make_message
 from .pg import write_locked
@@ -136,11 +136,15 @@ def test_posts_arriving_while_the_writer_waits_for_its_turn_join_its_transaction
 
 
 def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
-    als: str, db: Database, config: Config, door: Handler, monkeypatch: pytest.MonkeyPatch
+    als: str, cli: Any, db: Database, config: Config, door: Handler,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert cli("lists", "set", LIST, "--moderator", "mo@example.org").exit_code == 0
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
     good = make_message("alice@example.org", "Fine", "x", message_id="good@x.org")
     bad = make_message("alice@example.org", "Trips a bug", "x", message_id="bad@x.org")
+    question = make_message("zed@example.org", "Can I ask?", "not a member yet",
+                            message_id="zed@x.org")
     store = posts.store_post
 
     def buggy(conn: Any, ml: Any, parsed: Any, *args: Any) -> int:
@@ -151,14 +155,18 @@ def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
 
     # Fault injection: the post is written inside its savepoint, then the bug strikes.
     monkeypatch.setattr(posts, "store_post", buggy)
-    bad_job, good_job = (posts.job(door, Incoming(m.as_bytes(), "alice@example.org", (LIST,)),
-                                   routes) for m in (bad, good))
-    bad_answer, good_answer = groupcommit.commit(db, [bad_job, good_job])
+    jobs = [posts.job(door, Incoming(m.as_bytes(), str(m["From"]), (LIST,)), routes)
+            for m in (bad, good, question)]
+    bad_answer, good_answer, held_answer = groupcommit.commit(db, jobs)
     assert isinstance(bad_answer.exception(), RuntimeError)
     assert good_answer.result().outcome is Outcome.ACCEPTED
+    assert held_answer.result().outcome is Outcome.HELD
     with db.session() as s:
         assert list(s.scalars(select(Post.message_id))) == ["good@x.org"]
     assert count(db, Thread) == count(db, FanoutJob) == 1
+    # The held question and the notices it causes were written in its own savepoint.
+    assert count(db, Held) == 1
+    assert count(db, Delivery, Delivery.recipient == "mo@example.org") == 1
 
 
 def test_database_failure_during_a_grouped_commit_answers_451_to_every_client(

@@ -137,7 +137,6 @@ class Prepared:
                    authenticity.forged(parsed) if authenticity else None, command)
 
 
-
 def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str | None,
                     forged: str | None, now: datetime,
                     command: commands.Command | commands.Maybe | None = None,
@@ -183,6 +182,8 @@ def _apply(
     tx: Transaction, routes: Sequence[Route], raw: bytes, prepared: Prepared, sender: str,
     now: datetime, on_held: OnHeld | None = None, on_command: OnCommand | None = None,
 ) -> Result:
+    """Decide for each list the message went to, and store, hold or hand over the command,
+    in `tx`: the one apply of every post (group commit, its retry, digest replies)."""
     outcomes: list[Outcome] = []
     details: list[str] = []
     post_ids: list[int] = []
@@ -240,7 +241,6 @@ def apply_in_session(session: Session, route: Route, raw: bytes, parsed: Parsed,
 
 def _clean(address: str) -> str:
     return address.replace("\r", "").replace("\n", "").replace(">", "")
-
 
 
 @dataclass(eq=False)
