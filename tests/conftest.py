@@ -32,6 +32,7 @@ from listserv.outbound.outbox import Outbox
 from listserv.outbound.transports import SmtpRelay
 from listserv.server import Server
 from listserv.store.database import Database
+from listserv.store.models import Held
 from listserv.templating import environment
 from tests.pg import BACKENDS, pg_schema, postgres_url_or_skip
 
@@ -239,6 +240,12 @@ def config_file(config_data: dict[str, Any], tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def two_per_address(config_data: dict[str, Any]) -> None:
+    """One client address may hold two SMTP sessions at once."""
+    config_data["receiver"]["max_sessions_per_ip"] = 2
+
+
+@pytest.fixture
 def db(config: Config) -> Iterator[Database]:
     database = Database(config.database_url, config.database.busy_timeout)
     database.create_schema()
@@ -343,6 +350,12 @@ def count(db: Database, model: type[Any], *where: Any) -> int:
     """How many rows of `model` are stored (matching `where`)."""
     with db.session() as s:
         return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def is_held(db: Database, message_id: str) -> bool:
+    """Whether the message waits for a moderator. Only the hold queue tells: the SMTP reply to a
+    held post is the one an accepted post gets, so it reveals nobody's membership."""
+    return count(db, Held, Held.message_id == message_id) == 1
 
 
 def make_message(

@@ -127,6 +127,27 @@ def test_an_alias_does_not_tell_who_is_a_member(
     assert count(db, Post) == 1
 
 
+def test_an_automatic_message_to_an_alias_does_not_tell_who_is_a_member(
+    forum: str, post: Any, drain: Any, sink: Sink
+) -> None:
+    """The prober marks her mail as automatic (a vacation notice, which is dropped): as Bob
+    and as a stranger, the answers are the same, and nothing reaches Alice."""
+    assert post(make_message("alice@example.org", "Hi", "Hello.", to=FORUM,
+                             message_id="a1@example.org"), to=[FORUM]).code == 250
+    drain()
+    _, alice_alias = alias_of_author(sink, "bob@example.net")
+    sink.received.clear()
+    answers = set()
+    for sender in ("bob@example.net", "spammer@example.com"):
+        msg = make_message(sender, "Away", "I am away until Monday.", to=alice_alias,
+                           headers={"Auto-Submitted": "auto-replied"})
+        reply = post(msg, to=[alice_alias], sender=sender)
+        answers.add((tuple(reply.rcpt), reply.data))
+    assert len(answers) == 1, answers
+    drain()
+    assert sink.received == []
+
+
 def test_an_alias_nobody_has_is_unknown(forum: str, post: Any) -> None:
     unknown = post(make_message("bob@example.net", "Hi", "x"),
                    to=["open-forum+aaaaaaaaaaaaa@lists.example.org"], sender="bob@example.net")

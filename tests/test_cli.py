@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,17 @@ from listserv.cli import main
 from .conftest import LIST, make_message
 
 
+def subcommands(group: click.Group) -> dict[str, click.Command]:
+    """A group's commands as click finds them (the root imports each one when asked)."""
+    ctx = click.Context(group)
+    found = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
+
+
 def command_paths(group: click.Group, path: tuple[str, ...] = ()) -> list[list[str]]:
     """Every command of the tree, found from click itself, so a new one cannot be missed."""
     paths = [list(path)]
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(subcommands(group).items()):
         if isinstance(command, click.Group):
             paths += command_paths(command, (*path, name))
         else:
@@ -41,14 +50,23 @@ def test_the_help_test_sees_every_command() -> None:
     assert len(COMMANDS) > 30
 
 
+def test_a_command_imports_only_its_own_group() -> None:
+    """`lists list` starts without loading the archive importer and its ingest path."""
+    code = ("import sys; from listserv.cli import main; main.get_command(None, 'lists'); "
+            "print(sorted(m for m in sys.modules if m.startswith('listserv.cli.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    assert loaded.strip() == "['listserv.cli.common', 'listserv.cli.lists']"
+
+
 def test_each_group_lives_in_a_module_of_its_own() -> None:
     """The root module only assembles the tree: a newcomer finds `lists set` in
     `cli/lists.py`, and a group's module holds no other group's commands."""
-    for name, command in main.commands.items():
+    for name, command in subcommands(main).items():
         module = command.callback.__module__ if command.callback else ""
         assert module != "listserv.cli", f"{name} is defined in cli/__init__"
         if isinstance(command, click.Group):
-            for sub in command.commands.values():
+            for sub in subcommands(command).values():
                 assert sub.callback is not None
                 assert sub.callback.__module__ in (module, "listserv.cli.personal"), sub.name
 

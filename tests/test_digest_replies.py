@@ -192,6 +192,36 @@ def test_an_ambiguous_reply_is_held_and_the_member_chooses_the_conversation(
     assert count(db, Post, Post.message_id == "c5@example.com") == 1
 
 
+def test_a_stranger_learns_no_subject_by_replying_to_a_digest_she_never_got(
+    als: str, post: Any, clock: Clock, drain: Any, sink: Sink, db: Database
+) -> None:
+    """Mallory, no member, writes to -request what looks like a reply to a digest, naming
+    thread addresses; her own domain vouches for her, so she could be told things. Two
+    threads that exist, one that exists, two that do not: each time her words come back
+    unposted, no subject is named and nothing is held or posted."""
+    seed_thread(post, clock)
+    mallory = "mallory@evil.example"
+    vouched = {"Authentication-Results": f"lists.example.org; spf=pass smtp.mailfrom={mallory}"}
+    for n, threads in enumerate(((1, 2), (1,), (999998, 999999))):
+        probe = make_message(
+            mallory,
+            "Re: Living with ALS — daily digest, 3 Nov 2026",
+            "We tried this too, and it helped my father a lot.\n"
+            + "".join(f"> {ADDR.format(t)}\n" for t in threads),
+            to=REQUEST,
+            message_id=f"m{n}@evil.example",
+            headers=vouched,
+        )
+        assert post(probe, to=[REQUEST]).code == 250
+    drain()
+    answers = sink.to(mallory)
+    assert [str(m["Subject"]) for m in answers] == [
+        "Your message was not posted to Living with ALS"
+    ] * 3
+    assert not [m for m in answers if "Massage therapy?" in m.as_string()]
+    assert count(db, Held) == 0 and count(db, Post) == 2
+
+
 def test_words_to_request_that_are_not_a_command_are_quoted_back_with_how_to_post(
     als: str, post: Any, clock: Clock, drain: Any, sink: Sink, db: Database
 ) -> None:

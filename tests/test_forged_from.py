@@ -10,12 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from listserv.core import dmarc
+from listserv.inbound import digestreplies
 from listserv.outbound.dmarc import Policies
 from listserv.server import Server
 from listserv.store.database import Database
 from listserv.store.models import Held, Post
 
-from .conftest import count, make_message
+from .conftest import Sink, SmtpReply, count, is_held, make_message
+from .test_membership import REQUEST
 
 FAIL = "lists.example.org; spf=pass smtp.mailfrom=mallory@evil.example; dkim=none;" \
        " dmarc=fail (p=reject) header.from=example.org"
@@ -34,7 +36,7 @@ def as_alice(results: list[str], message_id: str) -> Any:
 
 def test_a_from_failing_dmarc_is_held_not_posted(als: str, post: Any, db: Database) -> None:
     reply = post(as_alice([FAIL], "forged@evil.example"), sender="mallory@evil.example")
-    assert reply.code == 250 and "held" in reply.text
+    assert reply.code == 250 and is_held(db, "forged@evil.example")
     assert count(db, Post) == 0
     with db.session() as s:
         (held,) = s.scalars(select(Held)).all()
@@ -48,10 +50,29 @@ def test_only_our_front_mtas_verdict_counts(als: str, post: Any, db: Database) -
     """A sender can write any header: a pass added under our authserv-id does not undo our
     MTA's fail, and a fail from another authserv-id is not ours to act on."""
     forged = post(as_alice([FAIL, PASS], "both@evil.example"), sender="mallory@evil.example")
-    assert "held" in forged.text
+    assert forged.code == 250 and is_held(db, "both@evil.example")
     theirs = FAIL.replace("lists.example.org;", "mx.elsewhere.example;")
-    assert "held" not in post(as_alice([theirs], "theirs@example.org")).text
+    assert post(as_alice([theirs], "theirs@example.org")).code == 250
+    assert not is_held(db, "theirs@example.org")
     assert (count(db, Held), count(db, Post)) == (1, 1)
+
+
+def test_a_stranger_cannot_tell_from_the_smtp_dialogue_whether_a_from_is_a_member(
+        als: str, post: Any, db: Database, drain: Any, sink: Sink) -> None:
+    """Mallory probes addresses: one post with a member's From, one with an address nobody
+    subscribed. Every reply of the two SMTP dialogues is the same, and she gets no email:
+    only the hold queue, which she cannot see, tells the two apart."""
+    def probe(author: str, message_id: str) -> SmtpReply:
+        return post(make_message(author, "Hello", "Hi.", message_id=message_id),
+                    sender="mallory@evil.example")
+
+    member, stranger = probe("alice@example.org", "m1@evil.example"), \
+        probe("nobody@example.org", "m2@evil.example")
+    assert (member.rcpt, member.data) == (stranger.rcpt, stranger.data)
+    assert member.data == (250, "2.0.0 Message accepted for delivery")
+    assert not is_held(db, "m1@evil.example") and is_held(db, "m2@evil.example")
+    drain()
+    assert sink.to("mallory@evil.example") == []
 
 
 @pytest.fixture
@@ -62,8 +83,10 @@ def front_mta_id(config_data: dict[str, Any]) -> None:
 def test_the_authserv_id_is_the_one_arc_reads(front_mta_id: None, als: str, post: Any,
                                                db: Database) -> None:
     ours = FAIL.replace("lists.example.org;", "mx.example.net;")
-    assert "held" in post(as_alice([ours], "mx@evil.example")).text
-    assert "held" not in post(as_alice([FAIL], "list@example.org")).text
+    assert post(as_alice([ours], "mx@evil.example")).code == 250
+    assert is_held(db, "mx@evil.example")
+    assert post(as_alice([FAIL], "list@example.org")).code == 250
+    assert not is_held(db, "list@example.org") and count(db, Post) == 1
 
 
 @pytest.fixture
@@ -81,14 +104,37 @@ def test_no_aligned_pass_for_a_domain_that_publishes_dmarc_is_held(
     assert receiver.handler is not None
     receiver.handler.dmarc = Policies(lambda name: RECORDS.get(name, []), ttl=60)
     unaligned = "lists.example.org; spf=pass smtp.mailfrom=mallory@evil.example; dkim=none"
-    assert "held" in post(as_alice([unaligned], "u@evil.example")).text
+    assert post(as_alice([unaligned], "u@evil.example")).code == 250
+    assert is_held(db, "u@evil.example")
     with db.session() as s:
         assert "publishes DMARC p=reject" in s.scalar(select(Held.reason))
     # The same for Bob at example.net, which publishes no DMARC: posted.
     bob = make_message("bob@example.net", "Hi", "x", message_id="b@example.net",
                        headers={"Authentication-Results": unaligned})
-    assert "held" not in post(bob).text
+    assert post(bob).code == 250 and not is_held(db, "b@example.net")
     assert (count(db, Held), count(db, Post)) == (1, 1)
+
+
+def test_a_forged_digest_reply_at_request_is_held_like_a_post(
+        dmarc_lookup: None, als: str, post: Any, db: Database,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mallory forges Alice's envelope and From on what reads as a reply to a digest, sent to
+    -request: posted in its thread, it would go out as Alice's. No aligned pass, and
+    example.org publishes p=reject: held, as the same words sent to the list are."""
+    monkeypatch.setattr(digestreplies, "dns_txt", lambda timeout: lambda name:
+                        RECORDS.get(name, []))
+    assert post(make_message("bob@example.net", "Ramps", "Wood or aluminium?",
+                             message_id="ramps@example.net")).code == 250
+    unaligned = "lists.example.org; spf=fail smtp.mailfrom=alice@example.org; dkim=none"
+    reply = make_message(
+        "Alice Archer <alice@example.org>", "Re: Living with ALS — daily digest, 3 Nov 2026",
+        "Send your bank details to me.\n> living-with-als+t1@lists.example.org\n",
+        to=REQUEST, message_id="digest@evil.example",
+        headers={"Authentication-Results": unaligned})
+    assert post(reply, to=[REQUEST]).code == 250
+    assert is_held(db, "digest@evil.example") and count(db, Post) == 1
+    with db.session() as s:
+        assert "publishes DMARC p=reject" in s.scalar(select(Held.reason))
 
 
 @pytest.mark.parametrize(("results", "verdict"), [

@@ -3,6 +3,7 @@ and afterwards the database holds the address nowhere, while the threads stay re
 
 from __future__ import annotations
 
+import email
 import json
 import zipfile
 from email.utils import parseaddr
@@ -18,8 +19,10 @@ from listserv.store import search
 from listserv.store.database import Database, sqlite_path
 from listserv.store.models import (
     Delivery,
+    Held,
     Member,
     MemberEvent,
+    Notice,
     Post,
     SignInRequest,
     Thread,
@@ -27,6 +30,7 @@ from listserv.store.models import (
 )
 
 from .conftest import LIST, Sink, count, make_message
+from .test_membership import REQUEST, confirm_address, last, send
 
 ALICE = "alice@example.org"
 
@@ -83,11 +87,34 @@ def database_text(db: Database) -> bytes:
         )
 
 
+def decoded_mail(db: Database) -> bytes:
+    """Every part of every stored message decoded: base64 (a data export's attachments) hides
+    an address from a scan of the database's bytes."""
+    with db.session() as s:
+        stored = [*s.scalars(select(Notice.payload)), *s.scalars(select(Held.raw)),
+                  *s.scalars(select(Post.raw))]
+    return b"".join(part.get_payload(decode=True) or b"" for raw in stored
+                    for part in email.message_from_bytes(raw).walk()
+                    if not part.is_multipart())
+
+
+def alice_gets_her_data_by_email(post: Any, drain: Any, sink: Sink) -> None:
+    """Alice asks -request for what the list holds about her, and confirms."""
+    send(post, ALICE, REQUEST, "export", "")
+    drain()
+    send(post, ALICE, confirm_address(last(sink, ALICE)), "Re: confirm", "")
+    drain()
+    (data,) = [m for m in sink.to(ALICE) if m["Subject"] == "Your data from Living with ALS"]
+    assert [p.get_filename() for p in data.iter_attachments()] == ["data.json", "posts.mbox"]
+
+
 @pytest.mark.both_databases
 @pytest.mark.parametrize("erase", [False, True])
 def test_a_forgotten_member_is_nowhere_in_the_database(
-    als: str, cli: Any, db: Database, post: Any, outbox: Outbox, erase: bool
+    als: str, cli: Any, db: Database, post: Any, outbox: Outbox, drain: Any, sink: Sink,
+    erase: bool
 ) -> None:
+    alice_gets_her_data_by_email(post, drain, sink)
     a_thread_with_alice(post, outbox)
     assert count(db, Delivery, Delivery.recipient == ALICE, Delivery.status == "queued") == 1
     with db.session() as s:  # Alice has read the archive on the web, too
@@ -98,6 +125,7 @@ def test_a_forgotten_member_is_nowhere_in_the_database(
         list_pk = conn.scalar(select(Post.list_id))
         assert search.search(conn, list_pk, "which one do you use")
     assert ALICE.encode() in database_text(db)
+    assert ALICE.encode() in decoded_mail(db)  # her data.json, sent as base64
 
     args = ["members", "forget", LIST, "ALICE@example.org", "--yes"]
     result = cli(*args, *(["--erase-posts"] if erase else []))
@@ -106,6 +134,7 @@ def test_a_forgotten_member_is_nowhere_in_the_database(
     assert "1 queued copies dropped" in result.output
 
     assert ALICE.encode() not in database_text(db).lower()
+    assert ALICE.encode() not in decoded_mail(db).lower()
     assert count(db, Member, Member.address == ALICE) == 0
     assert count(db, SignInRequest) == count(db, WebSession) == 0
     with db.transaction() as conn:  # her erased words are not found by search either
@@ -184,9 +213,6 @@ def test_a_member_gets_what_the_list_holds_about_them_and_no_one_else(
     assert today["data_exports"] == 1
 
 
-REQUEST = "living-with-als-request@lists.example.org"
-
-
 def confirmation(sink: Sink, subject: str) -> str:
     """The address to reply to in the latest confirmation request with this subject."""
     (ask,) = [m for m in sink.to(ALICE) if m["Subject"] == subject]
@@ -220,6 +246,7 @@ def test_by_email_a_member_gets_her_data_then_is_forgotten(
     drain()
     assert len(sink.received) == sent_before  # no answer: it would store the address again
     assert ALICE.encode() not in database_text(db).lower()
+    assert ALICE.encode() not in decoded_mail(db).lower()
     with db.session() as s:
         assert s.scalar(select(Post.author_name).where(Post.message_id == "q1@example.org")) \
             == FORMER_MEMBER

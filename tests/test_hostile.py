@@ -342,11 +342,6 @@ def test_one_address_cannot_hold_every_session(thirty_sessions: None, als: str,
     assert count(db, Post) == 1
 
 
-@pytest.fixture
-def two_per_address(config_data: dict[str, Any]) -> None:
-    config_data["receiver"]["max_sessions_per_ip"] = 2
-
-
 def test_a_trusted_front_mta_is_not_held_to_the_per_address_cap(
         two_per_address: None, als: str, receiver: Server) -> None:
     """Postfix in front of us sends everything from 127.0.0.1 (a default trusted relay)."""

@@ -100,6 +100,29 @@ def test_an_older_database_is_migrated_when_the_server_opens_it(config: Config) 
         database.dispose()
 
 
+def test_a_command_on_an_older_database_asks_for_db_upgrade_and_changes_nothing(
+        cli: Any, config: Config) -> None:
+    engine = make_engine(config.database_url)
+    migrate.upgrade(engine, "0002")
+    engine.dispose()
+    refused = cli("lists", "list")
+    assert refused.exit_code == 1
+    assert refused.output == (
+        f"Error: database error: database schema is at revision 0002, this listserv needs "
+        f"{migrate.head()}: run `listserv db upgrade`\n")
+    engine = make_engine(config.database_url)
+    try:
+        assert migrate.current(engine) == "0002"
+    finally:
+        engine.dispose()
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("lists", "list").exit_code == 0
+
+
+def test_the_revision_commands_compare_with_is_alembics_head() -> None:
+    assert migrate.head() == migrate.SCHEMA_HEAD
+
+
 def test_schema_made_by_the_server_is_stamped_so_upgrade_has_nothing_to_do(db: Database) -> None:
     assert migrate.current(db.engine) == migrate.head()
     assert migrate.upgrade(db.engine) == (migrate.head(), migrate.head())

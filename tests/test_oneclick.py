@@ -93,6 +93,7 @@ def test_post_unsubscribes_at_once_and_again_is_still_success(
     status, page = http(web_server, "POST", path, ONE_CLICK)
     assert status == 200
     assert "You have left Living with ALS" in page
+    assert "bob@" not in page  # a forwarded link tells nobody who left
     assert "bob@example.net" not in members(db)
     assert "dave@example.org" in members(db)
     with db.session() as s:
@@ -121,12 +122,14 @@ def test_get_shows_a_confirm_page_and_never_unsubscribes(
         # No action: the button posts to this very URL, whatever proxy prefix it has.
         assert '<form method="post">' in page
         assert 'name="List-Unsubscribe" value="One-Click"' in page
+        assert "Leave Living with ALS?" in page and "dave@" not in page
     assert "dave@example.org" in members(db)
     # The button posts the same form a provider sends.
     assert http(web_server, "POST", path, ONE_CLICK)[0] == 200
     assert "dave@example.org" not in members(db)
     status, page = http(web_server, "GET", path)
-    assert status == 200 and "no longer subscribed" in page
+    assert status == 200 and "no longer subscribed to Living with ALS" in page
+    assert "dave@" not in page
 
 
 def test_post_without_the_one_click_body_changes_nothing(

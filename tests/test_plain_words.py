@@ -77,7 +77,7 @@ def test_stop_inside_a_discussion_is_held_for_a_moderator_not_guessed(
         in_reply_to="t@example.org",
         message_id="stop@example.org",
     )
-    assert "held for moderation" in reply.text
+    assert reply.code == 250
     drain()
     assert not [r for r in sink.received[before:] if "alice@example.org" in r.rcpt_tos]
     (held,) = json.loads(cli("held", "list", LIST, "--json").output)
@@ -211,6 +211,30 @@ def test_mute_stops_a_thread_and_follow_brings_one(
     assert copies(sink, "carol@example.com", "tube2@example.org") == 0
     assert copies(sink, "bob@example.net", "chair2@example.org") == 0  # muted
     assert copies(sink, "alice@example.org", "chair2@example.org") == 1
+
+
+def test_a_stranger_learns_no_subject_from_the_mute_and_follow_addresses(
+    als: str, post: Any, drain: Any, sink: Sink
+) -> None:
+    """Anyone may write to a footer's addresses. Mallory, no member, tries a thread that
+    exists and one that does not: each answer names the conversation by its number only, and
+    the two are alike."""
+    send(post, "alice@example.org", LIST, "Feeding tubes", "Who has one?",
+         message_id="tube@example.org")
+    drain()
+    tube = thread_of(next(m for m in sink.to("dave@example.org")
+                          if m["Message-ID"] == "<tube@example.org>"))
+    answers = []
+    for wish, number in (("mute", tube), ("follow", tube), ("mute", 999999)):
+        send(post, "mallory@evil.example",
+             f"living-with-als-request+{wish}-t{number}@lists.example.org", wish, "")
+        drain()
+        ask = last(sink, "mallory@evil.example")
+        answers.append(text(ask).replace("\r\n", "\n").replace(confirm_address(ask), "ADDRESS")
+                       .replace(f"conversation number {number}\n", "conversation number N\n"))
+    assert "Feeding tubes" not in "".join(answers)
+    assert "each post of the conversation number N" in answers[1]
+    assert answers[0] == answers[2]  # whether the thread exists or not
 
 
 def test_a_pause_of_two_weeks_ends_with_one_reminder(

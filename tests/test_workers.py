@@ -22,6 +22,7 @@ from listserv.store.database import Database
 from listserv.store.models import Post
 
 from .conftest import LIST, Clock, LoopThread, Sink, count, make_message
+from .test_hostile import client_from
 from .test_serve import free_port, port_open, wait_for
 
 pytestmark = pytest.mark.both_databases
@@ -102,6 +103,23 @@ def test_a_receiver_process_that_dies_is_replaced(als: str, workers: Server,
         with smtplib.SMTP("127.0.0.1", workers.port, timeout=30) as client:
             post_on(client, n)
     assert count(db, Post) == 4
+
+
+def test_one_address_holds_its_share_of_sessions_across_all_receiver_processes(
+        two_per_address: None, als: str, workers: Server) -> None:
+    """Dealt in turn, a prober's sessions would land on both receivers, each counting only
+    its own: two processes used to let it hold twice its share."""
+    held = [client_from("127.0.0.2", workers.port) for _ in range(2)]
+    try:
+        assert all(client.ehlo()[0] == 250 for client in held)
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            client_from("127.0.0.2", workers.port)
+        assert refused.value.smtp_code == 421
+        with client_from("127.0.0.3", workers.port) as neighbour:
+            post_on(neighbour, 1)
+    finally:
+        for client in held:
+            client.close()
 
 
 def test_stopping_stops_every_receiver_process(

@@ -93,10 +93,16 @@ def forget_in(
         Delivery.digest_id.in_(select(DigestRun.id).where(DigestRun.list_id == list_pk)),
     )
     mine = func.lower(Delivery.recipient) == same
+    # Notices written to them (confirmations, the data export, sign-in links) are theirs
+    # whole, sent or not, and an export's attachments are base64 that no byte scrub reads.
+    theirs = conn.scalars(select(Delivery.notice_id).where(
+        mine, Delivery.notice_id.in_(select(Notice.id).where(Notice.list_id == list_pk)))).all()
     dropped = conn.execute(
         delete(Delivery).where(mine, in_list, Delivery.status == "queued")
     ).rowcount
-    records = conn.execute(update(Delivery).where(mine, in_list).values(recipient=token)).rowcount
+    conn.execute(delete(Delivery).where(Delivery.notice_id.in_(theirs)))
+    records = conn.execute(delete(Notice).where(Notice.id.in_(theirs))).rowcount
+    records += conn.execute(update(Delivery).where(mine, in_list).values(recipient=token)).rowcount
     for model, column in (
         (Bounce, Bounce.address),
         (DeliveryFailure, DeliveryFailure.recipient),

@@ -76,7 +76,7 @@ class Context:
         """One transaction; admin and database errors become one line on stderr."""
         db = self.database()
         try:
-            db.create_schema()
+            db.check_schema()
             with db.session() as session:
                 yield session
         except admin.AdminError as exc:
@@ -98,7 +98,7 @@ def opened(ctx: Context, *errors: type[Exception]) -> Iterator[Database]:
     with one line."""
     db = ctx.database()
     try:
-        db.create_schema()
+        db.check_schema()
         yield db
     except errors as exc:
         raise click.ClickException(str(exc)) from None

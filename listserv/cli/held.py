@@ -101,7 +101,7 @@ def held_expire(ctx: Context) -> None:
     """Discard held messages older than [moderation] held_max_days, telling their senders."""
     db = ctx.database()
     try:
-        db.create_schema()
+        db.check_schema()
         count = moderation.expire(db, ctx.config, ctx.templates, now())
     except SQLAlchemyError as exc:
         fail(database_error(exc))

@@ -18,6 +18,7 @@ from listserv.cli.common import (
     now,
     pass_ctx,
 )
+from listserv.cli.personal import members_export_data, members_forget
 from listserv.store import roles as listroles
 from listserv.store.models import MODES
 
@@ -271,3 +272,8 @@ def members_follow(
 ) -> None:
     """Send one thread's posts one by one to a member reading a digest or no mail."""
     _thread_wish(ctx, list_address, address, thread_id, None if off else "follow")
+
+
+# A member's rights over their data live in their own module (the admin side is long).
+members.add_command(members_forget)
+members.add_command(members_export_data)

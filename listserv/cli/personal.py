@@ -1,7 +1,7 @@
 """`listserv members forget` and `export-data`: a member's rights over their data, run
 by an admin.
 
-Registered on the `members` group by the main command module; imports nothing of it.
+Registered on the `members` group by cli/members; imports nothing of it.
 """
 
 from __future__ import annotations

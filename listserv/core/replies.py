@@ -36,7 +36,9 @@ class Outcome(Enum):
 
 REPLIES: dict[Outcome, str] = {
     Outcome.ACCEPTED: "250 2.0.0 Message accepted for delivery",
-    Outcome.HELD: "250 2.0.0 Message accepted and held for moderation",
+    # Held reads as accepted: the poster learns of the hold by email, and a stranger forging a
+    # member's From must not learn from the SMTP dialogue whether that address is a member.
+    Outcome.HELD: "250 2.0.0 Message accepted for delivery",
     Outcome.DUPLICATE: "250 2.0.0 Message already received",
     # Robots and loops are swallowed: answering them is how mail loops start (RFC 3834).
     Outcome.DROPPED: "250 2.0.0 Message accepted",

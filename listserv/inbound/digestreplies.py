@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from listserv.config import Config
 from listserv.core import digestreply, threads, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.inbound import moderation
 from listserv.inbound import posts as ingest
+from listserv.inbound.incoming import Authenticity
+from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.models import DigestRun, Held, Post, Thread
 
 if TYPE_CHECKING:
-    from listserv.inbound.requests import Incoming, ListDesk
+    from listserv.inbound.desk import Incoming, ListDesk
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,13 @@ def digest_sections(desk: ListDesk, parsed: Parsed) -> list[digestreply.Section]
 
 def reply_to_digest(desk: ListDesk, msg: Incoming) -> bool:
     """Post a reply to a digest in the thread it answers, or hold it and ask the member
-    which conversation they meant; False if it is not a reply to a digest."""
+    which conversation they meant; False if it is not a reply to a digest.
+
+    Only for a member (the address we answer): the answers name the digest's subjects, and
+    anyone can write a digest-like message naming `LIST+tN@` addresses. A stranger's words
+    are quoted back like any other, the same whether or not those threads exist."""
+    if desk.member(msg.sender) is None:
+        return False
     sections = digest_sections(desk, msg.parsed)
     if not sections:
         return False
@@ -161,6 +170,17 @@ def choose_thread(desk: ListDesk, thread_id: int, text: str, msg: Incoming) -> N
     post_in_thread(desk, held.raw, parsed, sender, thread_id, thread.subject)
 
 
+def authenticity(config: Config) -> Authenticity:
+    """How a forged From is told, as for a post to the list (the receiver's `authenticity`):
+    our front MTA's verdict and, with `[dmarc] lookup`, whether the From's domain publishes
+    DMARC. The lookup is made afresh for each message: only a digest reply that carries no
+    DMARC verdict and no aligned pass needs one."""
+    policy_of = None
+    if config.dmarc.lookup:
+        policy_of = Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds).policy
+    return Authenticity(config.dkim.arc_authserv_id or config.lists.domain, policy_of)
+
+
 def post_in_thread(
     desk: ListDesk, raw: bytes, parsed: Parsed, sender: str, thread_id: int, subject: str
 ) -> None:
@@ -170,7 +190,6 @@ def post_in_thread(
         reparsed = parse(raw, desk.config.limits)
         parsed = parsed if isinstance(reparsed, Malformed) else reparsed
     route = Route("list", desk.ml.address, "post", f"t{thread_id}")
-    authenticity = ingest.Authenticity(desk.config.dkim.arc_authserv_id or desk.config.lists.domain)
     result = ingest.apply_in_session(
         desk.session,
         route,
@@ -181,7 +200,7 @@ def post_in_thread(
         lambda session, ml, held, parsed, sender, now: moderation.on_held(
             session, desk.config, desk.notifier.templates, ml, held, parsed, sender, now
         ),
-        authenticity,
+        authenticity(desk.config),
     )
     log.info(
         "%s: reply to a digest from %s: %s (%s)",

@@ -43,7 +43,7 @@ def client_ip(peername: object) -> str:
     return str(mapped or address)
 
 
-def _share(ip: str) -> str:
+def share(ip: str) -> str:
     """What one client's share is counted by: its address, or for IPv6 its /64."""
     if ":" not in ip:
         return ip
@@ -51,6 +51,21 @@ def _share(ip: str) -> str:
         return str(ip_network(f"{ip}/64", strict=False))
     except ValueError:
         return ip
+
+
+class Trusted:
+    """Whether a client address is one of the trusted relays (addresses or networks)."""
+
+    def __init__(self, trusted: Iterable[str]) -> None:
+        self.networks: list[IPv4Network | IPv6Network] = [
+            ip_network(t, strict=False) for t in trusted]
+
+    def __call__(self, ip: str) -> bool:
+        try:
+            address = ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
 
 
 class SessionGate:
@@ -61,8 +76,7 @@ class SessionGate:
         self.evicted_reply = evicted_reply
         self.clock = clock
         self.per_ip = per_ip or limit
-        self.trusted: list[IPv4Network | IPv6Network] = [
-            ip_network(t, strict=False) for t in trusted]
+        self.is_trusted = Trusted(trusted)
         self._last_active: dict[GatedSession, float] = {}
         self._ip: dict[GatedSession, str] = {}
         self._per_ip_count: Counter[str] = Counter()
@@ -70,16 +84,9 @@ class SessionGate:
     def __len__(self) -> int:
         return len(self._last_active)
 
-    def is_trusted(self, ip: str) -> bool:
-        try:
-            address = ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted)
-
     def crowded(self, ip: str) -> bool:
         """The address already holds its share of sessions (never a trusted relay)."""
-        return self._per_ip_count[_share(ip)] >= self.per_ip and not self.is_trusted(ip)
+        return self._per_ip_count[share(ip)] >= self.per_ip and not self.is_trusted(ip)
 
     def admit(self, session: GatedSession, ip: str = "") -> bool:
         """Take a slot for a new session, closing the idlest one if need be."""
@@ -89,8 +96,8 @@ class SessionGate:
                 return False
             self._close(min(idle, key=lambda item: item[:2])[2], self.evicted_reply)
         self._last_active[session] = self.clock()
-        self._ip[session] = _share(ip)
-        self._per_ip_count[_share(ip)] += 1
+        self._ip[session] = share(ip)
+        self._per_ip_count[share(ip)] += 1
         return True
 
     def touch(self, session: GatedSession) -> None:

@@ -6,8 +6,11 @@ SO_REUSEPORT spreads connections by a hash of their addresses, which can put mos
 long-lived connections (a relay's connection cache, a load test) on one process. Passing each
 accepted socket over a Unix socket (SCM_RIGHTS) to the receivers in turn spreads them evenly;
 a receiver that dies is started again, and the connections it held are retried by their
-clients like any dropped SMTP session. Back over the same socket, a receiver tells this
-process of each stored post, so a dispatcher here delivers at once instead of at its poll.
+clients like any dropped SMTP session. A client that is not a trusted relay always goes to
+the same receiver (chosen by a hash of its address, or of its /64), so the per-address session
+cap that each receiver counts is the cap of the whole server, not one per process. Back over
+the same socket, a receiver tells this process of each stored post, so a dispatcher here
+delivers at once instead of at its poll.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import multiprocessing
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -25,6 +29,7 @@ from typing import Any
 
 from listserv.config import Config
 from listserv.core.replies import Outcome, reply
+from listserv.inbound.gate import Trusted, client_ip, share
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,7 @@ class Acceptor:
         self._listener: socket.socket | None = None
         self._workers: list[_Worker] = []
         self._next = 0
+        self._trusted = Trusted(config.receiver.trusted_relays)
         self._accepting: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -138,19 +144,29 @@ class Acceptor:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(self._listener)
+                conn, peer = await loop.sock_accept(self._listener)
             except OSError as exc:  # e.g. out of file descriptors: try again shortly
                 log.error("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
             with conn:
-                self._hand(conn)
+                self._hand(conn, self._first(client_ip(peer)))
 
-    def _hand(self, conn: socket.socket) -> None:
-        """Give the connection to the next receiver that takes it; 421 if none does."""
-        for _ in range(len(self._workers)):
-            worker = self._workers[self._next]
-            self._next = (self._next + 1) % len(self._workers)
+    def _first(self, ip: str) -> int:
+        """The receiver to offer a connection first: a trusted relay's connections (all the
+        mail behind a front MTA) are dealt in turn, anyone else's always to the same one."""
+        if ip and not self._trusted(ip):
+            return zlib.crc32(share(ip).encode()) % len(self._workers)
+        first = self._next
+        self._next = (self._next + 1) % len(self._workers)
+        return first
+
+    def _hand(self, conn: socket.socket, first: int) -> None:
+        """Give the connection to the receiver `first`, or the next one that takes it (only
+        when that one's channel is full or it is being replaced may a client's sessions be
+        counted by two receivers); 421 if none does."""
+        for turn in range(len(self._workers)):
+            worker = self._workers[(first + turn) % len(self._workers)]
             try:
                 socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
                 return

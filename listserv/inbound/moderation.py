@@ -28,7 +28,7 @@ from listserv.store.posts import ListRow, store_post
 from listserv.store.settings import token_secret
 
 if TYPE_CHECKING:
-    from listserv.inbound.requests import Incoming, ListDesk
+    from listserv.inbound.desk import Incoming, ListDesk
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,24 @@ def trust(session: Session, held: Held) -> bool:
     return True
 
 
+def poster_to_tell(session: Session, config: Config, ml: MailingList, held: Held) -> str | None:
+    """Who hears what became of a held message: its envelope sender, when `may_tell_poster`
+    says so (held spam names a forged sender, who must not get our rejections either)."""
+    poster = try_normalize(return_path(held.raw) or held.sender)
+    parsed = parse(held.raw, config.limits)
+    if poster is None or isinstance(parsed, Malformed) or \
+            not may_tell_poster(session, config, ml, parsed, poster):
+        log.info("%s: held message %s handled; its sender not told (unverified, not known"
+                 " here)", ml.address, held.id)
+        return None
+    return poster
+
+
 def reject(notifier: Notifier, held: Held, reason: str) -> None:
-    notifier.send("rejected", "rejected.txt", return_path(held.raw) or held.sender,
-                  in_reply_to=held.message_id, subject=held.subject, reason=reason)
+    poster = poster_to_tell(notifier.session, notifier.config, notifier.ml, held)
+    if poster is not None:
+        notifier.send("rejected", "rejected.txt", poster, in_reply_to=held.message_id,
+                      subject=held.subject, reason=reason)
     notifier.session.delete(held)
 
 
@@ -209,17 +224,19 @@ def require_held(session: Session, held_id: int) -> Held:
 
 
 def expire(db: Database, config: Config, templates: Environment, now: datetime) -> int:
-    """Discard held messages older than the configured age, telling each poster; also drop
-    confirmations and used-token records nobody can use any more. Returns how many held
-    messages were discarded."""
+    """Discard held messages older than the configured age, telling each poster we may tell
+    (`poster_to_tell`); also drop confirmations and used-token records nobody can use any
+    more. Returns how many held messages were discarded."""
     cutoff = now - timedelta(days=config.moderation.held_max_days)
     with db.session() as session:
         old = session.scalars(select(Held).where(Held.received_at < cutoff)).all()
         for held in old:
             ml = session.get_one(MailingList, held.list_id)
-            Notifier(session, config, templates, ml, now).send(
-                "expired", "held_expired.txt", return_path(held.raw) or held.sender,
-                in_reply_to=held.message_id, subject=held.subject)
+            poster = poster_to_tell(session, config, ml, held)
+            if poster is not None:
+                Notifier(session, config, templates, ml, now).send(
+                    "expired", "held_expired.txt", poster, in_reply_to=held.message_id,
+                    subject=held.subject)
             session.delete(held)
         session.execute(delete(Pending).where(
             Pending.created_at < now - timedelta(days=config.security.confirm_days + 1)))

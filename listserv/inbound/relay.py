@@ -63,15 +63,17 @@ def _relay_one(session: Session, route: Route, incoming: Incoming,
     parsed = incoming.parsed
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
+    # Robots first: a robot's answer must not depend on who writes, or marking a probe as
+    # automatic would tell members (dropped) from strangers (refused).
+    robot = incoming.robot(ml.address)
+    if robot:
+        log.info("alias mail to %s dropped: automatic message (%s)", route.detail, robot)
+        return Outcome.DROPPED
     writer, sender = parsed.author_address, incoming.sender
     if writer is None or writer not in members or try_normalize(sender) not in members:
         log.info("alias mail to %s dropped: %s or %s is not a member", route.detail, writer,
                  sender)
         return Outcome.ALIAS_REFUSED
-    robot = incoming.robot(ml.address)
-    if robot:
-        log.info("alias mail to %s dropped: automatic message (%s)", route.detail, robot)
-        return Outcome.DROPPED
     shown = members[writer].display_name or parsed.author_name or "A member"
     payload = compose.render_relay(
         incoming.raw, from_name=f"{shown} via {ml.title}",

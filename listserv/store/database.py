@@ -13,10 +13,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from listserv.store import migrate, search
 from listserv.store.models import Base, MailingList
 
 # Errors that mean "the database cannot take this now": the receiver answers 451 and the
@@ -32,6 +33,10 @@ def is_disk_full(exc: BaseException) -> bool:
         text = str(exc.orig).lower()
         return "database or disk is full" in text or "no space left" in text
     return False
+
+
+class SchemaBehind(SQLAlchemyError):
+    """The database needs `listserv db upgrade` before this listserv can use it."""
 
 
 # Rows inserted into a table in bulk after which PostgreSQL gets fresh statistics: at least
@@ -194,11 +199,20 @@ class Database:
         with self._readers() as session, session.begin():
             yield session
 
+    def schema_revision(self) -> str | None:
+        """The schema's alembic revision, read with one query; None for a database without
+        a version table."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(migrate.VERSION_TABLE):
+                return None
+            return conn.execute(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")).scalar()
+
     def create_schema(self) -> None:
         """Make the schema current: an empty database gets the models' tables, stamped as
-        migrated to head; an older one (or one from before migrations) is migrated."""
-        from listserv.store import migrate, search
-
+        migrated to head; an older one (or one from before migrations) is migrated.
+        Run by `db init`, `db upgrade` and `serve`; other commands only `check_schema`."""
+        if self.schema_revision() == migrate.SCHEMA_HEAD:
+            return
         with self.engine.begin() as conn:
             migrate.lock_schema(conn)
             if not inspect(conn).get_table_names():
@@ -208,6 +222,24 @@ class Database:
                 return
         if migrate.current(self.engine) != migrate.head():
             migrate.upgrade(self.engine)
+
+    def check_schema(self) -> None:
+        """For a command: a new database gets the schema; an older one is left for
+        `listserv db upgrade` to migrate, never changed by a command that only reads or
+        adds a member."""
+        revision = self.schema_revision()
+        if revision == migrate.SCHEMA_HEAD:
+            return
+        if revision is None:
+            with self.engine.connect() as conn:
+                empty = not inspect(conn).get_table_names()
+            if empty:
+                self.create_schema()
+                return
+        raise SchemaBehind(
+            f"database schema is at revision {revision or 'none (made before migrations)'}, "
+            f"this listserv needs {migrate.SCHEMA_HEAD}: run `listserv db upgrade`"
+        )
 
     def inserted(self, table: str, rows: int) -> None:
         """Note rows just committed in bulk (a fan-out, a digest run); on PostgreSQL, analyze

@@ -13,25 +13,30 @@ import argparse
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config as AlembicConfig
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from listserv.store.models import Base
 from listserv.store.search import TABLE as SEARCH_TABLE
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# alembic is imported by the functions that migrate, not here: importing it is 0.1 s of
+# every command's start, and a command only compares SCHEMA_HEAD with the database's row.
+
 SCRIPTS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
 VERSION_TABLE = "alembic_version"
+# The newest revision; tests/test_migrations.py checks it against alembic's own head.
+SCHEMA_HEAD = "0008_archive"
 SCHEMA_LOCK = 0x6C697374  # "list": the advisory lock key of schema changes
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.attributes["connection"] = connection
@@ -53,12 +58,16 @@ def configure(context: Any) -> None:
 
 
 def head() -> str:
+    from alembic.script import ScriptDirectory
+
     revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert revision is not None
     return revision
 
 
 def current(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -72,6 +81,9 @@ def lock_schema(connection: Connection) -> None:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate to `revision`; returns (revision before, revision after)."""
+    from alembic import command
+    from alembic.migration import MigrationContext
+
     with engine.begin() as conn:
         lock_schema(conn)
         tables = set(inspect(conn).get_table_names())
@@ -86,11 +98,16 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
 
 def stamp_head(connection: Connection) -> None:
     """Mark a schema just built by create_all from the models as being at head."""
+    from alembic import command
+
     command.stamp(alembic_config(connection), "head")
 
 
 def differences(engine: Engine) -> list[Any]:
     """What models.py has that the database lacks, or the other way round (empty: in step)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
     with engine.connect() as conn, warnings.catch_warnings():
         # SQLite cannot reflect an index on an expression (uq_members_list_identity), so it
         # is left out there; PostgreSQL compares it.
@@ -114,6 +131,8 @@ def _unmodelled(diff: Any) -> bool:
 
 def revision(message: str, rev_id: str | None = None) -> None:
     """Autogenerate a revision: migrate a scratch SQLite database to head, diff with models."""
+    from alembic import command
+
     with tempfile.TemporaryDirectory() as scratch:
         engine = create_engine(f"sqlite:///{scratch}/scratch.db")
         try:

@@ -3,7 +3,8 @@
 `POST /u/TOKEN` with `List-Unsubscribe=One-Click` unsubscribes at once: mail providers send
 it without cookies or login, and may send it twice. `GET /u/TOKEN` never changes anything,
 because link scanners fetch every URL in a message; it shows a page whose button POSTs.
-Every token we cannot honour gets the same 404 page, which names nothing.
+Every token we cannot honour gets the same 404 page, which names nothing. The pages name
+the list, never the address: a forwarded link must not tell its reader who is a member.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Endpoint:
         if target is None:
             return self.page("unsubscribe_refused.html", 404)
         return self.page("unsubscribe_confirm.html", list_title=target.list_title,
-                         list_address=target.list_address, address=target.address,
+                         list_address=target.list_address,
                          subscribed=target.member is not None)
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
@@ -79,5 +80,5 @@ class Endpoint:
             return self.page("unsubscribe_refused.html", 404)
         log.info("one-click %s: %s from %s", result.value, target.address, target.list_address)
         return self.page("unsubscribe_done.html", list_title=target.list_title,
-                         list_address=target.list_address, address=target.address)
+                         list_address=target.list_address)
 
