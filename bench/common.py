@@ -23,6 +23,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
+from listserv.config import LimitsConfig
+from listserv.core.addresses import Route
+from listserv.inbound import groupcommit
+from listserv.inbound.incoming import Incoming
+from listserv.inbound.posts import PostJob, Result
 from listserv.store.database import Database
 from listserv.store.models import MailingList, Member
 
@@ -32,6 +37,15 @@ LIST = "bench@lists.example.org"
 # A list whose only member is the poster (no mail): posts to it cost ingest, no delivery.
 QUIET = "quiet@lists.example.org"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def ingest(db: Database, route: Route, raw: bytes, sender: str, now: datetime,
+           limits: LimitsConfig | None = None) -> Result:
+    """Decide and store one post in this thread, in its own transaction, as the receiver's
+    group-commit writer does for a lone client."""
+    incoming = Incoming(raw, sender, (route.list_address or "",), limits or LimitsConfig())
+    (answer,) = groupcommit.commit(db, [PostJob(incoming, [route], now)])
+    return answer.result()
 
 
 def machine() -> str:

@@ -20,14 +20,21 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from common import fast_sink, free_port, scratch_database, scratch_dir, sink_name, wait_port
+from common import (
+    fast_sink,
+    free_port,
+    ingest,
+    scratch_database,
+    scratch_dir,
+    sink_name,
+    wait_port,
+)
 from sqlalchemy import func, insert, select
 
 from listserv.app import environment
 from listserv.config import Config, parse
 from listserv.core import digest
 from listserv.core.addresses import Route
-from listserv.inbound import posts as ingest
 from listserv.outbound.outbox import Outbox
 from listserv.outbound.transports import SmtpRelay
 from listserv.schedule import digests
@@ -68,8 +75,7 @@ def setup(db: Database, readers: int, posts: int, day: datetime) -> None:
             msg["In-Reply-To"] = f"<p{thread}@example.org>"
         msg.set_content(PARAGRAPH * 4 + "\n\nOn Monday someone wrote:\n> " + PARAGRAPH * 3)
         at = day + timedelta(seconds=60 * n)
-        result = ingest.receive(db, [route], msg.as_bytes(), f"reader{n % 50}@example.org",
-                                limits, at).result()
+        result = ingest(db, route, msg.as_bytes(), f"reader{n % 50}@example.org", at, limits)
         assert result.post_ids, result.detail
 
 

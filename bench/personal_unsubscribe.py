@@ -15,10 +15,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import ingest
+
 from listserv.app import environment
 from listserv.config import parse
 from listserv.core.addresses import Route
-from listserv.inbound import posts as ingest
 from listserv.outbound.outbox import Outbox
 from listserv.outbound.transports import SmtpRelay
 from listserv.store.database import Database
@@ -46,8 +47,8 @@ def run(members: int, port: int, personal: bool) -> float:
             s.add_all(Member(list_id=ml.id, address=f"m{i}@example.net", joined_at=now)
                       for i in range(members))
             s.add(Member(list_id=ml.id, address="alice@example.org", joined_at=now))
-        ingest.receive(db, [Route("list", "l@lists.example.org")], RAW, "alice@example.org",
-                       config.limits, now).result()
+        ingest(db, Route("list", "l@lists.example.org"), RAW, "alice@example.org", now,
+               config.limits)
         relay = SmtpRelay("127.0.0.1", port, config.delivery.connections, 30)
         outbox = Outbox(db, config, relay, environment(Path(tmp)), lambda: now)
 

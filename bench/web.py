@@ -27,6 +27,7 @@ from common import (
     LIST,
     Proc,
     free_port,
+    ingest,
     machine,
     scratch_database,
     scratch_dir,
@@ -38,7 +39,7 @@ from sqlalchemy import text
 
 from listserv.config import LimitsConfig
 from listserv.core.addresses import Route
-from listserv.inbound import posts as ingest
+from listserv.store import posts as stored
 from listserv.store import search
 from listserv.store.database import Database, get_list
 
@@ -224,7 +225,7 @@ def ingest_cost(url: str, posts: int) -> dict[str, tuple[float, float]]:
     limits = LimitsConfig()
     now = datetime.now(UTC)
     dialect = db.engine.dialect.name
-    indexing = ingest._INDEX[dialect]
+    indexing = stored._INDEX[dialect]
 
     class Skip:
         def run(self, *args: object) -> None:
@@ -239,9 +240,7 @@ def ingest_cost(url: str, posts: int) -> dict[str, tuple[float, float]]:
                 f"Message-ID: <{tag}{i}@bench.example.org>\r\n\r\n"
                 f"A reply of a few lines about {WORDS[i % 50]}, number {i}.\r\n"
             ).encode()
-            ingest.receive(
-                db, [route], raw, "poster@example.org", limits, now + timedelta(seconds=i)
-            ).result()
+            ingest(db, route, raw, "poster@example.org", now + timedelta(seconds=i), limits)
         return (
             (time.perf_counter() - start) * 1000 / posts,
             (time.process_time() - cpu) * 1000 / posts,
@@ -251,12 +250,12 @@ def ingest_cost(url: str, posts: int) -> dict[str, tuple[float, float]]:
         one_round("warm")
         rounds: dict[str, list[tuple[float, float]]] = {"without": [], "with": []}
         for n in range(3):  # alternated, so a busy moment does not favour one
-            ingest._INDEX[dialect] = Skip()  # type: ignore[assignment]
+            stored._INDEX[dialect] = Skip()  # type: ignore[assignment]
             rounds["without"].append(one_round(f"a{n}-"))
-            ingest._INDEX[dialect] = indexing
+            stored._INDEX[dialect] = indexing
             rounds["with"].append(one_round(f"b{n}-"))
     finally:
-        ingest._INDEX[dialect] = indexing
+        stored._INDEX[dialect] = indexing
         db.dispose()
     return {
         name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))

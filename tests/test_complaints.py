@@ -5,13 +5,15 @@ copy names the complainer, and one report removes one member at most."""
 from __future__ import annotations
 
 import json
+from email.message import Message
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from listserv.config import LimitsConfig
 from listserv.core.complaints import parse_arf
+from listserv.core.message import Malformed
+from listserv.inbound.incoming import Incoming
 from listserv.store.database import Database
 from listserv.store.models import Member, MemberEvent
 
@@ -19,6 +21,13 @@ from .conftest import LIST, Sink, make_message
 
 FBL = "living-with-als-fbl@lists.example.org"
 BOUNCES = "living-with-als-bounces@lists.example.org"
+
+
+def read(report: bytes) -> Message:
+    """The report as the receiver reads it for the report handlers, well-formed first."""
+    incoming = Incoming(report, "", (FBL,))
+    assert not isinstance(incoming.parsed, Malformed)
+    return incoming.tree
 
 
 def arf(original: bytes, *, feedback_type: str = "abuse", rcpt: str | None = None,
@@ -163,8 +172,8 @@ def test_parse_arf_reads_fields_and_tokens(headers_only: bool) -> None:
                 b"List-Unsubscribe: <https://lists.example.org/u/u-7-0-abcdefghijklmnop>,\r\n"
                 b" <mailto:living-with-als-leave+u-7-0-abcdefghijklmnop@lists.example.org>\r\n"
                 b"\r\nHello all.\r\n")
-    complaint = parse_arf(arf(original, rcpt="Bob@Example.NET", headers_only=headers_only),
-                          LimitsConfig())
+    complaint = parse_arf(read(arf(original, rcpt="Bob@Example.NET",
+                                   headers_only=headers_only)))
     assert complaint is not None
     assert complaint.feedback_type == "abuse" and complaint.is_spam_complaint
     assert complaint.recipients == ("Bob@example.net",)
@@ -174,6 +183,6 @@ def test_parse_arf_reads_fields_and_tokens(headers_only: bool) -> None:
 
 def test_parse_arf_ignores_other_messages() -> None:
     plain = make_message("a@example.org", "s", "b").as_bytes()
-    assert parse_arf(plain, LimitsConfig()) is None
+    assert parse_arf(read(plain)) is None
     dsn = plain.replace(b"text/plain", b"multipart/report; report-type=delivery-status")
-    assert parse_arf(dsn, LimitsConfig()) is None
+    assert parse_arf(read(dsn)) is None

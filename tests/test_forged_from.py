@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from listserv.core import dmarc
-from listserv.inbound import digestreplies
 from listserv.outbound.dmarc import Policies
 from listserv.server import Server
 from listserv.store.database import Database
@@ -116,13 +115,12 @@ def test_no_aligned_pass_for_a_domain_that_publishes_dmarc_is_held(
 
 
 def test_a_forged_digest_reply_at_request_is_held_like_a_post(
-        dmarc_lookup: None, als: str, post: Any, db: Database,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        dmarc_lookup: None, als: str, receiver: Server, post: Any, db: Database) -> None:
     """Mallory forges Alice's envelope and From on what reads as a reply to a digest, sent to
     -request: posted in its thread, it would go out as Alice's. No aligned pass, and
     example.org publishes p=reject: held, as the same words sent to the list are."""
-    monkeypatch.setattr(digestreplies, "dns_txt", lambda timeout: lambda name:
-                        RECORDS.get(name, []))
+    assert receiver.handler is not None
+    receiver.handler.dmarc = Policies(lambda name: RECORDS.get(name, []), ttl=60)
     assert post(make_message("bob@example.net", "Ramps", "Wood or aluminium?",
                              message_id="ramps@example.net")).code == 250
     unaligned = "lists.example.org; spf=fail smtp.mailfrom=alice@example.org; dkim=none"

@@ -15,13 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+from listserv.app import App
 from listserv.config import Config
-from listserv.core.addresses import route
+from listserv.core.addresses import Route, route
 from listserv.core.replies import Outcome
-from listserv.inbound import posts as ingest
+from listserv.inbound import groupcommit, posts
+from listserv.inbound.incoming import Incoming
+from listserv.inbound.smtp import Handler
 from listserv.server import Server
 from listserv.store.database import Database, WriterLock, sqlite_path
-from listserv.store.models import FanoutJob, Held, Post, Thread
+from listserv.store.models import Delivery, FanoutJob, Held, Post, Thread
 
 from .conftest import LIST, count, make_message
 from .pg import write_locked
@@ -39,25 +42,38 @@ def patient_writer(config_data: dict[str, Any]) -> None:
     config_data["database"]["busy_timeout"] = 30.0
 
 
+@pytest.fixture
+def door(db: Database, config: Config) -> Handler:
+    """What the receiver holds (its group-commit writer among it), at a fixed time."""
+    app = App(config, lambda: NOW)
+    app.db = db
+    return Handler(app)
+
+
 def started(target: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=target)
     thread.start()
     return thread
 
 
+def queued(door: Handler, msg: EmailMessage, sender: str, routes: list[Route]) -> Outcome:
+    """Queue a post for the writer, as the receiver does at DATA; its outcome once its
+    group committed."""
+    incoming = Incoming(msg.as_bytes(), sender, (LIST,), door.config.limits)
+    return door.committer.submit(posts.job(door, incoming, routes)).result().outcome
+
+
 def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
-    patient_writer: None, als: str, db: Database, config: Config
+    patient_writer: None, als: str, db: Database, config: Config, door: Handler
 ) -> None:
-    committer = ingest.GroupCommitter(db)
+    committer = door.committer
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
     results: dict[str, Outcome | BaseException] = {}
 
     def send(name: str, msg: EmailMessage) -> Callable[[], None]:
         def run() -> None:
             try:
-                results[name] = ingest.receive(
-                    db, routes, msg.as_bytes(), "alice@example.org", config.limits, NOW,
-                    committer=committer).result().outcome
+                results[name] = queued(door, msg, "alice@example.org", routes)
             except Exception as exc:
                 results[name] = exc
         return run
@@ -71,11 +87,11 @@ def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
     # parent, its reply and a retried copy of the parent queue up behind it as one group.
     with write_locked(config.database_url):
         workers.append(started(send("first", first)))
-        assert wait_until(lambda: committer._busy and not committer._pending)
+        assert wait_until(lambda: committer.writing and not committer.queued, timeout=30)
         for n, (name, msg) in enumerate([("parent", parent), ("reply", reply),
                                          ("copy", parent)], start=1):
             workers.append(started(send(name, msg)))
-            assert wait_until(lambda n=n: len(committer._pending) == n)
+            assert wait_until(lambda n=n: committer.queued == n, timeout=30)
     for worker in workers:
         worker.join()
     assert results == {"first": Outcome.ACCEPTED, "parent": Outcome.ACCEPTED,
@@ -92,11 +108,11 @@ def test_a_reply_queued_with_its_parent_is_threaded_and_each_post_stored_once(
 
 
 def test_posts_arriving_while_the_writer_waits_for_its_turn_join_its_transaction(
-    patient_writer: None, als: str, db: Database, config: Config
+    patient_writer: None, als: str, db: Database, config: Config, door: Handler
 ) -> None:
     if not config.database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL writers take no turns: there is no writer lock to wait for")
-    committer = ingest.GroupCommitter(db)
+    committer = door.committer
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
     commits: list[object] = []
     event.listen(db.engine, "commit", commits.append)
@@ -104,19 +120,17 @@ def test_posts_arriving_while_the_writer_waits_for_its_turn_join_its_transaction
 
     def send(name: str) -> Callable[[], None]:
         msg = make_message("alice@example.org", name, "x", message_id=f"{name}@x.org")
-        return lambda: results.update({name: ingest.receive(
-            db, routes, msg.as_bytes(), "alice@example.org", config.limits, NOW,
-            committer=committer).result().outcome})
+        return lambda: results.update({name: queued(door, msg, "alice@example.org", routes)})
 
     workers = []
     # Another receiver process has its turn at writing: the first post waits for it, and
     # the two that arrive meanwhile go into the same transaction, behind the same fsync.
     with WriterLock(sqlite_path(config.database_url)):
         workers.append(started(send("first")))
-        assert wait_until(lambda: committer._busy and not committer._pending)
+        assert wait_until(lambda: committer.writing and not committer.queued, timeout=30)
         for n, name in enumerate(["second", "third"], start=1):
             workers.append(started(send(name)))
-            assert wait_until(lambda n=n: len(committer._pending) == n)
+            assert wait_until(lambda n=n: committer.queued == n, timeout=30)
     for worker in workers:
         worker.join()
     assert results == dict.fromkeys(["first", "second", "third"], Outcome.ACCEPTED)
@@ -125,12 +139,16 @@ def test_posts_arriving_while_the_writer_waits_for_its_turn_join_its_transaction
 
 
 def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
-    als: str, db: Database, config: Config, monkeypatch: pytest.MonkeyPatch
+    als: str, cli: Any, db: Database, config: Config, door: Handler,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert cli("lists", "set", LIST, "--moderator", "mo@example.org").exit_code == 0
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
     good = make_message("alice@example.org", "Fine", "x", message_id="good@x.org")
     bad = make_message("alice@example.org", "Trips a bug", "x", message_id="bad@x.org")
-    store = ingest.store_post
+    question = make_message("zed@example.org", "Can I ask?", "not a member yet",
+                            message_id="zed@x.org")
+    store = posts.store_post
 
     def buggy(conn: Any, ml: Any, parsed: Any, *args: Any) -> int:
         post = store(conn, ml, parsed, *args)
@@ -139,15 +157,19 @@ def test_a_bug_met_by_one_post_of_a_group_leaves_the_others_stored(
         return post
 
     # Fault injection: the post is written inside its savepoint, then the bug strikes.
-    monkeypatch.setattr(ingest, "store_post", buggy)
-    batch = [ingest._Item(routes, m.as_bytes(), None, "alice@example.org", NOW, None)
-             for m in (bad, good)]
-    ingest._commit(db, batch)
-    assert isinstance(batch[0].error, RuntimeError)
-    assert batch[1].result is not None and batch[1].result.outcome is Outcome.ACCEPTED
+    monkeypatch.setattr(posts, "store_post", buggy)
+    jobs = [posts.job(door, Incoming(m.as_bytes(), str(m["From"]), (LIST,)), routes)
+            for m in (bad, good, question)]
+    bad_answer, good_answer, held_answer = groupcommit.commit(db, jobs)
+    assert isinstance(bad_answer.exception(), RuntimeError)
+    assert good_answer.result().outcome is Outcome.ACCEPTED
+    assert held_answer.result().outcome is Outcome.HELD
     with db.session() as s:
         assert list(s.scalars(select(Post.message_id))) == ["good@x.org"]
     assert count(db, Thread) == count(db, FanoutJob) == 1
+    # The held question and the notices it causes were written in its own savepoint.
+    assert count(db, Held) == 1
+    assert count(db, Delivery, Delivery.recipient == "mo@example.org") == 1
 
 
 def test_database_failure_during_a_grouped_commit_answers_451_to_every_client(
@@ -166,7 +188,7 @@ def test_database_failure_during_a_grouped_commit_answers_451_to_every_client(
         msg = make_message("alice@example.org", f"Post {n}", "x", message_id=f"{n}@x.org")
         return lambda: replies.append(client.data(msg.as_bytes()))
 
-    caplog.set_level(logging.ERROR, "listserv.inbound.posts")
+    caplog.set_level(logging.ERROR, "listserv.inbound.groupcommit")
     # A peer holds the write lock for longer than the busy timeout: the first post waits
     # for it alone, the others arrive meanwhile and fail together, as one group.
     with write_locked(config.database_url):
@@ -202,9 +224,9 @@ def test_eight_concurrent_clients_each_get_their_post_stored_once(
 
 
 def test_two_copies_of_a_held_post_in_one_group_are_held_once(
-    patient_writer: None, als: str, db: Database, config: Config
+    patient_writer: None, als: str, db: Database, config: Config, door: Handler
 ) -> None:
-    committer = ingest.GroupCommitter(db)
+    committer = door.committer
     routes = [route(LIST, {"lists.example.org"}, {LIST})]
     first = make_message("alice@example.org", "First", "x", message_id="first@x.org")
     question = make_message("zed@example.org", "Can I ask?", "not a member yet",
@@ -213,9 +235,7 @@ def test_two_copies_of_a_held_post_in_one_group_are_held_once(
 
     def send(who: str, msg: EmailMessage) -> Callable[[], None]:
         def run() -> None:
-            outcomes[who].append(ingest.receive(
-                db, routes, msg.as_bytes(), f"{who}@example.org", config.limits, NOW,
-                committer=committer).result().outcome)
+            outcomes[who].append(queued(door, msg, f"{who}@example.org", routes))
         return run
 
     # A member's post is being written (and waits for a peer); meanwhile a non-member's
@@ -223,10 +243,10 @@ def test_two_copies_of_a_held_post_in_one_group_are_held_once(
     # in the next transaction, together.
     with write_locked(config.database_url):
         workers = [started(send("alice", first))]
-        assert wait_until(lambda: committer._busy and not committer._pending)
+        assert wait_until(lambda: committer.writing and not committer.queued, timeout=30)
         for n in (1, 2):
             workers.append(started(send("zed", question)))
-            assert wait_until(lambda n=n: len(committer._pending) == n)
+            assert wait_until(lambda n=n: committer.queued == n, timeout=30)
     for worker in workers:
         worker.join()
     assert outcomes["alice"] == [Outcome.ACCEPTED]

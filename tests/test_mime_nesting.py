@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from listserv.config import Config
+from listserv.core.replies import Outcome
+from listserv.inbound import dispatch
 from listserv.store.database import Database
 from listserv.store.models import Post
 
@@ -146,11 +148,11 @@ def small_emergency(config_data: dict[str, Any]) -> None:
 def test_emergency_copies_are_capped_in_count_and_bytes(
     small_emergency: None, als: str, post: Any, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def bug(*args: Any) -> None:
+    async def bug(*args: Any) -> Outcome:
         raise RuntimeError("a bug in ingest")
 
     # Fault injection: a bug nobody planned for meets every message.
-    monkeypatch.setattr("listserv.inbound.posts.receive", bug)
+    monkeypatch.setitem(dispatch.HANDLERS, "posts", bug)
     big = make_message("alice@example.org", "Big", "words " * 40_000, message_id="big@x")
     for _attempt in range(2):  # 240 KB each: the second would pass the byte cap
         assert post(big).code == 451

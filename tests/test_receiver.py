@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from listserv.config import Config
+from listserv.core.replies import Outcome
+from listserv.inbound import dispatch
 from listserv.server import Server
 from listserv.store.database import Database
 from listserv.store.models import FanoutJob, Post, Thread
@@ -128,11 +130,11 @@ def test_missing_table_is_a_database_error_451_nothing_half_stored(
 def test_a_bug_while_storing_keeps_an_emergency_copy_and_answers_451(
     als: str, receiver: Server, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def bug(*args: Any) -> None:
+    async def bug(*args: Any) -> Outcome:
         raise RuntimeError("a bug in ingest")
 
     # Fault injection: the storage layer raises something nobody planned for.
-    monkeypatch.setattr("listserv.inbound.posts.receive", bug)
+    monkeypatch.setitem(dispatch.HANDLERS, "posts", bug)
     msg = make_message("alice@example.org", "Keep me", "precious words", message_id="k@x.org")
     with smtplib.SMTP("127.0.0.1", receiver.port) as client:
         client.ehlo()

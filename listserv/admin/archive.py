@@ -23,8 +23,7 @@ from sqlalchemy import Connection, select
 from listserv.config import LimitsConfig
 from listserv.core import mbox, replytext
 from listserv.core.message import Malformed, Parsed, parse
-from listserv.inbound import posts
-from listserv.store import threading
+from listserv.store import posts, threading
 from listserv.store.database import Database
 from listserv.store.models import MailingList, Post
 

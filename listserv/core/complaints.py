@@ -6,21 +6,18 @@ message or its headers. Anyone can write such a report, with the list's public L
 any Original-Rcpt-To they like: only what we signed into one member's copy proves whose
 copy was reported, that is the personal token of List-Unsubscribe (URL or mailto) or the
 signed VERP envelope sender in its Return-Path. Original-Rcpt-To is kept for the log only.
-Pure; the message is only read after the size and nesting limits passed.
+Pure; the message is only read after the size and nesting limits passed (the caller's
+`core.message.parse`).
 """
 
 from __future__ import annotations
 
-import email
 import re
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
-from email.policy import compat32
 
-from listserv.config import LimitsConfig
 from listserv.core.addresses import try_normalize
-from listserv.core.message import Malformed, parse
 
 # The membership token as it appears in our List-Unsubscribe URL and -leave address.
 _TOKEN_RE = re.compile(r"(?:/u/|-leave\+)(u-\d{1,18}-[0-9a-z]{1,13}-[a-z2-7]{16})", re.I)
@@ -61,11 +58,9 @@ def _reported(part: Message) -> Message:
     return _fields(part)
 
 
-def parse_arf(raw: bytes, limits: LimitsConfig) -> Complaint | None:
-    """The complaint an ARF report makes, or None for anything else (or over limits)."""
-    if isinstance(parse(raw, limits), Malformed):
-        return None
-    msg = email.message_from_bytes(raw, policy=compat32)
+def parse_arf(msg: Message) -> Complaint | None:
+    """The complaint an ARF report makes, or None for anything else. `msg` is the report as
+    compat32 reads it, once `core.message.parse` found it within the limits."""
     if (msg.get_content_type() != "multipart/report"
             or (msg.get_param("report-type") or "").lower() != "feedback-report"):
         return None

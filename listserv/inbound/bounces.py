@@ -8,13 +8,11 @@ telling them (which may well bounce too) cannot count against them.
 
 from __future__ import annotations
 
-import email
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.policy import compat32
 
 from jinja2 import Environment
 from sqlalchemy import func, select
@@ -30,7 +28,8 @@ from listserv.core.bounce_score import (
     should_disable,
 )
 from listserv.core.bounces import BounceReport, parse_bounce
-from listserv.core.message import Malformed, parse
+from listserv.core.message import Malformed
+from listserv.inbound.incoming import Incoming
 from listserv.outbound.notifier import queue_notice
 from listserv.store import roles as listroles
 from listserv.store.database import Database, get_list
@@ -118,9 +117,9 @@ def _summary(report: BounceReport | None) -> str:
                      for r in report.recipients) or "report names no recipient"
 
 
-def receive(
-    db: Database, routes: Sequence[Route], raw: bytes, config: Config,
-    templates: Environment, now: datetime, envelope_sender: str | None = None,
+def record(
+    db: Database, config: Config, templates: Environment, incoming: Incoming,
+    routes: Sequence[Route], now: datetime,
 ) -> Received:
     """Record what mail to -bounces addresses tells us, in one transaction.
 
@@ -131,13 +130,13 @@ def receive(
     naming bob@example.net; only bob's provider has seen his copy's envelope sender.
     Everything else is dropped and logged. Nothing that arrives here is ever posted.
     """
-    if isinstance(parse(raw, config.limits), Malformed):
+    if isinstance(incoming.parsed, Malformed):
         return Received(0, "malformed, ignored")
-    report = parse_bounce(email.message_from_bytes(raw, policy=compat32), envelope_sender)
+    report = parse_bounce(incoming.tree, incoming.mail_from)
     summary = _summary(report)
     if report is None:
         return Received(0, summary)
-    lowered = raw.lower()
+    lowered = incoming.raw.lower()
     recorded = 0
     with db.session() as session:
         secret = token_secret(session, config)

@@ -22,7 +22,9 @@ from listserv.config import Config
 from listserv.core import verp
 from listserv.core.addresses import Route, role_address
 from listserv.core.complaints import Complaint, parse_arf
+from listserv.core.message import Malformed
 from listserv.inbound.bounces import find_member
+from listserv.inbound.incoming import Incoming
 from listserv.store.database import Database, get_list
 from listserv.store.models import MailingList, Member, MemberEvent
 from listserv.store.settings import token_secret
@@ -53,11 +55,13 @@ def _complainers(session: Session, complaint: Complaint, now: datetime,
     return found
 
 
-def receive(db: Database, routes: Sequence[Route], raw: bytes, config: Config,
-            now: datetime) -> list[str] | None:
-    """Unsubscribe the one member a feedback report proves complained; None when `raw` is
-    no such report. Returns the address removed ("list member") for the log."""
-    complaint = parse_arf(raw, config.limits)
+def unsubscribe(db: Database, config: Config, incoming: Incoming, routes: Sequence[Route],
+                now: datetime) -> list[str] | None:
+    """Unsubscribe the one member a feedback report proves complained; None when the
+    message is no such report. Returns the address removed ("list member") for the log."""
+    if isinstance(incoming.parsed, Malformed):
+        return None
+    complaint = parse_arf(incoming.tree)
     if complaint is None:
         return None
     if not complaint.is_spam_complaint:

@@ -26,6 +26,7 @@ from listserv.core.addresses import identity, role_address, tagged
 from listserv.core.message import Parsed
 from listserv.core.unsubscribe import personal_leave_address
 from listserv.inbound import moderation
+from listserv.inbound.incoming import Authenticity
 from listserv.outbound.notifier import Notifier
 from listserv.store.models import MODES, MailingList, Member, Pending, Thread, ThreadWish, UsedToken
 from listserv.store.settings import token_secret
@@ -54,9 +55,12 @@ class ListDesk:
     """What one list does with one message to one of its administrative addresses."""
 
     def __init__(self, session: Session, config: Config, templates: Environment,
-                 ml: MailingList, now: datetime) -> None:
+                 ml: MailingList, now: datetime, authenticity: Authenticity) -> None:
+        """`authenticity` is the receiver's: words posted on a member's behalf (a digest
+        reply) are checked for a forged From as a post to the list is."""
         self.session = session
         self.config = config
+        self.authenticity = authenticity
         self.ml = ml
         self.now = now
         self.notifier = Notifier(session, config, templates, ml, now)

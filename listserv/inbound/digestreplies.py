@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from listserv.config import Config
 from listserv.core import digestreply, threads, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged
 from listserv.core.message import Malformed, Parsed, parse
 from listserv.inbound import moderation
 from listserv.inbound import posts as ingest
-from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.models import DigestRun, Held, Post, Thread
 
 if TYPE_CHECKING:
@@ -169,17 +167,6 @@ def choose_thread(desk: ListDesk, thread_id: int, text: str, msg: Incoming) -> N
     post_in_thread(desk, held.raw, parsed, sender, thread_id, thread.subject)
 
 
-def authenticity(config: Config) -> ingest.Authenticity:
-    """How a forged From is told, as for a post to the list (the receiver's `authenticity`):
-    our front MTA's verdict and, with `[dmarc] lookup`, whether the From's domain publishes
-    DMARC. The lookup is made afresh for each message: only a digest reply that carries no
-    DMARC verdict and no aligned pass needs one."""
-    policy_of = None
-    if config.dmarc.lookup:
-        policy_of = Policies(dns_txt(config.dmarc.timeout), config.dmarc.cache_seconds).policy
-    return ingest.Authenticity(config.dkim.arc_authserv_id or config.lists.domain, policy_of)
-
-
 def post_in_thread(
     desk: ListDesk, raw: bytes, parsed: Parsed, sender: str, thread_id: int, subject: str
 ) -> None:
@@ -199,7 +186,7 @@ def post_in_thread(
         lambda session, ml, held, parsed, sender, now: moderation.on_held(
             session, desk.config, desk.notifier.templates, ml, held, parsed, sender, now
         ),
-        authenticity(desk.config),
+        desk.authenticity,
     )
     log.info(
         "%s: reply to a digest from %s: %s (%s)",

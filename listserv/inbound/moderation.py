@@ -21,10 +21,10 @@ from listserv.config import Config
 from listserv.core import commands, dmarc, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged, try_normalize
 from listserv.core.message import Malformed, Parsed, parse
-from listserv.inbound import posts as ingest
 from listserv.outbound.notifier import Notifier
 from listserv.store.database import Database
 from listserv.store.models import Held, ListRole, MailingList, Member, Pending, Post, UsedToken
+from listserv.store.posts import ListRow, store_post
 from listserv.store.settings import token_secret
 
 if TYPE_CHECKING:
@@ -130,9 +130,9 @@ def approve(session: Session, config: Config, ml: MailingList, held: Held,
                                             Post.message_id == parsed.message_id)):
         return None
     route = Route("list", ml.address, "post", None)
-    row = ingest.ListRow(ml.id, ml.address, ml.subject_prefix)
-    return session.get_one(Post, ingest.store_post(session.connection(), row, parsed,
-                                                   held.raw, route, now))
+    row = ListRow(ml.id, ml.address, ml.subject_prefix)
+    return session.get_one(Post, store_post(session.connection(), row, parsed, held.raw,
+                                            route, now))
 
 
 def trust(session: Session, held: Held) -> bool:

@@ -12,16 +12,19 @@ empty envelope sender, so a forward that fails never bounces back into postmaste
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
 from listserv.core import compose
-from listserv.core.addresses import POSTMASTER, try_normalize
-from listserv.core.message import Malformed, parse
+from listserv.core.addresses import POSTMASTER, Route, try_normalize
+from listserv.core.message import Malformed
 from listserv.core.replies import Outcome
+from listserv.inbound.incoming import Door, Incoming, receiver_log
 from listserv.outbound.notifier import queue_notice
 from listserv.store import roles
 from listserv.store.database import Database
@@ -36,16 +39,10 @@ def recipients(session: Session, config: Config, domain: str) -> list[str]:
     return roles.site_owners(config) or roles.domain_owners(session, domain)
 
 
-def receive(
-    db: Database,
-    config: Config,
-    domains: list[str],
-    raw: bytes,
-    envelope_sender: str,
-    now: datetime,
-) -> Outcome:
+def _forward(db: Database, config: Config, domains: list[str], incoming: Incoming,
+             now: datetime) -> Outcome:
     """Queue one forward per domain and reader, committed before the receiver answers."""
-    parsed = parse(raw, config.limits)
+    parsed = incoming.parsed
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
     loops = {
@@ -53,7 +50,7 @@ def receive(
         for name, value in parsed.headers
         if name.lower() == "x-loop"
     }
-    author = parsed.author_address or try_normalize(envelope_sender) or "MAILER-DAEMON"
+    author = parsed.author_address or try_normalize(incoming.sender) or "MAILER-DAEMON"
     name = parsed.author_name if parsed.author_address else ""
     with db.session() as session:
         for domain in dict.fromkeys(domains):
@@ -69,9 +66,20 @@ def receive(
                     domain,
                 )
                 continue
-            payload = compose.render_forward(raw, name, author, address, address, address)
+            payload = compose.render_forward(incoming.raw, name, author, address, address,
+                                             address)
             for reader in readers:
                 queue_notice(
                     session, kind=NOTICE_KIND, sender="", recipient=reader, payload=payload, now=now
                 )
     return Outcome.ACCEPTED
+
+
+async def receive(door: Door, incoming: Incoming, routes: Sequence[Route]) -> Outcome:
+    """Forward mail to postmaster@ each domain it was sent to (the route's detail)."""
+    domains = [r.detail or door.config.lists.domain.lower() for r in routes]
+    outcome = await asyncio.to_thread(_forward, door.db, door.config, domains, incoming,
+                                      door.clock())
+    receiver_log.info("postmaster mail from=%s: %s", incoming.mail_from, outcome.value)
+    door.on_post()
+    return outcome

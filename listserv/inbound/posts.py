@@ -1,95 +1,46 @@
-"""Apply the decision for an incoming message in ONE write transaction.
+"""Posts: a message to a list, decided by the list's rules and stored, held or refused.
 
-This is the durability point: the post, its thread and its single fan-out job are committed
-together, and only then does the receiver answer 250. Messages arriving together share
-that transaction (group commit), each in its own savepoint.
+For each list it was sent to: every fact the policy needs, in one query; then
+`core.policy.decide`; then the post is stored (`store.posts`: thread, search row, one
+fan-out job), or held (moderation is told, through the door), or taken as a command in
+plain words (requests is told). The group-commit writer (`groupcommit`) runs this for every
+message waiting, in ONE write transaction: the durability point, after which each sender
+is answered 250.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
-import threading
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Dialect,
-    Executable,
-    Insert,
-    Table,
-    bindparam,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from listserv.config import LimitsConfig
-from listserv.core import commands, dmarc, policy, replytext, robots, threads
-from listserv.core.addresses import Route, list_id
-from listserv.core.message import Malformed, Parsed, parse
+from listserv.core import commands, policy, replytext
+from listserv.core.addresses import Route
+from listserv.core.message import Malformed, Parsed
 from listserv.core.replies import Outcome, combine
-from listserv.store import search
-from listserv.store.database import Database, is_disk_full
-from listserv.store.models import (
-    FanoutJob,
-    Held,
-    ListPolicy,
-    ListRole,
-    MailingList,
-    Member,
-    Post,
-    Thread,
+from listserv.inbound.groupcommit import Transaction
+from listserv.inbound.incoming import (
+    Authenticity,
+    Door,
+    Incoming,
+    OnCommand,
+    OnHeld,
+    receiver_log,
 )
+from listserv.store.fastpath import FastStatement
+from listserv.store.models import Held, ListPolicy, ListRole, MailingList, Member, Post
+from listserv.store.posts import ListRow, store_post
 
 log = logging.getLogger(__name__)
 
 DAY = timedelta(hours=24)  # the window of the daily limits: the last 24 hours
-_THREAD_TAG_RE = re.compile(r"^t(\d{1,18})$")
-
-# Called in the storing transaction when a message is held: (session, list, held row,
-# parsed message, envelope sender, now); moderation.on_held notifies poster and moderators.
-OnHeld = Callable[[Session, MailingList, Held, Parsed, str, datetime], None]
-# Called in the storing transaction when a message to the list is a command in plain words:
-# (session, list, parsed message, raw, envelope sender, the command, now).
-OnCommand = Callable[[Session, MailingList, Parsed, bytes, str, commands.Command, datetime],
-                     None]
-
-
-@dataclass(frozen=True)
-class Authenticity:
-    """How a forged From is told: the authserv-id of the front MTA whose
-    Authentication-Results we trust, and how to learn whether a domain publishes DMARC
-    (a cached DNS lookup; None: no lookups, only an explicit dmarc=fail counts)."""
-
-    authserv_id: str
-    policy_of: Callable[[str], str | None] | None = None
-
-    def forged(self, parsed: Parsed) -> str | None:
-        """Why the From may be forged, or None (also when the front MTA recorded nothing)."""
-        if parsed.author_address is None:
-            return None
-        domain = parsed.author_address.rpartition("@")[2]
-        found = dmarc.checked([v for k, v in parsed.headers
-                               if k.lower() == "authentication-results"],
-                              self.authserv_id, domain)
-        published = None
-        if (found is not None and found.dmarc is None and not found.aligned_pass
-                and self.policy_of is not None):
-            published = self.policy_of(domain)
-        return dmarc.forged_reason(found, domain, published)
 
 
 @dataclass(frozen=True)
@@ -119,13 +70,12 @@ def ensure_date(raw: bytes, parsed: Parsed, now: datetime) -> tuple[bytes, Parse
     return raw, replace(parsed, date=now, headers=(("Date", value), *parsed.headers))
 
 
-# The hot path speaks SQLAlchemy Core on the transaction's connection: each statement is
-# built once here, so a post costs a few executions instead of ORM flushes.
+# The list and every fact the policy needs, on every post: built once here, compiled once
+# per dialect and run on the cursor (store.fastpath).
 _lists, _members, _posts, _held = (MailingList.__table__, Member.__table__, Post.__table__,
                                    Held.__table__)
-_threads, _jobs, _roles = Thread.__table__, FanoutJob.__table__, ListRole.__table__
+_roles = ListRole.__table__
 _AUTHOR, _MID = bindparam("author"), bindparam("message_id")
-
 
 def _exists(table: Table, *where: ColumnElement[bool]) -> ColumnElement[bool]:
     return exists().where(table.c.list_id == _lists.c.id, *where)
@@ -159,105 +109,7 @@ _AUTHOR_ALL = select(func.count()).select_from(_posts).where(
 _AUTHOR_POSTS = _AUTHOR_ALL.where(_posts.c.received_at >= bindparam("since"))
 _LIST_POSTS = select(func.count()).select_from(_posts).where(
     _posts.c.list_id == bindparam("list_id"), _posts.c.received_at >= bindparam("since"))
-
-_PARENTS = select(_posts.c.message_id, _posts.c.id, _posts.c.thread_id).where(
-    _posts.c.list_id == bindparam("list_id"),
-    _posts.c.message_id.in_(bindparam("candidates", expanding=True)))
-_SUBJECT_MATCH = (
-    select(_threads.c.id, _threads.c.last_activity)
-    .where(_threads.c.list_id == bindparam("list_id"),
-           _threads.c.subject_key == bindparam("key"))
-    .order_by(_threads.c.last_activity.desc()).limit(1))
-_TAGGED = select(_threads.c.id).where(_threads.c.id == bindparam("thread_id"),
-                                      _threads.c.list_id == bindparam("list_id"))
-_TOUCH_THREAD = (update(_threads).where(_threads.c.id == bindparam("thread_id"))
-                 .values(last_activity=bindparam("now"), post_count=_threads.c.post_count + 1))
-
-
-def _inserting(table: Table, *columns: str) -> Insert:
-    """INSERT of these columns (every one given, defaults included), returning the new id."""
-    return insert(table).values({c: bindparam(c) for c in columns}).returning(table.c.id)
-
-
-_INSERT_THREAD = _inserting(_threads, "list_id", "subject", "subject_key", "started_at",
-                            "last_activity", "post_count")
-_INSERT_POST = _inserting(_posts, "list_id", "thread_id", "parent_id", "message_id",
-                          "author_address", "author_name", "subject", "date", "received_at",
-                          "body", "new_text", "raw", "imported")
-_INSERT_JOB = _inserting(_jobs, "post_id", "cursor", "done", "created_at")
-
-
-class _FastStatement:
-    """A statement of every post, compiled once per dialect and run on the DBAPI cursor.
-
-    SQLAlchemy's work per execution (cache key, result objects, bind processing) was most of
-    the writer's database time (measured with py-spy and cProfile). The values still go
-    through each column type's own bind processor, so rows are stored exactly as the ORM
-    stores them, and driver errors are raised as SQLAlchemy's, like any other statement's.
-    The statement runs in the transaction the caller's Connection has begun.
-    """
-
-    def __init__(self, statement: Executable) -> None:
-        self.statement = statement
-        self._by_dialect: dict[str, _Compiled] = {}
-
-    def run(self, conn: Connection, values: dict[str, Any]) -> Any:
-        """Execute with `values`; the DBAPI cursor, to fetch the rows from."""
-        dialect = conn.dialect
-        compiled = self._by_dialect.get(dialect.name) or self._compile(dialect)
-        params = {**compiled.constants, **values}
-        for name, process in compiled.processors.items():
-            params[name] = process(params[name])
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(compiled.sql, params)
-        except dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(compiled.sql, params, exc, dialect.loaded_dbapi.Error,
-                                      dialect=dialect) from exc
-        return cursor
-
-    def _compile(self, dialect: Dialect) -> _Compiled:
-        # Named parameters on every dialect, so one dict of values serves them all.
-        named = type(dialect)(paramstyle="named") if dialect.positional else dialect
-        compiled = self.statement.compile(dialect=named)
-        processors = {}
-        for name, bind in compiled.binds.items():
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors[name] = process
-        constants = {name: bind.value for name, bind in compiled.binds.items()
-                     if not bind.required}
-        self._by_dialect[dialect.name] = _Compiled(compiled.string, processors, constants)
-        return self._by_dialect[dialect.name]
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    sql: str
-    processors: dict[str, Callable[[Any], Any]]
-    constants: dict[str, Any]  # the values written into the statement ("moderated")
-
-
-_FACTS, _NEW_THREAD, _NEW_POST, _NEW_JOB, _TOUCH = map(
-    _FastStatement, (_LIST_AND_FACTS, _INSERT_THREAD, _INSERT_POST, _INSERT_JOB, _TOUCH_THREAD))
-_INDEX = {dialect: _FastStatement(statement) for dialect, statement in search.INSERTS.items()}
-
-
-@dataclass(frozen=True)
-class ListRow:
-    """What storing a post needs of its list (a row, not an ORM object)."""
-
-    id: int
-    address: str
-    subject_prefix: str
-
-
-def tagged_thread(conn: Connection, list_id: int, detail: str | None) -> int | None:
-    """The thread named by a reply tag, if it is well formed and belongs to this list."""
-    match = _THREAD_TAG_RE.match(detail or "")
-    if not match:
-        return None
-    return conn.scalar(_TAGGED, {"thread_id": int(match[1]), "list_id": list_id})
+_FACTS = FastStatement(_LIST_AND_FACTS)
 
 
 @dataclass(frozen=True)
@@ -272,22 +124,17 @@ class Prepared:
     command: commands.Command | commands.Maybe | None = None  # commands.classify
 
     @classmethod
-    def of(cls, parsed: Parsed, sender: str, routes: Sequence[Route],
+    def of(cls, incoming: Incoming, routes: Sequence[Route],
            authenticity: Authenticity | None = None) -> Prepared:
-        headers: dict[str, list[str]] = {}
-        for name, value in parsed.headers:
-            headers.setdefault(name, []).append(value)
-        addresses = {r.list_address or "" for r in routes}
+        parsed = incoming.parsed
+        assert isinstance(parsed, Parsed), "a malformed message is answered before"
         new_text = replytext.new_text(parsed.text)
         subject = commands.strip_reply_prefix(parsed.subject)
         in_discussion = bool(parsed.parent_candidates) or subject != parsed.subject.strip()
         command = commands.classify(new_text if new_text.strip() else subject, in_discussion)
-        return cls(parsed, new_text, {
-            address: robots.robot_reason(headers, envelope_sender=sender,
-                                         our_list_ids=[list_id(address)],
-                                         our_loop_value=address)
-            for address in addresses}, authenticity.forged(parsed) if authenticity else None,
-            command)
+        return cls(parsed, new_text,
+                   {a: incoming.robot(a) for a in {r.list_address or "" for r in routes}},
+                   authenticity.forged(parsed) if authenticity else None, command)
 
 
 def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str | None,
@@ -331,115 +178,12 @@ def _list_and_facts(conn: Connection, address: str, parsed: Parsed, robot: str |
     return ListRow(list_pk, list_address, prefix), facts
 
 
-def store_post(
-    conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes, route: Route | None,
-    now: datetime, new_text: str | None = None, *, imported: bool = False,
-) -> int:
-    """Insert the post, open or touch its thread, index it for search, and queue its one
-    fan-out job (unless `imported` from an archive: sent to no one, in no digest); the id.
-    `new_text` is the author's own words, when worked out already."""
-    candidates = parsed.parent_candidates
-    known: dict[str, tuple[int, int]] = {}
-    if candidates:
-        rows = conn.execute(_PARENTS, {"list_id": ml.id, "candidates": list(candidates)})
-        known = {mid: (pid, tid) for mid, pid, tid in rows}
-    is_reply, clean = threads.split_markers(parsed.subject, ml.subject_prefix)
-    key = threads.subject_key(parsed.subject, ml.subject_prefix)
-    match = None
-    if is_reply and not known:  # the subject decides only for a reply with no known parent
-        found = conn.execute(_SUBJECT_MATCH, {"list_id": ml.id, "key": key}).first()
-        match = (found[0], found[1]) if found else None
-    choice = threads.choose(
-        candidates, known, parsed.subject, ml.subject_prefix, match, now,
-        tagged_thread(conn, ml.id, route.detail) if route is not None else None,
-    )
-    thread_id = choice.thread_id
-    if thread_id is None:
-        thread_id = _NEW_THREAD.run(conn, {
-            "list_id": ml.id, "subject": clean or "(no subject)", "subject_key": key,
-            "started_at": now, "last_activity": now, "post_count": 1,
-        }).fetchone()[0]
-    else:
-        _TOUCH.run(conn, {"thread_id": thread_id, "now": now})
-    if new_text is None:
-        new_text = replytext.new_text(parsed.text)
-    post_id: int = _NEW_POST.run(conn, {
-        "list_id": ml.id,
-        "thread_id": thread_id,
-        "parent_id": choice.parent_post_id,
-        "message_id": parsed.message_id,
-        "author_address": parsed.author_address,
-        "author_name": parsed.author_name,
-        "subject": parsed.subject,
-        "date": parsed.date,
-        "received_at": now,
-        "body": parsed.text,
-        "new_text": new_text,
-        "raw": raw,
-        "imported": imported,
-    }).fetchone()[0]
-    dialect = conn.dialect.name
-    _INDEX[dialect].run(conn, search.row(dialect, post_id, ml.id, clean or parsed.subject,
-                                         new_text))
-    if not imported:
-        _NEW_JOB.run(conn, {"post_id": post_id, "cursor": 0, "done": False, "created_at": now})
-    return post_id
-
-
-def list_row(conn: Connection, address: str) -> ListRow | None:
-    """The list storing posts need, by its address."""
-    row = conn.execute(select(_lists.c.id, _lists.c.address, _lists.c.subject_prefix)
-                       .where(_lists.c.address == address)).first()
-    return ListRow(*row) if row else None
-
-
-def stored_ids(conn: Connection, list_pk: int, message_ids: Sequence[str]) -> set[str]:
-    """Which of these Message-IDs the list holds already (posts and held messages)."""
-    found: set[str] = set()
-    for table in (_posts, _held):
-        found.update(conn.scalars(select(table.c.message_id).where(
-            table.c.list_id == list_pk, table.c.message_id.in_(list(message_ids)))))
-    return found
-
-
-def store_archived(conn: Connection, ml: ListRow, parsed: Parsed, raw: bytes,
-                   fallback_date: datetime, new_text: str | None = None) -> int:
-    """Store a message of an imported archive as a post, by the rules of live posts
-    (threading by In-Reply-To, References, then subject; text trimmed alike), dated by its
-    own Date, and sent to no one; the post id. The caller checked it is not stored yet."""
-    return store_post(conn, ml, parsed, raw, None, parsed.date or fallback_date, new_text,
-                      imported=True)
-
-
-class _Transaction:
-    """A group's transaction: the posts are Core statements on its connection; an ORM
-    session joined to it is made only when a message is held (measured: a session per
-    group cost as much CPU as parsing its posts)."""
-
-    def __init__(self, conn: Connection, session: Session | None = None) -> None:
-        self.conn = conn
-        self._session = session
-
-    @property
-    def session(self) -> Session:
-        if self._session is None:
-            self._session = Session(bind=self.conn, expire_on_commit=False)
-        return self._session
-
-    def flush(self) -> None:
-        """Write what the session holds (notices of held messages) before the commit."""
-        if self._session is not None:
-            self._session.flush()
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-
-
 def _apply(
-    tx: _Transaction, routes: Sequence[Route], raw: bytes, prepared: Prepared, sender: str,
+    tx: Transaction, routes: Sequence[Route], raw: bytes, prepared: Prepared, sender: str,
     now: datetime, on_held: OnHeld | None = None, on_command: OnCommand | None = None,
 ) -> Result:
+    """Decide for each list the message went to, and store, hold or hand over the command,
+    in `tx`: the one apply of every post (group commit, its retry, digest replies)."""
     outcomes: list[Outcome] = []
     details: list[str] = []
     post_ids: list[int] = []
@@ -490,8 +234,8 @@ def apply_in_session(session: Session, route: Route, raw: bytes, parsed: Parsed,
                      authenticity: Authenticity | None = None) -> Result:
     """Decide and store one message for one list route in the caller's transaction, as if
     it had been sent there (a reply to a digest, received at `-request`)."""
-    prepared = Prepared.of(parsed, sender, [route], authenticity)
-    return _apply(_Transaction(session.connection(), session), [route], raw, prepared, sender,
+    prepared = Prepared.of(Incoming.parsed_already(raw, parsed, sender), [route], authenticity)
+    return _apply(Transaction(session.connection(), session), [route], raw, prepared, sender,
                   now, on_held)
 
 
@@ -499,207 +243,62 @@ def _clean(address: str) -> str:
     return address.replace("\r", "").replace("\n", "").replace(">", "")
 
 
-@dataclass
-class _Item:
-    """One message waiting for a group commit, and what became of it."""
+@dataclass(eq=False)
+class PostJob:
+    """One message for its list recipients, as the group-commit writer runs it."""
 
+    incoming: Incoming
     routes: Sequence[Route]
-    raw: bytes
-    parsed: Parsed | Malformed | None  # None: parsed by the writer, with `limits`
-    sender: str
     now: datetime
-    on_held: OnHeld | None
-    limits: LimitsConfig | None = None
-    on_command: OnCommand | None = None
     authenticity: Authenticity | None = None
-    result: Result | None = None
-    error: BaseException | None = None
-    future: Future[Result] = field(default_factory=Future)
+    on_held: OnHeld | None = None
+    on_command: OnCommand | None = None
+    prepared: Prepared | None = field(default=None, init=False)
 
-    def settle(self) -> None:
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        else:
-            assert self.result is not None
-            self.future.set_result(self.result)
+    def prepare(self) -> Result | None:
+        """Parse (the one parse of this message) and work out what needs no database; a
+        malformed message is answered here.
 
-
-class GroupCommitter:
-    """Writes the messages that arrive together in ONE transaction, so they share one fsync.
-
-    One writer thread takes every message waiting and commits them together; each sender
-    is answered when the transaction holding its message has committed (or failed). A
-    single writer also means one thread hand-off per message and no threads of ours
-    fighting for the GIL or SQLite's lock. The thread starts with the first message and
-    ends after `idle` seconds without one, so nothing needs to stop it.
-    """
-
-    def __init__(self, db: Database, idle: float = 5.0) -> None:
-        self.db = db
-        self.idle = idle
-        self._cond = threading.Condition()
-        self._pending: list[_Item] = []
-        self._busy = False
-        self._writer: threading.Thread | None = None
-
-    def submit(self, item: _Item) -> Future[Result]:
-        with self._cond:
-            self._pending.append(item)
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write, name="group-commit",
-                                                daemon=True)
-                self._writer.start()
-            self._cond.notify()
-        return item.future
-
-    def run(self, item: _Item) -> Result:
-        return self.submit(item).result()
-
-    def _write(self) -> None:
-        while True:
-            with self._cond:
-                if not self._pending and not self._cond.wait_for(lambda: self._pending,
-                                                                 self.idle):
-                    self._writer = None
-                    return
-                batch, self._pending = self._pending, []
-                self._busy = True
-            try:
-                ready = _prepare(batch)
-                with self.db.writing():
-                    # What arrived while this writer parsed or waited for its turn (another
-                    # process committing) joins this transaction instead of the next one.
-                    with self._cond:
-                        late, self._pending = self._pending, []
-                    batch += late
-                    _store(self.db, ready + _prepare(late))
-            except BaseException as exc:  # never leave a sender waiting for an answer
-                for item in batch:
-                    item.result, item.error = None, exc
-            finally:
-                with self._cond:
-                    self._busy = False
-                for item in batch:
-                    item.settle()
-
-
-def _prepare(batch: list[_Item]) -> list[tuple[_Item, Prepared]]:
-    """Parse and prepare the messages of a batch; the malformed are answered at once.
-
-    Preparing touches no database, so a failure here is caused by the message's bytes and
-    would recur on every retry: it is a 554 for that message, never a 451 and an
-    emergency copy per retry.
-    """
-    ready = []
-    for item in batch:
+        Preparing touches no database, so a failure here is caused by the message's bytes
+        and would recur on every retry: it is a 554 for that message, never a 451 and an
+        emergency copy per retry.
+        """
         try:
-            if item.parsed is None:
-                item.parsed = parse(item.raw, item.limits or LimitsConfig())
-            if isinstance(item.parsed, Malformed):
-                item.result = Result(Outcome.MALFORMED, item.parsed.reason)
-            else:
-                ready.append((item, Prepared.of(item.parsed, item.sender, item.routes,
-                                                item.authenticity)))
+            parsed = self.incoming.parsed
+            if isinstance(parsed, Malformed):
+                return Result(Outcome.MALFORMED, parsed.reason)
+            self.prepared = Prepared.of(self.incoming, self.routes, self.authenticity)
         except Exception as exc:  # a bug met by this message alone: the others go on
-            log.exception("preparing a message from %r failed", item.sender)
-            item.result = Result(Outcome.MALFORMED, f"unparseable ({type(exc).__name__})")
-    return ready
+            log.exception("preparing a message from %r failed", self.incoming.sender)
+            return Result(Outcome.MALFORMED, f"unparseable ({type(exc).__name__})")
+        return None
+
+    def apply(self, tx: Transaction) -> Result:
+        assert self.prepared is not None
+        return _apply(tx, self.routes, self.incoming.raw, self.prepared, self.incoming.sender,
+                      self.now, self.on_held, self.on_command)
 
 
-def _commit(db: Database, batch: list[_Item]) -> None:
-    _store(db, _prepare(batch))
+def job(door: Door, incoming: Incoming, routes: Sequence[Route]) -> PostJob:
+    """The job of a message to these list routes, with the door's clock and callbacks."""
+    # One post per list, even when a list is named twice (plain and thread address).
+    posts = list({r.list_address: r for r in reversed(routes)}.values())
+    return PostJob(incoming, posts, door.clock(), door.authenticity(), door.on_held,
+                   door.on_command)
 
 
-def _store(db: Database, ready: list[tuple[_Item, Prepared]]) -> None:
-    """Apply the prepared messages of a batch in one transaction and commit it once.
+async def receive(door: Door, incoming: Incoming, routes: Sequence[Route]) -> Outcome:
+    """Decide and store the message for its lists, all or nothing, through the group-commit
+    writer: the outcome comes once the transaction holding it committed.
 
-    First all together; if one of them fails, the batch is applied again with each message
-    in its own SAVEPOINT, so a message that fails rolls back alone (a copy of the same
-    Message-ID committed meanwhile by another process is then seen as a duplicate). A
-    failed commit fails every message of the group, and nothing of it is stored.
+    Database errors are raised: the receiver answers 451 and nothing was stored. A
+    concurrent copy of the same Message-ID (a client retrying on another connection) shows
+    up as a unique-constraint conflict; the message is then applied once more and seen as
+    a duplicate.
     """
-    if not ready:
-        return
-    try:
-        try:
-            with db.transaction() as conn:
-                tx = _Transaction(conn)
-                try:
-                    for item, prepared in ready:
-                        item.result = _apply(tx, item.routes, item.raw, prepared,
-                                             item.sender, item.now, item.on_held,
-                                             item.on_command)
-                    tx.flush()
-                finally:
-                    tx.close()
-            return
-        except IntegrityError:
-            pass  # a copy committed meanwhile by another process: found below
-        except SQLAlchemyError:
-            raise  # the database, not a message: the group fails
-        except Exception:
-            pass  # a bug met by one message: found below, message by message
-        with db.session() as session:
-            for item, prepared in ready:
-                _apply_alone(session, item, prepared)
-    except Exception as exc:
-        # SQLite may have rolled back the whole transaction (a full disk) before the
-        # savepoint was: report the cause, not the failed ROLLBACK TO.
-        cause: BaseException | None = exc
-        while cause is not None and not is_disk_full(cause):
-            cause = cause.__context__
-        if len(ready) > 1:
-            log.error("group commit of %d messages failed: %s", len(ready), exc)
-        for item, _prepared in ready:
-            item.result, item.error = None, cause or exc
-
-
-def _apply_alone(session: Session, item: _Item, prepared: Prepared) -> None:
-    """Apply one message of a group in its savepoint, so that its failure is its own."""
-    item.result = item.error = None
-    for _attempt in range(2):
-        try:
-            with session.begin_nested():
-                item.result = _apply(_Transaction(session.connection(), session), item.routes,
-                                     item.raw, prepared, item.sender, item.now, item.on_held,
-                                     item.on_command)
-            item.error = None
-            return
-        except IntegrityError as exc:
-            # A copy of the same Message-ID committed meanwhile by another process:
-            # applied again, the message is seen as a duplicate.
-            item.error = exc
-        except SQLAlchemyError:
-            raise  # the database, not this message: the group fails
-        except Exception as exc:  # a bug met by this message alone: the others go on
-            item.error = exc
-            return
-
-
-def receive(
-    db: Database,
-    routes: Sequence[Route],
-    raw: bytes,
-    sender: str,
-    limits: LimitsConfig,
-    now: datetime,
-    on_held: OnHeld | None = None,
-    committer: GroupCommitter | None = None,
-    authenticity: Authenticity | None = None,
-    on_command: OnCommand | None = None,
-) -> Future[Result]:
-    """Parse, decide and store one message for its list recipients, all or nothing.
-
-    The future resolves only after the transaction holding the message committed; with a
-    committer, that transaction may also hold messages of other sessions. Database errors
-    are raised from it: the caller answers 451 and nothing was stored. A concurrent copy
-    of the same Message-ID (a client retrying on another connection) shows up as a
-    unique-constraint conflict; the message is then applied once more and seen as a
-    duplicate.
-    """
-    item = _Item(routes, raw, None, sender, now, on_held, limits, on_command, authenticity)
-    if committer is not None:
-        return committer.submit(item)
-    _commit(db, [item])
-    item.settle()
-    return item.future
+    result = await asyncio.wrap_future(door.committer.submit(job(door, incoming, routes)))
+    receiver_log.info("%s from=%s to=%s size=%d: %s", result.outcome.value, incoming.mail_from,
+                      incoming.to, len(incoming.raw), result.detail)
+    if result.post_ids:
+        door.on_post()
+    return result.outcome

@@ -10,6 +10,7 @@ queued like a notice, in the same transaction as the checks, before the 250.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.config import Config
-from listserv.core import aliases, compose, robots
+from listserv.core import aliases, compose
 from listserv.core.addresses import Route, role_address, try_normalize
-from listserv.core.message import Malformed, parse
+from listserv.core.message import Malformed
 from listserv.core.replies import Outcome, combine
+from listserv.inbound.incoming import Door, Incoming, receiver_log
 from listserv.outbound.finishing import RELAYED
 from listserv.outbound.notifier import queue_notice
 from listserv.store.database import Database, get_list
@@ -52,33 +54,29 @@ def check_rcpt(db: Database, config: Config, route: Route) -> Outcome:
     return Outcome.UNKNOWN_RECIPIENT if found is None else Outcome.RECIPIENT_OK
 
 
-def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
+def _relay_one(session: Session, route: Route, incoming: Incoming,
                config: Config, now: datetime) -> Outcome:
     found = _target(session, config, route)
     if found is None:
         return Outcome.UNKNOWN_RECIPIENT
     ml, members, secret, author = found
-    parsed = parse(raw, config.limits)
+    parsed = incoming.parsed
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
     # Robots first: a robot's answer must not depend on who writes, or marking a probe as
     # automatic would tell members (dropped) from strangers (refused).
-    headers: dict[str, list[str]] = {}
-    for name, value in parsed.headers:
-        headers.setdefault(name, []).append(value)
-    robot = robots.robot_reason(headers, envelope_sender=sender, our_list_ids=[ml.list_id],
-                                our_loop_value=ml.address)
+    robot = incoming.robot(ml.address)
     if robot:
         log.info("alias mail to %s dropped: automatic message (%s)", route.detail, robot)
         return Outcome.DROPPED
-    writer = parsed.author_address
+    writer, sender = parsed.author_address, incoming.sender
     if writer is None or writer not in members or try_normalize(sender) not in members:
         log.info("alias mail to %s dropped: %s or %s is not a member", route.detail, writer,
                  sender)
         return Outcome.ALIAS_REFUSED
     shown = members[writer].display_name or parsed.author_name or "A member"
     payload = compose.render_relay(
-        raw, from_name=f"{shown} via {ml.title}",
+        incoming.raw, from_name=f"{shown} via {ml.title}",
         from_address=aliases.alias_address(secret, ml.address, writer),
     )
     queue_notice(session, kind=RELAYED, sender=role_address(ml.address, "bounces"),
@@ -86,8 +84,16 @@ def _relay_one(session: Session, route: Route, raw: bytes, sender: str,
     return Outcome.ACCEPTED
 
 
-def receive(db: Database, routes: Sequence[Route], raw: bytes, sender: str,
-            config: Config, now: datetime) -> Outcome:
-    """Relay one message to the authors behind its alias recipients, all or nothing."""
+def _relay(db: Database, config: Config, incoming: Incoming, routes: Sequence[Route],
+           now: datetime) -> Outcome:
     with db.session() as session:
-        return combine([_relay_one(session, r, raw, sender, config, now) for r in routes])
+        return combine([_relay_one(session, r, incoming, config, now) for r in routes])
+
+
+async def receive(door: Door, incoming: Incoming, routes: Sequence[Route]) -> Outcome:
+    """Relay one message to the authors behind its alias recipients, all or nothing."""
+    outcome = await asyncio.to_thread(_relay, door.db, door.config, incoming, routes,
+                                      door.clock())
+    receiver_log.info("alias mail from=%s to=%s: %s", incoming.mail_from, incoming.to,
+                      outcome.value)
+    return outcome

@@ -7,6 +7,7 @@ answered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -18,12 +19,14 @@ from sqlalchemy.orm import Session
 
 from listserv.admin import personal
 from listserv.config import Config
-from listserv.core import commands, compose, digestreply, replytext, robots
+from listserv.core import commands, compose, digestreply, replytext
 from listserv.core.addresses import Route, role_address, try_normalize
-from listserv.core.message import Malformed, Parsed, parse
+from listserv.core.message import Malformed, Parsed
 from listserv.core.replies import Outcome, combine
 from listserv.inbound import digestreplies
 from listserv.inbound.desk import Incoming, ListDesk
+from listserv.inbound.incoming import Authenticity, Door, receiver_log
+from listserv.inbound.incoming import Incoming as Received  # (Incoming here: what a desk reads)
 from listserv.outbound.notifier import queue_notice
 from listserv.store import roles
 from listserv.store.database import Database, get_list
@@ -157,7 +160,8 @@ def plain_words(parsed: Parsed) -> commands.Command | commands.Maybe | None:
 
 def on_plain_command(session: Session, config: Config, templates: Environment,
                      ml: MailingList, parsed: Parsed, raw: bytes, envelope_sender: str,
-                     command: commands.Command, now: datetime) -> None:
+                     command: commands.Command, now: datetime,
+                     authenticity: Authenticity) -> None:
     """A message to the list that is a command in plain words: not posted, but asked to
     confirm like the same command to `-request`, and recorded for the owners' report."""
     sender = try_normalize(envelope_sender)
@@ -165,7 +169,7 @@ def on_plain_command(session: Session, config: Config, templates: Environment,
         log.info("%s: command %r with no envelope sender not answered", ml.address,
                  command.text)
         return
-    desk = ListDesk(session, config, templates, ml, now)
+    desk = ListDesk(session, config, templates, ml, now, authenticity)
     name = parsed.author_name if parsed.author_address == sender else ""
     run(desk, command, Incoming(parsed, raw, sender, name))
     # member 0: a command is no membership event, one-click lookups must not find it.
@@ -174,18 +178,10 @@ def on_plain_command(session: Session, config: Config, templates: Environment,
                                                           in ("on", "off") else ""), at=now))
 
 
-def robot_reason(parsed: Parsed, sender: str, ml: MailingList) -> str | None:
-    headers: dict[str, list[str]] = {}
-    for name, value in parsed.headers:
-        headers.setdefault(name, []).append(value)
-    return robots.robot_reason(headers, envelope_sender=sender, our_list_ids=[ml.list_id],
-                               our_loop_value=ml.address)
-
-
 def _apply(session: Session, config: Config, templates: Environment, routes: Sequence[Route],
-           raw: bytes, parsed: Parsed, envelope_sender: str,
-           now: datetime) -> tuple[Outcome, bool]:
-    sender = try_normalize(envelope_sender)
+           received: Received, parsed: Parsed, now: datetime,
+           authenticity: Authenticity) -> tuple[Outcome, bool]:
+    raw, sender = received.raw, try_normalize(received.sender)
     outcomes = []
     forgotten = False
     for route in routes:
@@ -194,30 +190,40 @@ def _apply(session: Session, config: Config, templates: Environment, routes: Seq
             outcomes.append(Outcome.TEMPORARY_FAILURE)
             continue
         robot = "no envelope sender to answer" if sender is None else \
-            robot_reason(parsed, envelope_sender, ml)
+            received.robot(ml.address)
         if robot or sender is None:
             log.info("%s mail to %s-%s not answered: %s", ml.address, ml.address, route.role,
                      robot)
             outcomes.append(Outcome.DROPPED)
             continue
         name = parsed.author_name if parsed.author_address == sender else ""
-        desk = ListDesk(session, config, templates, ml, now)
+        desk = ListDesk(session, config, templates, ml, now, authenticity)
         handle(desk, route.role, route.detail, Incoming(parsed, raw, sender, name))
         forgotten = forgotten or desk.forgotten
         outcomes.append(Outcome.COMMAND)
     return combine(outcomes), forgotten
 
 
-def receive(db: Database, config: Config, templates: Environment, routes: Sequence[Route],
-            raw: bytes, envelope_sender: str, now: datetime) -> Outcome:
-    """Handle one message to administrative addresses: the changes and the notices they
-    cause commit together, before the receiver answers 250."""
-    parsed = parse(raw, config.limits)
+async def receive(door: Door, incoming: Received, routes: Sequence[Route]) -> Outcome:
+    """Handle one message to administrative addresses in a worker thread."""
+    outcome = await asyncio.to_thread(_receive, door.db, door.config, door.templates, routes,
+                                      incoming, door.clock(), door.authenticity())
+    receiver_log.info("%s from=%s to=%s", outcome.value, incoming.mail_from,
+                      ",".join(r.list_address or "" for r in routes))
+    door.on_post()
+    return outcome
+
+
+def _receive(db: Database, config: Config, templates: Environment, routes: Sequence[Route],
+             incoming: Received, now: datetime, authenticity: Authenticity) -> Outcome:
+    """The changes and the notices a message causes commit together, before the receiver
+    answers 250."""
+    parsed = incoming.parsed
     if isinstance(parsed, Malformed):
         return Outcome.MALFORMED
     with db.session() as session:
-        outcome, forgotten = _apply(session, config, templates, routes, raw, parsed,
-                                    envelope_sender, now)
+        outcome, forgotten = _apply(session, config, templates, routes, incoming, parsed, now,
+                                    authenticity)
     if forgotten:
         personal.compact(db)
     return outcome

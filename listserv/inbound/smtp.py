@@ -26,10 +26,11 @@ from listserv.core.commands import Command
 from listserv.core.message import Parsed
 from listserv.core.replies import Outcome, reply, translate
 from listserv.inbound import emergency, moderation, relay
-from listserv.inbound import posts as ingest
 from listserv.inbound import requests as membership
-from listserv.inbound.dispatch import Incoming, dispatch
+from listserv.inbound.dispatch import dispatch
 from listserv.inbound.gate import SessionGate, client_ip, say_and_close
+from listserv.inbound.groupcommit import GroupCommitter
+from listserv.inbound.incoming import Authenticity, Incoming
 from listserv.outbound.dmarc import Policies, dns_txt
 from listserv.store.database import TEMPORARY_ERRORS, Database, is_disk_full, list_addresses
 from listserv.store.models import Held, MailingList
@@ -214,7 +215,7 @@ class Handler:
         self.templates = app.templates
         self.on_post = on_post
         self.emergency = config.base_dir / "var" / "emergency"
-        self.committer = ingest.GroupCommitter(db)
+        self.committer = GroupCommitter(db)
         self.lists = KnownLists(db, config.lists.domain)
         # Posts whose From our front MTA found forged are held (its Authentication-Results,
         # under the authserv-id ARC records too); DMARC records are looked up only with
@@ -234,7 +235,7 @@ class Handler:
     def on_command(self, session: OrmSession, ml: MailingList, parsed: Parsed, raw: bytes,
                    sender: str, command: Command, now: datetime) -> None:
         membership.on_plain_command(session, self.config, self.templates, ml, parsed, raw,
-                                    sender, command, now)
+                                    sender, command, now, self.authenticity())
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -281,15 +282,16 @@ class Handler:
         if not declared and not raw.isascii():
             log.info("undeclared 8-bit data from=%s refused", envelope.mail_from)
             return reply(Outcome.UNDECLARED_8BIT)
-        incoming = Incoming(raw, envelope.mail_from, tuple(envelope.rcpt_tos))
+        incoming = Incoming(raw, envelope.mail_from, tuple(envelope.rcpt_tos),
+                            self.config.limits)
         try:
             outcome = await dispatch(self, incoming, self._accepted.pop(envelope, []))
         except Exception as exc:  # every failure becomes a 4xx: the client keeps the message
             return await self._failure(exc, raw, envelope)
         return reply(outcome)
 
-    def authenticity(self) -> ingest.Authenticity:
-        return ingest.Authenticity(
+    def authenticity(self) -> Authenticity:
+        return Authenticity(
             self.config.dkim.arc_authserv_id or self.config.lists.domain,
             self.dmarc.policy if self.dmarc is not None else None)
 

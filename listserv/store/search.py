@@ -1,11 +1,11 @@
 """The archive's full-text index: SQLite FTS5 or PostgreSQL full-text search, one interface.
 
-A post is indexed in the transaction that stores it (ingest calls `INSERTS` through its fast
-path with `row()`), by its clean subject and the author's own words (quoted text would make
-every reply match its parent's words). Accents are folded on both databases: FTS5 with
-`unicode61 remove_diacritics 2`, PostgreSQL by indexing text folded here with the `simple`
-configuration (no stemming: the lists speak many languages). Snippets and highlights are
-made here from the stored text, so they look the same on both.
+A post is indexed in the transaction that stores it (`store.posts` runs `INSERTS` through
+`store.fastpath` with `row()`), by its clean subject and the author's own words (quoted
+text would make every reply match its parent's words). Accents are folded on both
+databases: FTS5 with `unicode61 remove_diacritics 2`, PostgreSQL by indexing text folded
+here with the `simple` configuration (no stemming: the lists speak many languages).
+Snippets and highlights are made here from the stored text, so they look the same on both.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ _fts = Table(
     TABLE, MetaData(), Column("rowid", Integer), Column("subject", Text), Column("new_text", Text)
 )
 
-# The index row of one post, per dialect: run by ingest's fast path with row()'s values.
+# The index row of one post, per dialect: run by store.posts's fast path with row()'s values.
 INSERTS: dict[str, Executable] = {
     "sqlite": insert(_fts).values(
         rowid=bindparam("post_id"), subject=bindparam("subject"), new_text=bindparam("text")
