@@ -87,6 +87,33 @@ def test_a_0002_database_with_a_list_upgrades_and_the_list_keeps_the_default_ret
         cli("lists", "show", LIST).output
 
 
+def test_a_held_message_keeps_its_envelope_sender_in_a_column_and_its_bytes_as_received(
+        cli: Any, config: Config) -> None:
+    """Before 0009 a held message carried a made-up Return-Path line in front."""
+    engine = make_engine(config.database_url)
+    migrate.upgrade(engine, "0008_archive")
+    original = b"From: zed@example.org\r\nSubject: Can I ask?\r\n\r\nHello\r\n"
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO lists (address, title, description, subject_prefix, from_rewrite,"
+            " digest_hour, timezone, created_at) VALUES (:a, 'ALS', '', '', 'always', 7, 'UTC',"
+            " CURRENT_TIMESTAMP)"), {"a": LIST})
+        conn.execute(text(
+            "INSERT INTO held (list_id, message_id, sender, subject, reason, received_at, raw)"
+            " SELECT id, 'zed@x', 'zed@example.org', 'Can I ask?', 'not a member',"
+            " CURRENT_TIMESTAMP, :raw FROM lists"),
+            {"raw": b"Return-Path: <bounce+zed@example.org>\r\n" + original})
+    engine.dispose()
+    assert cli("db", "upgrade").exit_code == 0
+    engine = make_engine(config.database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT envelope_sender, raw FROM held")).one()
+        assert (row.envelope_sender, bytes(row.raw)) == ("bounce+zed@example.org", original)
+    finally:
+        engine.dispose()
+
+
 def test_an_older_database_is_migrated_when_the_server_opens_it(config: Config) -> None:
     engine = make_engine(config.database_url)
     migrate.upgrade(engine, migrate.BASELINE)

@@ -142,6 +142,9 @@ def test_held_message_approved_by_cli(
     assert "is not a member" in row["reason"]
     shown = cli("held", "show", str(row["id"]))
     assert "Can I ask here?" in shown.output
+    # The moderator sees who sent it in the envelope too; the text is as it arrived.
+    assert f"envelope_sender: {STRANGER}\n" in shown.output
+    assert "Return-Path" not in shown.output
     approved = cli("held", "approve", str(row["id"]))
     assert approved.exit_code == 0, approved.output
     drain()

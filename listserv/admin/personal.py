@@ -156,6 +156,7 @@ def _forget_records(conn: Connection, list_pk: int, same: ColumnElement[str], to
         (ListRole, ListRole.address),
         (Pending, Pending.address),
         (Held, Held.sender),
+        (Held, Held.envelope_sender),
         (Notice, Notice.sender),
     ):
         records += conn.execute(

@@ -49,7 +49,8 @@ def held_show(ctx: Context, held_id: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
-    for key in ("id", "sender", "subject", "reason", "received_at", "message_id"):
+    for key in ("id", "sender", "envelope_sender", "subject", "reason", "received_at",
+                "message_id"):
         click.echo(f"{key}: {row[key]}")
     click.echo("")
     click.echo(row["text"].rstrip())

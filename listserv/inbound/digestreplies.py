@@ -82,10 +82,11 @@ def reply_to_digest(desk: ListDesk, msg: Incoming) -> bool:
         list_id=desk.ml.id,
         message_id=parsed.message_id,
         sender=parsed.author_address or msg.sender,
+        envelope_sender=msg.sender,
         subject=parsed.subject,
         reason="a reply to a digest waiting for its author to choose the conversation",
         received_at=desk.now,
-        raw=f"Return-Path: <{msg.sender}>\r\n".encode() + raw,
+        raw=raw,
     )
     desk.session.add(held)
     desk.session.flush()
@@ -137,7 +138,7 @@ def choose_thread(desk: ListDesk, thread_id: int, text: str, msg: Incoming) -> N
         held = desk.session.get(Held, peeked.ident) if peeked and peeked.kind == "p" else None
         if held is None or held.list_id != desk.ml.id:
             raise tokens.TokenError("this message was already posted or has expired")
-        sender = moderation.return_path(held.raw) or held.sender
+        sender = held.envelope_sender or held.sender
         if identity(msg.sender) != identity(sender):
             raise tokens.TokenError("only the author of the message may choose where it is posted")
         token = tokens.verify(

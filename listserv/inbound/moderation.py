@@ -8,7 +8,6 @@ post. Every decision and the notices it causes commit in one transaction.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,17 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXCERPT_LINES = 20
-_RETURN_PATH_RE = re.compile(rb"^Return-Path: <([^<>\r\n]*)>\r?\n")
 
 
 class ModerationError(AdminError):
     """A moderation request that cannot be done; the message says why."""
-
-
-def return_path(raw: bytes) -> str:
-    """The envelope sender ingest recorded in front of a held message."""
-    match = _RETURN_PATH_RE.match(raw)
-    return match[1].decode("utf-8", "replace") if match else ""
 
 
 def moderators(session: Session, ml: MailingList) -> list[str]:
@@ -148,7 +140,7 @@ def trust(session: Session, held: Held) -> bool:
 def poster_to_tell(session: Session, config: Config, ml: MailingList, held: Held) -> str | None:
     """Who hears what became of a held message: its envelope sender, when `may_tell_poster`
     says so (held spam names a forged sender, who must not get our rejections either)."""
-    poster = try_normalize(return_path(held.raw) or held.sender)
+    poster = try_normalize(held.envelope_sender or held.sender)
     parsed = parse(held.raw, config.limits)
     if poster is None or isinstance(parsed, Malformed) or \
             not may_tell_poster(session, config, ml, parsed, poster):
@@ -205,6 +197,7 @@ def held_row(held: Held) -> dict[str, Any]:
     return {
         "id": held.id,
         "sender": held.sender,
+        "envelope_sender": held.envelope_sender,
         "subject": held.subject,
         "reason": held.reason,
         "received_at": held.received_at.isoformat(),

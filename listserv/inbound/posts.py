@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Connection, Table, bindparam, exists, func
 from sqlalchemy.orm import Session
 
 from listserv.core import commands, policy, replytext
-from listserv.core.addresses import Route
+from listserv.core.addresses import MAX_ADDRESS, Route
 from listserv.core.message import Malformed, Parsed
 from listserv.core.replies import Outcome, combine
 from listserv.inbound.groupcommit import Transaction
@@ -214,11 +214,12 @@ def _apply(
                 list_id=ml.id,
                 message_id=list_parsed.message_id,
                 sender=list_parsed.author_address,
+                # No address is longer (RFC 5321); a longer one hears nothing back.
+                envelope_sender=sender if len(sender) <= MAX_ADDRESS else "",
                 subject=list_parsed.subject,
                 reason=decision.reason,
                 received_at=now,
-                # The envelope sender is kept as RFC 5321 records it, for later notices.
-                raw=f"Return-Path: <{_clean(sender)}>\r\n".encode() + list_raw,
+                raw=list_raw,
             )
             session = tx.session
             session.add(held)
@@ -237,10 +238,6 @@ def apply_in_session(session: Session, route: Route, raw: bytes, parsed: Parsed,
     prepared = Prepared.of(Incoming.parsed_already(raw, parsed, sender), [route], authenticity)
     return _apply(Transaction(session.connection(), session), [route], raw, prepared, sender,
                   now, on_held)
-
-
-def _clean(address: str) -> str:
-    return address.replace("\r", "").replace("\n", "").replace(">", "")
 
 
 @dataclass(eq=False)

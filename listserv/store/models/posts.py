@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,7 +62,8 @@ class Post(Base):
     new_text: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     # Stored by `listserv archive import`: part of the archive, never in a digest.
-    imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A server default, as its migration has: bulk loads in SQL need not name it.
+    imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 
@@ -74,11 +76,13 @@ class Held(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     message_id: Mapped[str] = mapped_column(String(998))
-    sender: Mapped[str] = mapped_column(String(320))
+    sender: Mapped[str] = mapped_column(String(320))  # From: what the moderator reads
+    # MAIL FROM as received ("" for the null sender): who hears what became of it.
+    envelope_sender: Mapped[str] = mapped_column(String(320), default="")
     subject: Mapped[str] = mapped_column(String(998))
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # exactly as received
 
 
 
