@@ -114,7 +114,8 @@ def test_client_input_cannot_forge_a_log_line(tmp_path: Path) -> None:
     the addresses and commands it sends: the operator's log keeps one line per record."""
     port = free_port()
     shipped = (ROOT / "config.toml").read_text()
-    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}"))
+    (tmp_path / "config.toml").write_text(shipped.replace("port = 8025", f"port = {port}")
+                                          .replace("port = 8080", f"port = {free_port()}"))
     assert listserv(tmp_path, "db", "init").returncode == 0
     forged = "2026-11-29 09:00:00,000 INFO listserv.inbound.smtp[1]: accepted from=ceo@example.org"
     server = subprocess.Popen([sys.executable, "-m", "listserv", "serve"], cwd=tmp_path,
