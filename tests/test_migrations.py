@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from listserv.cli import main
 from listserv.config import Config
 from listserv.store import migrate
 from listserv.store.database import Database, make_engine
+from listserv.store.models import Delivery, Notice
 
-from .conftest import LIST
+from .conftest import LIST, make_message
 
 pytestmark = pytest.mark.both_databases
 
@@ -194,3 +196,28 @@ def test_unreachable_database_is_a_one_line_error(tmp_path: Any) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("Error: database error: ")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_database_keeps_every_delivery_to_one_message_and_a_known_state(
+        als: str, post: Any, drain: Any, db: Database) -> None:
+    """Whatever code writes deliveries, one with no message, with two, or in a state the
+    dispatcher does not know is refused by the database itself."""
+    assert post(make_message("alice@example.org", "Hello", "Hi all.",
+                             message_id="hello@example.org")).code == 250
+    drain()
+    with db.session() as s:
+        delivery = s.scalars(select(Delivery)).first()
+        assert delivery is not None and delivery.post_id is not None
+        row = {c: getattr(delivery, c) for c in ("post_id", "member_id", "recipient",
+               "attempts", "next_attempt_at", "created_at")}
+        notice = Notice(list_id=None, kind="test", sender="owner@example.org",
+                        payload=b"Subject: x\r\n\r\nx\r\n", created_at=delivery.created_at)
+        s.add(notice)
+        s.flush()
+        notice_id = notice.id
+    with db.session() as s:  # the shape every writer uses is taken
+        s.execute(insert(Delivery).values({**row, "post_id": None, "notice_id": notice_id,
+                                           "status": "queued"}))
+    for change in ({"post_id": None}, {"notice_id": notice_id}, {"status": "lost"}):
+        with pytest.raises(IntegrityError), db.session() as s:
+            s.execute(insert(Delivery).values({**row, "status": "queued", **change}))

@@ -30,7 +30,7 @@ SCRIPTS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
 VERSION_TABLE = "alembic_version"
 # The newest revision; tests/test_migrations.py checks it against alembic's own head.
-SCHEMA_HEAD = "0009_held_envelope_sender"
+SCHEMA_HEAD = "0010_delivery_checks"
 SCHEMA_LOCK = 0x6C697374  # "list": the advisory lock key of schema changes
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -53,6 +54,14 @@ class Notice(Base):
 
 
 
+# A delivery's states: queued -> sent | deferred -> ... -> sent | failed.
+STATUSES = ("queued", "deferred", "sent", "failed")
+# Exactly one message a delivery sends: a post, a notice or a digest run.
+ONE_SOURCE = ("(CASE WHEN post_id IS NULL THEN 0 ELSE 1 END"
+              " + CASE WHEN notice_id IS NULL THEN 0 ELSE 1 END"
+              " + CASE WHEN digest_id IS NULL THEN 0 ELSE 1 END) = 1")
+
+
 class Delivery(Base):
     """One message to one recipient; sent only after the relay answered 250 for it.
 
@@ -68,6 +77,9 @@ class Delivery(Base):
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
         Index("ix_deliveries_recipient", "recipient", "status", "id"),
+        CheckConstraint(ONE_SOURCE, name="ck_deliveries_one_source"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})",
+                        name="ck_deliveries_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -81,7 +93,6 @@ class Delivery(Base):
     )
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     recipient: Mapped[str] = mapped_column(String(320))
-    # queued -> sent | deferred -> ... -> sent | failed
     status: Mapped[str] = mapped_column(String(10), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
