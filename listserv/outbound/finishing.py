@@ -63,7 +63,9 @@ class Finisher:
         return self._secret
 
     def sign(self, message: bytes) -> bytes:
-        return self.signer.sign(message) if self.signer else message
+        if self.signer is None:
+            return message
+        return self.signer.sign(message, int(self.clock().timestamp()))
 
     def finish(self, key: tuple[str, int], message: bytes,
                members: dict[str, int | None]) -> list[Batch]:
