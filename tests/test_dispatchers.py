@@ -247,3 +247,12 @@ def test_kill9_of_one_dispatcher_process_loses_nobody(
     assert duplicates <= max(50 * 2, CLAIM_AT_LEAST)
     print(f"\nkill -9 of a dispatcher holding {held} leases after {before} copies; "
           f"duplicates: {duplicates}")
+
+
+def test_dispatchers_are_refused_for_a_role_without_a_dispatcher(config_file: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "listserv", "-c", str(config_file), "serve", "--role",
+         "receiver", "--dispatchers", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --dispatchers runs dispatcher processes; --role receiver has none")
