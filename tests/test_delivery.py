@@ -9,10 +9,12 @@ import json
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from listserv.config import Config
 from listserv.core.addresses import route
@@ -554,3 +556,18 @@ def test_a_restarted_dispatcher_resumes_its_crashed_incarnations_leases_at_once(
 ])
 def test_only_a_dispatcher_that_provably_ended_loses_its_leases(owner: str, dead: bool) -> None:
     assert provably_dead(owner, "host:100:aaaa", lambda pid: pid == 300) is dead
+
+
+@pytest.mark.both_databases
+def test_a_delivery_sends_exactly_one_message(als: str, db: Database, post: Any) -> None:
+    # The outbox tells a post's copy from a notice or a digest by which one it names; the
+    # database refuses a delivery that names none, or two.
+    assert post(make_message("alice@example.org", "Hello", "Hi all.")).code == 250
+    with db.read() as s:
+        post_id = s.scalars(select(Post.id)).one()
+    for sources in ({}, {"post_id": post_id, "notice_id": post_id}):
+        with pytest.raises(IntegrityError) as refused, db.session() as s:
+            s.add(Delivery(recipient="bob@example.net", status="queued", attempts=0,
+                           next_attempt_at=datetime.now(UTC), created_at=datetime.now(UTC),
+                           **sources))
+        assert "ck_deliveries_one_source" in str(refused.value)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     ColumnElement,
     Date,
     DateTime,
@@ -228,6 +229,12 @@ class Notice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# A delivery sends exactly one message: a post, a notice or a digest.
+ONE_SOURCE = ("CASE WHEN post_id IS NULL THEN 0 ELSE 1 END"
+              " + CASE WHEN notice_id IS NULL THEN 0 ELSE 1 END"
+              " + CASE WHEN digest_id IS NULL THEN 0 ELSE 1 END = 1")
+
+
 class Delivery(Base):
     """One message to one recipient; sent only after the relay answered 250 for it.
 
@@ -240,6 +247,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("post_id", "member_id"),
         UniqueConstraint("digest_id", "member_id", name="uq_deliveries_digest_member"),
+        CheckConstraint(ONE_SOURCE, name="ck_deliveries_one_source"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
         Index("ix_deliveries_recipient", "recipient", "status", "id"),
