@@ -85,28 +85,31 @@ class Finisher:
             return message
         return self.signer.sign(message, int(self.clock().timestamp()))
 
-    def finish(self, key: tuple[str, int], message: bytes,
-               members: dict[str, int | None]) -> list[Batch]:
-        """(recipients, final bytes) groups for one composed message; `members` maps each
+    def finish_notice(self, notice_id: int, message: bytes,
+                      recipients: list[str]) -> list[Batch]:
+        """A notice, marked automatic unless it relays a person's mail, signed."""
+        with self.db.session() as session:
+            relayed = session.get_one(Notice, notice_id).kind == RELAYED
+        return [(recipients, self.sign(message if relayed else mark_automatic(message)))]
+
+    def finish_digest(self, message: bytes, recipients: list[str]) -> list[Batch]:
+        """A digest, composed for its reader already: signed."""
+        return [(recipients, self.sign(message))]
+
+    def finish_post(self, post_id: int, message: bytes,
+                    members: dict[str, int | None]) -> list[Batch]:
+        """(recipients, final bytes) groups of a post's list-wide copy; `members` maps each
         recipient to their member id, if they are one."""
-        kind, ident = key
-        recipients = list(members)
-        if kind == "notice":
-            with self.db.session() as session:
-                relayed = session.get_one(Notice, ident).kind == RELAYED
-            return [(recipients, self.sign(message if relayed else mark_automatic(message)))]
-        if kind == "digest":
-            return [(recipients, self.sign(message))]
         if self.config.web.base_url:
             return [([rcpt], self.sign(personal or message))
-                    for rcpt, personal in self.personal_posts(ident, members)]
+                    for rcpt, personal in self.personal_posts(post_id, members)]
         if self.config.security.personal_unsubscribe:
             # Without the web endpoint each copy still names the member's own leave address.
             secret = self.secret()
             return [([rcpt], self.sign(unsubscribe.personalize(message, secret, member_id, rcpt,
                                                                self.clock())))
                     for rcpt, member_id in members.items()]
-        return [(recipients, self.sign(message))]
+        return [(list(members), self.sign(message))]
 
     def personal_posts(self, post_id: int,
                        members: dict[str, int | None]) -> list[tuple[str, bytes]]:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from listserv.store.models import SourceKind
+
 
 def backoff(attempts: int, jitter: float) -> timedelta:
     """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
@@ -71,27 +73,27 @@ class Claim:
     digest_id: int | None = None
 
     @property
-    def message_key(self) -> tuple[str, int]:
+    def message_key(self) -> tuple[SourceKind, int]:
         """Which message this delivery sends.
 
         A digest carries a footer for its reader, so each digest delivery is its own message.
         """
-        return ("digest", self.id) if self.digest_id is not None else self.source
+        return (SourceKind.DIGEST, self.id) if self.digest_id is not None else self.source
 
     @property
-    def source(self) -> tuple[str, int]:
+    def source(self) -> tuple[SourceKind, int]:
         """The stored row the message comes from (post, digest run or notice): its list's
         settings apply to every delivery of it."""
         if self.digest_id is not None:
-            return ("digest", self.digest_id)
+            return (SourceKind.DIGEST, self.digest_id)
         if self.post_id is not None:
-            return ("post", self.post_id)
+            return (SourceKind.POST, self.post_id)
         assert self.notice_id is not None
-        return ("notice", self.notice_id)
+        return (SourceKind.NOTICE, self.notice_id)
 
     @property
-    def batch_key(self) -> tuple[str, int, str]:
+    def batch_key(self) -> tuple[SourceKind, int, str]:
         """Claims with one key share an SMTP transaction. A post's copy has a VERP sender
         per recipient, so it travels alone; a notice may go to several at once."""
         kind, ident = self.message_key
-        return (kind, ident, self.recipient if kind == "post" else "")
+        return (kind, ident, self.recipient if kind == SourceKind.POST else "")

@@ -35,7 +35,9 @@ from listserv.outbound.leases import (
 from listserv.outbound.transports import SendResult, Transport
 from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
 from listserv.store.models import (
+    SOURCE_MODELS,
     Delivery,
+    DeliveryStatus,
     DigestRun,
     FanoutJob,
     MailingList,
@@ -75,7 +77,7 @@ def _list_retry_hours(session: Session, claim: Claim) -> float | None:
     """The max_retry_hours of the list a delivery's message belongs to (None: no list, or
     the list keeps the global value)."""
     kind, ident = claim.source
-    model = {"post": Post, "digest": DigestRun, "notice": Notice}[kind]
+    model = SOURCE_MODELS[kind]
     return session.scalar(
         select(MailingList.max_retry_hours)
         .join(model, model.list_id == MailingList.id)
@@ -244,13 +246,13 @@ class Outbox:
         delivery.lease_owner = None
         reports.record_failure(session, delivery, result.code, result.text, final, now)
         if final:
-            delivery.status = "failed"
+            delivery.status = DeliveryStatus.FAILED
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
                         delivery.last_error)
             if claim.post_id is not None and claim.member_id is not None:
                 self._bounce(session, claim, delivery.last_error, now)
         else:
-            delivery.status = "deferred"
+            delivery.status = DeliveryStatus.DEFERRED
             delivery.next_attempt_at = now + backoff(delivery.attempts, self.rng())
 
     def _bounce(self, session: Session, claim: Claim, error: str, now: datetime) -> None:
@@ -275,7 +277,7 @@ class Outbox:
         with self.db.session() as session:
             owners = session.scalars(
                 select(Delivery.lease_owner).distinct()
-                .where(Delivery.status.in_(("queued", "deferred")),
+                .where(Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
                        Delivery.lease_owner.is_not(None), Delivery.lease_until >= now)
             ).all()
             dead = [o for o in owners if o and provably_dead(o, self.worker, pid_alive)]
@@ -283,7 +285,7 @@ class Outbox:
                 return 0
             result = session.execute(
                 update(Delivery)
-                .where(Delivery.lease_owner.in_(dead), Delivery.status != "sent")
+                .where(Delivery.lease_owner.in_(dead), Delivery.status != DeliveryStatus.SENT)
                 .values(lease_until=None, lease_owner=None)
             )
         reclaimed = int(result.rowcount)  # type: ignore[attr-defined]
@@ -296,7 +298,7 @@ class Outbox:
         with self.db.session() as session:
             session.execute(
                 update(Delivery)
-                .where(Delivery.lease_owner == self.worker, Delivery.status != "sent")
+                .where(Delivery.lease_owner == self.worker, Delivery.status != DeliveryStatus.SENT)
                 .values(lease_until=None, lease_owner=None)
             )
 

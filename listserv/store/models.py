@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -29,6 +30,23 @@ from sqlalchemy.types import TypeDecorator
 from listserv.core import addresses
 
 MODES = ("each", "digest", "nomail")
+
+
+class DeliveryStatus(StrEnum):
+    """queued -> sent | deferred -> ... -> sent | failed"""
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SourceKind(StrEnum):
+    """What a delivery sends: the row its one source column names (ck_deliveries_one_source)."""
+
+    POST = "post"
+    NOTICE = "notice"
+    DIGEST = "digest"
 ARCHIVES = ("members", "public", "none")
 
 
@@ -264,8 +282,7 @@ class Delivery(Base):
     )
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     recipient: Mapped[str] = mapped_column(String(320))
-    # queued -> sent | deferred -> ... -> sent | failed
-    status: Mapped[str] = mapped_column(String(10), default="queued")
+    status: Mapped[str] = mapped_column(String(10), default=DeliveryStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -493,3 +510,9 @@ class ThreadEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(320))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The row of each kind of source; its list_id is the list whose settings apply.
+SOURCE_MODELS: dict[SourceKind, type[Post] | type[Notice] | type[DigestRun]] = {
+    SourceKind.POST: Post, SourceKind.NOTICE: Notice, SourceKind.DIGEST: DigestRun,
+}
