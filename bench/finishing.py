@@ -73,7 +73,7 @@ def main(count: int) -> None:
                 message = finisher.render(s, post, s.get_one(MailingList, post.list_id))
             start = time.process_time()
             for chunk in chunks:  # the outbox hands over recipients in batches
-                finisher.finish(("post", post_id), message, chunk)
+                finisher.finish_post(post_id, message, chunk)
             spent = time.process_time() - start
             print(f"{label:28s} {count} recipients: {spent:.2f} s CPU, "
                   f"{spent / count * 1000:.2f} ms per recipient")

@@ -74,6 +74,9 @@ class DeliveryConfig:
     timeout: float = 60.0
     # Hours a temporarily failing delivery is retried before it counts as a hard failure.
     max_age_hours: float = 120.0
+    # Dispatcher processes (signing and composing on every core); 0: one per core when
+    # [receiver] workers is above 1, else one, in the serving process.
+    dispatchers: int = 0
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,8 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.receiver.max_junk_commands >= 0, "receiver.max_junk_commands", "must be >= 0"),
         (0 < cfg.receiver.workers <= 64, "receiver.workers", "must be 1-64"),
         (cfg.delivery.max_age_hours > 0, "delivery.max_age_hours", "must be > 0"),
+        (0 <= cfg.delivery.dispatchers <= 64, "delivery.dispatchers",
+         "must be 0-64 (0: one per core with [receiver] workers above 1)"),
         (cfg.bounces.threshold > 0, "bounces.threshold", "must be > 0"),
         (cfg.bounces.decay_days >= 0, "bounces.decay_days", "must be >= 0"),
         (cfg.security.confirm_days > 0, "security.confirm_days", "must be > 0"),

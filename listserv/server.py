@@ -20,6 +20,7 @@ from listserv.inbound import moderation
 from listserv.inbound.handoff import Acceptor, Handed
 from listserv.inbound.smtp import Handler, session_gate, smtp_factory
 from listserv.outbound.outbox import Outbox
+from listserv.outbound.processes import DispatcherPool, Woken, dispatcher_count
 from listserv.outbound.transports import MaildirDelivery, SmtpRelay, Transport
 from listserv.schedule.scheduler import Scheduler
 from listserv.web import app as web
@@ -77,18 +78,24 @@ class Server:
 
     With `[receiver] workers` above 1, this process accepts the SMTP connections and hands
     them to that many receiver processes, each a Server given its end of the `handoff`.
+    With several dispatchers (`processes.dispatcher_count`), the dispatcher role here starts
+    that many dispatcher processes, each a Server given its end of a `woken` channel, and
+    passes on every wake-up.
     """
 
     def __init__(
         self, config: Config, clock: Callable[[], datetime] = utcnow,
         roles: tuple[str, ...] = ROLES, handoff: socket.socket | None = None,
-        report_posts: bool = False,
+        report_posts: bool = False, woken: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.roles = roles
         self.handoff = handoff
         self.report_posts = report_posts  # to the acceptor at the other end of `handoff`
+        self.woken = woken  # a dispatcher process's channel from the serving process
+        self.dispatchers: DispatcherPool | None = None  # with several dispatchers
+        self._woken: Woken | None = None
         self.app = App(config, clock)
         self.db = self.app.db
         self.transport = make_transport(config)
@@ -115,27 +122,41 @@ class Server:
             await self._start_receiving()
         if "web" in self.roles and self.handoff is None:
             app = web.application(self.app,
-                                  self._wake.set if "dispatcher" in self.roles else None)
+                                  self._wake_outbox if "dispatcher" in self.roles else None)
             self._web, self.web_port = await web.start(
                 app, self.config.web.host, self.config.web.port)
             log.info("web archive on http://%s:%d/ (public URL: %s)", self.config.web.host,
                      self.web_port, self.config.web.base_url or "none set")
         if "dispatcher" in self.roles:
-            self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
-            log.info("delivering by %s", self.config.delivery.transport)
-            await self._expire_once()
-            self._expirer = asyncio.create_task(self._expire_held())
+            self._start_dispatching()
+            if self.woken is None:  # the serving process expires held messages, once
+                await self._expire_once()
+                self._expirer = asyncio.create_task(self._expire_held())
         if "scheduler" in self.roles:
             # The first check runs before start returns: a period missed while the server
             # was down goes out now, not one check interval later.
             await self.scheduler.run_safely()
             self._scheduling = asyncio.create_task(self.scheduler.run_forever(self._stop))
 
+    def _start_dispatching(self) -> None:
+        count = dispatcher_count(self.config)
+        if self.woken is None and count > 1:
+            self.dispatchers = DispatcherPool(self.config, count, dispatcher_process)
+            self.dispatchers.start()
+            log.info("delivering by %s with %d dispatcher processes",
+                     self.config.delivery.transport, count)
+            return
+        if self.woken is not None:
+            self._woken = Woken(self.woken, self._wake.set, on_close=self._done.set)
+            self._woken.start()
+        self._worker = asyncio.create_task(self.outbox.run_forever(self._stop, self._wake))
+        log.info("delivering by %s", self.config.delivery.transport)
+
     async def _start_receiving(self) -> None:
         if self.config.receiver.workers > 1 and self.handoff is None:
             dispatching = "dispatcher" in self.roles
             self.acceptor = Acceptor(self.config, self.config.receiver.workers,
-                                     on_post=self._wake.set if dispatching else None,
+                                     on_post=self._wake_outbox if dispatching else None,
                                      receiver_main=receiver_process)
             await self.acceptor.start()
             self.port = self.acceptor.port
@@ -160,12 +181,14 @@ class Server:
         log.info("receiving on %s:%d", self.config.receiver.host, self.port)
 
     def _posted(self) -> None:
-        self._wake.set()
+        self._wake_outbox()
         if self._handed is not None:
             self._handed.notify_post()
 
     def _wake_outbox(self) -> None:
         self._wake.set()
+        if self.dispatchers is not None:
+            self.dispatchers.wake()
 
     async def stop(self) -> None:
         """Stop taking sessions, let in-flight deliveries finish briefly, release the rest."""
@@ -173,6 +196,8 @@ class Server:
             await self.acceptor.stop()
         if self._handed is not None:
             self._handed.stop()
+        if self._woken is not None:
+            self._woken.stop()
         if self._smtp is not None:
             self._smtp.close()
         self.gate.close_idle(reply(Outcome.SHUTTING_DOWN))
@@ -185,6 +210,8 @@ class Server:
                 await self._expirer
         if self._scheduling is not None:
             await self._scheduling
+        if self.dispatchers is not None:
+            await self.dispatchers.stop()
         if self._worker is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), SHUTDOWN_GRACE)
@@ -192,7 +219,7 @@ class Server:
                 self._worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._worker
-        await asyncio.to_thread(self.outbox.release)
+            await asyncio.to_thread(self.outbox.release)
         await self.transport.close()
         self.db.dispose()
         log.info("stopped")
@@ -202,7 +229,7 @@ class Server:
         try:
             if await asyncio.to_thread(moderation.expire, self.db, self.config,
                                        self.app.templates, self.clock()):
-                self._wake.set()
+                self._wake_outbox()
         except Exception:
             log.exception("expiring held messages failed")
 
@@ -243,3 +270,10 @@ def receiver_process(config: Config, channel: socket.socket, log_level: int,
     """The entry point of a receiver process (a fresh interpreter: spawned, not forked)."""
     configure_logging(log_level)
     run_handed(config, channel, report_posts)
+
+
+def dispatcher_process(config: Config, channel: socket.socket, log_level: int) -> None:
+    """The entry point of a dispatcher process: its own outbox loop until its channel
+    ends (spawned, not forked)."""
+    configure_logging(log_level)
+    uvloop.run(Server(config, roles=("dispatcher",), woken=channel).serve_until_signalled())

@@ -18,7 +18,8 @@ from listserv.app import environment
 from listserv.config import Config
 from listserv.core.addresses import route
 from listserv.core.verp import decode, encode
-from listserv.outbound.outbox import Outbox, provably_dead
+from listserv.outbound.leases import provably_dead
+from listserv.outbound.outbox import Outbox
 from listserv.outbound.transports import SmtpRelay, mail_parameters
 from listserv.server import Server
 from listserv.store.database import Database

@@ -4,6 +4,8 @@ exactly once, however the work is split between them."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,11 +19,12 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, insert, select, text
 
-from listserv.outbound.outbox import EXPAND_BATCH, Outbox
+from listserv.outbound.outbox import CLAIM_AT_LEAST, EXPAND_BATCH, Outbox
 from listserv.store.database import ANALYZE_AFTER, Database, get_list
 from listserv.store.models import Delivery, Member
 
 from .conftest import LIST, LoopThread, Sink, make_message
+from .test_serve import wait_for
 
 pytestmark = pytest.mark.both_databases
 
@@ -155,3 +158,101 @@ def test_the_first_copies_of_a_big_post_go_out_before_its_fan_out_is_expanded(
     assert sink.recipients(), "no copy went out"
     # One batch was expanded when the first copy left; the rest of the list was not yet.
     assert queued_at_first_copy[0] <= EXPAND_BATCH
+
+
+def serve_dispatchers(config_file: Path, log: Path, count: int) -> subprocess.Popen[str]:
+    """`serve --role dispatcher --dispatchers N`, its log (every process's) in a file."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "listserv", "-c", str(config_file), "serve", "--role",
+         "dispatcher", "--dispatchers", str(count)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def dispatcher_pids(log: Path) -> list[int]:
+    return [int(pid) for pid in re.findall(r"dispatcher process (\d+) started", log.read_text())]
+
+
+def stop(server: subprocess.Popen[str], log: Path) -> str:
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=60)
+    return log.read_text()
+
+
+def test_one_serve_with_two_dispatcher_processes_delivers_every_copy_once(
+    als: str, db: Database, post: Any, sink: PeerSink, config_file: Path, tmp_path: Path
+) -> None:
+    add_members(db, 200)
+    for n in range(3):
+        assert post(make_message("alice@example.org", f"Post {n}", "Hello all.",
+                                 message_id=f"p{n}@example.org")).code == 250
+    expected = 3 * (200 + 2)  # Bob and Dave from the seed list; Alice is the author
+    log = tmp_path / "serve.log"
+    server = serve_dispatchers(config_file, log, 2)
+    try:
+        wait_for(lambda: len(sink.recipients()) >= expected, "every copy", timeout=120)
+    finally:
+        output = stop(server, log)
+    assert server.returncode == 0, output
+    copies = Counter((r.message["Message-ID"], rcpt) for r in sink.received
+                     for rcpt in r.rcpt_tos)
+    assert len(copies) == expected and set(copies.values()) == {1}
+    # Two processes of their own delivered, and both stopped with the serving process.
+    children = dispatcher_pids(log)
+    delivering = set(re.findall(r"\[(\d+)\]: delivering by smtp$", output, re.M))
+    assert len(children) == 2 and delivering == {str(pid) for pid in children}
+    assert str(server.pid) not in delivering
+    assert "Traceback" not in output and "did not stop" not in output
+
+
+def test_kill9_of_one_dispatcher_process_loses_nobody(
+    als: str, db: Database, post: Any, sink: PeerSink, config_file: Path, tmp_path: Path
+) -> None:
+    members = 600
+    add_members(db, members)
+    sink.data_delay = 0.01  # a relay's pace, so the kill falls mid fan-out
+    assert post(make_message("alice@example.org", "To everyone", "Hello all.")).code == 250
+    log = tmp_path / "serve.log"
+    server = serve_dispatchers(config_file, log, 2)  # the shipped lease: 300 s
+
+    def holders() -> dict[int, int]:
+        """Unsent deliveries leased, by the process id of their dispatcher."""
+        with db.read() as s:
+            owners = s.scalars(select(Delivery.lease_owner).where(
+                Delivery.status != "sent", Delivery.lease_owner.is_not(None))).all()
+        return Counter(int(owner.split(":")[1]) for owner in owners)
+
+    try:
+        wait_for(lambda: len(sink.recipients()) >= 50 and holders(), "the fan-out under way")
+        victim, held = holders().most_common(1)[0]
+        assert victim in dispatcher_pids(log)
+        os.kill(victim, signal.SIGKILL)
+        before = len(sink.recipients())
+        assert before < members + 2, "the fan-out finished before the kill"
+        # Another process starts in its place and takes back the dead one's leases at once,
+        # long before they run out.
+        wait_for(lambda: set(sink.recipients()) >= {f"m{i:05d}@example.net"
+                                                    for i in range(members)},
+                 "every member's copy", timeout=60)
+    finally:
+        output = stop(server, log)
+    assert server.returncode == 0, output
+    assert f"dispatcher process {victim} exited with -9" in output, output
+    assert "reclaimed" in output
+    counts = Counter(sink.recipients())
+    assert len(counts) == members + 2
+    # Copies the killed process sent but never recorded go again: at most its one round.
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates <= max(50 * 2, CLAIM_AT_LEAST)
+    print(f"\nkill -9 of a dispatcher holding {held} leases after {before} copies; "
+          f"duplicates: {duplicates}")
+
+
+def test_dispatchers_are_refused_for_a_role_without_a_dispatcher(config_file: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "listserv", "-c", str(config_file), "serve", "--role",
+         "receiver", "--dispatchers", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --dispatchers runs dispatcher processes; --role receiver has none")

@@ -218,6 +218,9 @@ def test_the_database_keeps_every_delivery_to_one_message_and_a_known_state(
     with db.session() as s:  # the shape every writer uses is taken
         s.execute(insert(Delivery).values({**row, "post_id": None, "notice_id": notice_id,
                                            "status": "queued"}))
-    for change in ({"post_id": None}, {"notice_id": notice_id}, {"status": "lost"}):
-        with pytest.raises(IntegrityError), db.session() as s:
+    for change, constraint in (({"post_id": None}, "ck_deliveries_one_source"),
+                               ({"notice_id": notice_id}, "ck_deliveries_one_source"),
+                               ({"status": "lost"}, "ck_deliveries_status")):
+        with pytest.raises(IntegrityError) as refused, db.session() as s:
             s.execute(insert(Delivery).values({**row, "status": "queued", **change}))
+        assert constraint in str(refused.value)

@@ -118,7 +118,7 @@ def test_keygen_writes_a_private_key_and_prints_the_record(cli: Any, tmp_path: P
     # The printed record verifies what the written key signs.
     message = (b"From: a@lists.example.org\r\nTo: b@example.org\r\nSubject: s\r\n"
                b"Date: Fri, 27 Nov 2026 09:00:00 +0000\r\nMessage-ID: <k@x>\r\n\r\nbody\r\n")
-    signed = signing.Signer(SELECTOR, DOMAIN, pem).sign(message)
+    signed = signing.Signer(SELECTOR, DOMAIN, pem).sign(message, 1_795_000_000)
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: value.encode())
     assert keys.public_der(pem) in __import__("base64").b64decode(value.split("p=")[1])
 
@@ -324,3 +324,42 @@ def test_openssl_signs_byte_for_byte_as_dkimpy_does(algorithm: str) -> None:
     assert dkim.RSASSA_PKCS1_v1_5_sign is signing._rsassa_pkcs1_v1_5_sign
     assert (signing._rsassa_pkcs1_v1_5_sign(digest, key)
             == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, key))
+
+
+COPY = (b"From: Alice Archer via Living with ALS <als@lists.example.org>\r\n"
+        b"To: als@lists.example.org\r\nCc: carol@example.org\r\n"
+        b"Subject: [ALS] Does massage\r\n therapy help?\r\n"
+        b"Date: Fri, 27 Nov 2026 09:00:00 +0000\r\nMessage-ID: <q1@example.org>\r\n"
+        b"List-Id: <als.lists.example.org>\r\n"
+        b"List-Unsubscribe: <mailto:als-leave+%s@lists.example.org>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Does it help  with muscle strength? \r\n\r\n\r\n-- \r\nTo leave, write to %s\r\n")
+
+
+@pytest.mark.parametrize("message", [
+    # Two members' copies of one post: only the header differs, the body hash is reused.
+    COPY % (b"m1", b"als-leave@lists.example.org"),
+    COPY % (b"m2", b"als-leave@lists.example.org"),
+    # A personal link in the footer: each body is its own.
+    COPY % (b"m3", b"https://lists.example.org/u/m3"),
+    # Relayed mail keeps its author's line ends: bare LFs, as dkimpy reads them.
+    (COPY % (b"m4", b"x")).replace(b"\r\n", b"\n"),
+    b"From: a@lists.example.org\r\nSubject: no body\r\n",
+    b"\r\nno header at all\r\n",
+], ids=["copy-1", "copy-2", "personal-footer", "bare-lf", "no-body", "no-header"])
+def test_each_copy_is_signed_byte_for_byte_as_dkim_sign_does_and_verifies(
+        message: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The body hash is computed once per post and the key parsed once per process; the
+    # signature must still be the one dkimpy makes of the same copy at the same second.
+    pem, der = keys.generate()
+    signer = signing.Signer(SELECTOR, DOMAIN, pem)
+    now = 1_795_000_000
+    monkeypatch.setattr(dkim, "time", type("Frozen", (), {"time": staticmethod(lambda: now)}))
+    names = [h.encode().lower() for h in signing.REQUIRED_HEADERS]
+    names += [h for h in dkim.DKIM(message).default_sign_headers() if h.lower() not in names]
+    theirs = dkim.sign(message, SELECTOR.encode(), DOMAIN.encode(), pem,
+                       canonicalize=signing.CANONICALIZE, include_headers=names) + message
+    ours = signer.sign(message, now)
+    assert ours == theirs
+    if message.startswith(b"From:"):
+        assert dkim.verify(ours, dnsfunc=lambda name, timeout=5: signing.dns_value(der).encode())

@@ -33,9 +33,18 @@ from listserv.config import Config
     help="Receiver processes sharing the SMTP port, e.g. one per core "
     "(default: [receiver] workers, 1).",
 )
+@click.option(
+    "--dispatchers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Dispatcher processes sharing the outbox, so that DKIM signing uses every core "
+    "(default: [delivery] dispatchers; when 0, one per core with --workers above 1, "
+    "else 1).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details too.")
 @pass_ctx
-def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
+def serve(ctx: Context, role: str, workers: int | None, dispatchers: int | None,
+          verbose: bool) -> None:
     """Receive posts by SMTP, deliver them, and serve the web archive (Ctrl-C stops
     cleanly)."""
     from listserv.outbound.signing import SigningKeyError
@@ -46,6 +55,10 @@ def serve(ctx: Context, role: str, workers: int | None, verbose: bool) -> None:
         if role not in ("all", "receiver"):
             fail(f"--workers runs receiver processes; --role {role} has none")
         config = replace(config, receiver=replace(config.receiver, workers=workers))
+    if dispatchers is not None:
+        if role not in ("all", "dispatcher"):
+            fail(f"--dispatchers runs dispatcher processes; --role {role} has none")
+        config = replace(config, delivery=replace(config.delivery, dispatchers=dispatchers))
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         run(config, ROLES if role == "all" else (role,))

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import re
-import socket
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
@@ -25,16 +21,23 @@ from sqlalchemy.orm import Session, aliased
 
 from listserv.admin import reports
 from listserv.config import Config
-from listserv.core import verp
-from listserv.core.addresses import identity, role_address
+from listserv.core.addresses import identity
 from listserv.inbound import bounces as bouncing
-from listserv.outbound.finishing import Finisher
-from listserv.outbound.keys import load_signer
+from listserv.outbound.composing import Composing
+from listserv.outbound.leases import (
+    Claim,
+    backoff,
+    incarnation,
+    max_age,
+    pid_alive,
+    provably_dead,
+)
 from listserv.outbound.transports import SendResult, Transport
-from listserv.schedule import digests
 from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
 from listserv.store.models import (
+    SOURCE_MODELS,
     Delivery,
+    DeliveryStatus,
     DigestRun,
     FanoutJob,
     MailingList,
@@ -58,47 +61,6 @@ RECORD_ATTEMPTS = 5
 _ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
 
 
-def backoff(attempts: int, jitter: float) -> timedelta:
-    """About a minute after the first failure, doubling to an hour; jitter in [0, 1)."""
-    base = min(60 * 2 ** max(attempts - 1, 0), 3600)
-    return timedelta(seconds=base * (0.8 + 0.4 * jitter))
-
-
-def incarnation() -> str:
-    """This dispatcher's lease owner: host, process id and a nonce of this start.
-
-    A restart can then tell its own dead incarnation from a live neighbour (see
-    `provably_dead`) and resume at once instead of waiting out the leases.
-    """
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (signal 0 delivers nothing)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
-
-
-def provably_dead(owner: str, me: str, alive: Callable[[int], bool]) -> bool:
-    """Whether the lease owner `owner` can no longer deliver, seen from dispatcher `me`.
-
-    Only an owner on our own host can be proven dead: either its process is gone, or it had
-    our process id with another nonce (a restart that got the same pid, as pid 1 in a
-    container). One dispatcher runs per process, so that earlier one has ended. Owners on
-    other hosts, or in a live process, keep their leases until these run out.
-    """
-    host, pid, nonce = [*owner.split(":"), "", ""][:3]
-    my_host, my_pid, _ = me.split(":")
-    if host != my_host or not pid.isdigit() or not nonce or owner == me:
-        return False
-    return pid == my_pid or (int(pid) > 0 and not alive(int(pid)))
-
-
 def _not_of_lists(addresses: list[str]) -> list[ColumnElement[bool]]:
     """Deliveries that are not of these lists (posts, notices and digests alike)."""
     if not addresses:
@@ -111,54 +73,11 @@ def _not_of_lists(addresses: list[str]) -> list[ColumnElement[bool]]:
     ]
 
 
-def max_age(list_hours: float | None, default_hours: float) -> timedelta:
-    """How long a temporary failure is retried: the list's own limit, else the global one."""
-    return timedelta(hours=default_hours if list_hours is None else list_hours)
-
-
-@dataclass(frozen=True)
-class Claim:
-    id: int
-    post_id: int | None
-    notice_id: int | None
-    recipient: str
-    created_at: datetime
-    member_id: int | None
-    digest_id: int | None = None
-
-    @property
-    def message_key(self) -> tuple[str, int]:
-        """Which message this delivery sends.
-
-        A digest carries a footer for its reader, so each digest delivery is its own message.
-        """
-        return ("digest", self.id) if self.digest_id is not None else self.source
-
-    @property
-    def source(self) -> tuple[str, int]:
-        """The stored row the message comes from (post, digest run or notice): its list's
-        settings apply to every delivery of it."""
-        if self.digest_id is not None:
-            return ("digest", self.digest_id)
-        if self.post_id is not None:
-            return ("post", self.post_id)
-        assert self.notice_id is not None
-        return ("notice", self.notice_id)
-
-    @property
-    def batch_key(self) -> tuple[str, int, str]:
-        """Claims with one key share an SMTP transaction. A post's copy has a VERP sender
-        per recipient, so it travels alone; a notice may go to several at once."""
-        kind, ident = self.message_key
-        return (kind, ident, self.recipient if kind == "post" else "")
-
-
-
 def _list_retry_hours(session: Session, claim: Claim) -> float | None:
     """The max_retry_hours of the list a delivery's message belongs to (None: no list, or
     the list keeps the global value)."""
     kind, ident = claim.source
-    model = {"post": Post, "digest": DigestRun, "notice": Notice}[kind]
+    model = SOURCE_MODELS[kind]
     return session.scalar(
         select(MailingList.max_retry_hours)
         .join(model, model.list_id == MailingList.id)
@@ -183,13 +102,12 @@ class Outbox:
         self.clock = clock
         self.rng = rng
         self.worker = incarnation()
-        self._composed: dict[int, tuple[str, bytes]] = {}
-        self._digests = digests.Composer(config, templates, clock)
         self._in_flight = asyncio.Semaphore(2 * config.delivery.connections)
         self._paused_warned: datetime | None = None
         # Whether the job expanded last still has members to expand (a big fan-out).
         self._fanout_unfinished = False
-        self.finisher = Finisher(db, config, templates, load_signer(config), clock)
+        self.composing = Composing(db, config, templates, clock)
+        self.finisher = self.composing.finisher
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
@@ -328,13 +246,13 @@ class Outbox:
         delivery.lease_owner = None
         reports.record_failure(session, delivery, result.code, result.text, final, now)
         if final:
-            delivery.status = "failed"
+            delivery.status = DeliveryStatus.FAILED
             log.warning("delivery %s to %s failed: %s", claim.id, claim.recipient,
                         delivery.last_error)
             if claim.post_id is not None and claim.member_id is not None:
                 self._bounce(session, claim, delivery.last_error, now)
         else:
-            delivery.status = "deferred"
+            delivery.status = DeliveryStatus.DEFERRED
             delivery.next_attempt_at = now + backoff(delivery.attempts, self.rng())
 
     def _bounce(self, session: Session, claim: Claim, error: str, now: datetime) -> None:
@@ -359,7 +277,7 @@ class Outbox:
         with self.db.session() as session:
             owners = session.scalars(
                 select(Delivery.lease_owner).distinct()
-                .where(Delivery.status.in_(("queued", "deferred")),
+                .where(Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
                        Delivery.lease_owner.is_not(None), Delivery.lease_until >= now)
             ).all()
             dead = [o for o in owners if o and provably_dead(o, self.worker, pid_alive)]
@@ -367,7 +285,7 @@ class Outbox:
                 return 0
             result = session.execute(
                 update(Delivery)
-                .where(Delivery.lease_owner.in_(dead), Delivery.status != "sent")
+                .where(Delivery.lease_owner.in_(dead), Delivery.status != DeliveryStatus.SENT)
                 .values(lease_until=None, lease_owner=None)
             )
         reclaimed = int(result.rowcount)  # type: ignore[attr-defined]
@@ -380,51 +298,16 @@ class Outbox:
         with self.db.session() as session:
             session.execute(
                 update(Delivery)
-                .where(Delivery.lease_owner == self.worker, Delivery.status != "sent")
+                .where(Delivery.lease_owner == self.worker, Delivery.status != DeliveryStatus.SENT)
                 .values(lease_until=None, lease_owner=None)
             )
 
     # -- composing and sending -------------------------------------------------------------
-    def composed(self, key: tuple[str, int]) -> tuple[str, bytes]:
-        """(envelope sender, message bytes) of a message; a post is composed once per worker."""
-        kind, ident = key
-        if kind == "digest":
-            with self.db.session() as session:
-                return self._digests.compose(session, ident)
-        if kind == "notice":
-            with self.db.session() as session:
-                notice = session.get_one(Notice, ident)
-                return notice.sender, notice.payload
-        post_id = ident
-        if post_id not in self._composed:
-            with self.db.session() as session:
-                post = session.get_one(Post, post_id)
-                ml = session.get_one(MailingList, post.list_id)
-                message = self.finisher.render(session, post, ml)
-                sender = role_address(ml.address, "bounces")
-            if len(self._composed) >= 8:
-                self._composed.pop(next(iter(self._composed)))
-            self._composed[post_id] = (sender, message)
-        return self._composed[post_id]
-
-    def final(self, claims: list[Claim]) -> list[tuple[str, list[str], bytes]]:
-        """(envelope sender, recipients, finished message) of each SMTP transaction of a
-        batch. Posts and digests go to each member in a transaction of their own, with a
-        signed VERP envelope sender that names the member in any bounce."""
-        key = claims[0].message_key
-        sender, message = self.composed(key)
-        members = {c.recipient: c.member_id for c in claims}
-        batches = self.finisher.finish(key, message, members)
-        if key[0] == "notice":
-            return [(sender, rcpts, data) for rcpts, data in batches]
-        secret = self.finisher.secret()
-        return [(verp.encode(sender, rcpts[0], secret), rcpts, data) for rcpts, data in batches]
-
     async def _deliver(self, claims: list[Claim]) -> dict[str, SendResult]:
         # Composed messages wait here for a connection; bounding them bounds memory when
         # each one is large and distinct (a digest per reader), not only the sockets.
         async with self._in_flight:
-            transactions = await asyncio.to_thread(self.final, claims)
+            transactions = await asyncio.to_thread(self.composing.final, claims)
             results: dict[str, SendResult] = {}
             for envelope, rcpts, data in transactions:
                 results |= await self.transport.send(envelope, rcpts, data)

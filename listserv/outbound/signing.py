@@ -7,13 +7,16 @@ signature covers exactly what recipients get. Pure: the key comes in as bytes.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import hashlib
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import dkim
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from dkim.canonicalization import CanonicalizationPolicy
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 # Signed whether present or not: a header we signed as absent cannot be added later
@@ -25,6 +28,22 @@ REQUIRED_HEADERS = (
 )
 # Relaxed body canonicalization survives the whitespace changes relays make.
 CANONICALIZE = (b"relaxed", b"relaxed")
+_POLICY = CanonicalizationPolicy.from_c_value(b"/".join(CANONICALIZE))
+_LINE_END = re.compile(rb"\r?\n")
+_BLANK_LINE = re.compile(rb"(?:\A|\r?\n)\r?\n")
+
+
+@lru_cache(maxsize=16)
+def body_hash(body: bytes) -> bytes:
+    """bh= of a body: relaxed-canonicalized, SHA-256, base64, as dkimpy computes it.
+
+    Remembered for the last bodies signed: the copies of a post differ in their headers
+    (VERP, the personal List-Unsubscribe) but not in their body, so a fan-out
+    canonicalizes and hashes its body once, not once per copy. A footer with a personal
+    link makes every body different, and each copy pays for its own.
+    """
+    lines = b"\r\n".join(_LINE_END.split(body))  # dkimpy's reading of bare LFs
+    return base64.b64encode(hashlib.sha256(_POLICY.canonicalize_body(lines)).digest())
 
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
@@ -70,28 +89,52 @@ class Signer:
     # empty: no ARC.
     arc_authserv_id: str = ""
 
+    # The key as dkimpy's RSA step takes it, parsed once (0.14 ms per copy when dkim.sign
+    # parsed the PEM for each one).
+    _key: dict[str, int] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         try:
-            parse_pem_private_key(self.private_key)
+            key = parse_pem_private_key(self.private_key)
         except (UnparsableKeyError, ValueError, IndexError) as exc:
             why = (str(exc).splitlines() or ["unreadable"])[0]
             raise SigningKeyError(f"not a PEM RSA private key ({why})") from exc
+        object.__setattr__(self, "_key", key)
 
-    def sign(self, message: bytes) -> bytes:
+    def sign(self, message: bytes, timestamp: int) -> bytes:
         """The message with a DKIM-Signature header in front (after an ARC set, when
-        ARC is on and our front MTA left its Authentication-Results)."""
+        ARC is on and our front MTA left its Authentication-Results); `timestamp` is t=.
+
+        The same bytes as `dkim.sign` (tested), with the body hash remembered per body
+        and the PEM parsed once: 0.83 to 0.35 ms per copy of a post (bench/finishing.py).
+        """
         if self.arc_authserv_id:
             message = self.seal(message)
-        names = [h.encode().lower() for h in REQUIRED_HEADERS]
-        # dkimpy's choice for the others present (Cc, Reply-To, MIME headers...).
-        names += [h for h in dkim.DKIM(message).default_sign_headers()
-                  if h.lower() not in names]
-        header = dkim.sign(
-            message, self.selector.encode(), self.domain.encode(), self.private_key,
-            canonicalize=CANONICALIZE, include_headers=names,
-        )
-        return header + message
+        # dkimpy's reading: the header ends at the first empty line, CRLF or bare LF.
+        blank = _BLANK_LINE.search(message)
+        head, body = (message[:blank.start()], message[blank.end():]) if blank else (message, b"")
+        signer = dkim.DKIM(head)  # the header fields only: the body is hashed apart
+        names = self._names(signer)
+        fields = [
+            (b"v", b"1"), (b"a", b"rsa-sha256"), (b"c", _POLICY.to_c_value()),
+            (b"d", self.domain.encode()), (b"i", b"@" + self.domain.encode()),
+            (b"q", b"dns/txt"), (b"s", self.selector.encode()),
+            (b"t", str(timestamp).encode("ascii")),
+            (b"h", b" : ".join(names)),
+            (b"bh", body_hash(body)),
+            (b"b", b"0" * 60),  # dkimpy's placeholder: b= folds onto a line of its own
+        ]
+        signer.hasher = hashlib.sha256
+        value = signer.gen_header(fields, names, _POLICY, b"DKIM-Signature", self._key)
+        return b"DKIM-Signature: " + value + message
 
+    @staticmethod
+    def _names(signer: dkim.DKIM) -> list[bytes]:
+        """The header fields signed: ours, whether present or not, then dkimpy's choice
+        of the others present (Cc, MIME headers...)."""
+        names = [h.encode().lower() for h in REQUIRED_HEADERS]
+        return names + [h.lower() for h in signer.default_sign_headers()
+                        if h.lower() not in names]
 
     def seal(self, message: bytes) -> bytes:
         """The message with the next ARC set in front; unchanged when the front MTA's

@@ -7,10 +7,12 @@ from listserv.store.models.delivery import (
     Bounce,
     Delivery,
     DeliveryFailure,
+    DeliveryStatus,
     DigestRun,
     FanoutJob,
     Notice,
     OwnerReport,
+    SourceKind,
 )
 from listserv.store.models.lists import (
     ARCHIVES,
@@ -31,15 +33,22 @@ from listserv.store.models.lists import (
 from listserv.store.models.posts import Held, Post, Thread, ThreadEvent
 from listserv.store.models.web import SignInRequest, WebSession
 
+# The row of each kind of source; its list_id is the list whose settings apply.
+SOURCE_MODELS: dict[SourceKind, type[Post] | type[Notice] | type[DigestRun]] = {
+    SourceKind.POST: Post, SourceKind.NOTICE: Notice, SourceKind.DIGEST: DigestRun,
+}
+
 __all__ = [
     "ARCHIVES",
     "MODES",
     "POLICIES",
     "ROLES",
+    "SOURCE_MODELS",
     "Base",
     "Bounce",
     "Delivery",
     "DeliveryFailure",
+    "DeliveryStatus",
     "DigestRun",
     "FanoutJob",
     "Held",
@@ -54,6 +63,7 @@ __all__ = [
     "Post",
     "Setting",
     "SignInRequest",
+    "SourceKind",
     "Thread",
     "ThreadEvent",
     "ThreadWish",

@@ -4,6 +4,7 @@ reports, one row per delivery, bounces and failed attempts."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -54,8 +55,23 @@ class Notice(Base):
 
 
 
-# A delivery's states: queued -> sent | deferred -> ... -> sent | failed.
-STATUSES = ("queued", "deferred", "sent", "failed")
+class DeliveryStatus(StrEnum):
+    """queued -> sent | deferred -> ... -> sent | failed"""
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SourceKind(StrEnum):
+    """What a delivery sends: the row its one source column names (ck_deliveries_one_source)."""
+
+    POST = "post"
+    NOTICE = "notice"
+    DIGEST = "digest"
+
+
 # Exactly one message a delivery sends: a post, a notice or a digest run.
 ONE_SOURCE = ("(CASE WHEN post_id IS NULL THEN 0 ELSE 1 END"
               " + CASE WHEN notice_id IS NULL THEN 0 ELSE 1 END"
@@ -78,7 +94,7 @@ class Delivery(Base):
         # Keeps each recipient's mail in order: nothing overtakes an earlier unsent delivery.
         Index("ix_deliveries_recipient", "recipient", "status", "id"),
         CheckConstraint(ONE_SOURCE, name="ck_deliveries_one_source"),
-        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})",
+        CheckConstraint(f"status IN ({', '.join(repr(str(s)) for s in DeliveryStatus)})",
                         name="ck_deliveries_status"),
     )
 
@@ -93,7 +109,7 @@ class Delivery(Base):
     )
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     recipient: Mapped[str] = mapped_column(String(320))
-    status: Mapped[str] = mapped_column(String(10), default="queued")
+    status: Mapped[str] = mapped_column(String(10), default=DeliveryStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
