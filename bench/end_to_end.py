@@ -19,7 +19,6 @@ suite.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import smtplib
 import subprocess
@@ -102,6 +101,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="serve --workers")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the server under load with "
                         "py-spy (pip install py-spy) into FILE, as collapsed stacks")
+    parser.add_argument("--gil", action="store_true",
+                        help="with --py-spy: sample only the thread holding the GIL (CPU)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"sink: {sink_name()}")
@@ -136,7 +137,7 @@ def main() -> None:
                     [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
                      str(server.pid), "--subprocesses", "--threads", "--rate", "250",
                      "--format", "raw", "--output", args.py_spy, "--nonblocking",
-                     *(["--gil"] if os.environ.get("PYSPY_GIL") else [])],
+                     *(["--gil"] if args.gil else [])],
                     stdout=subprocess.DEVNULL)
                 time.sleep(1)
             start = time.perf_counter()
