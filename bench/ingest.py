@@ -3,6 +3,10 @@ clients, each post committed durably before the 250, next to a same-run baseline
 aiosmtpd server that answers 250 and stores nothing).
 
     python bench/ingest.py --db sqlite --posts 4000 --workers 2
+    python bench/ingest.py --db sqlite --posts 4000 --workers 2 --role all
+
+With `--role all` every role runs in the one `serve` and each post goes to the 10 readers
+of its list through Postfix's smtp-sink: ingest while the dispatcher is busy.
 
 Two loads, each against the baseline and listserv in turn:
 - throughput: Postfix's smtp-source (a C program) with 8 parallel sessions, so that the
@@ -24,19 +28,21 @@ import load
 from common import (
     LIST,
     Proc,
+    fast_sink,
     free_port,
     listserv_server,
     machine,
     scratch_database,
     scratch_dir,
     seed_list,
+    sink_name,
     smtp_source_binary,
     wait_port,
     write_config,
 )
 from sqlalchemy import create_engine, func, select
 
-from listserv.store.models import Post
+from listserv.store.models import Delivery, Post
 
 
 def smtp_source(port: int, posts: int, sessions: int) -> float:
@@ -87,6 +93,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1,
                         help="receiver processes behind one port (serve --workers)")
+    parser.add_argument("--role", choices=["receiver", "all"], default="receiver",
+                        help="all: the dispatcher delivers the posts meanwhile")
     args = parser.parse_args()
     print(f"machine: {machine()}")
 
@@ -105,20 +113,29 @@ def main() -> None:
             with engine.connect() as conn:
                 return conn.scalar(select(func.count()).select_from(Post)) or 0
 
-        port = free_port()
-        config = write_config(Path(tmp), url, port, free_port())
-        server = listserv_server(config, "receiver", args.workers)
+        port, sink_port = free_port(), free_port()
+        sink = fast_sink(sink_port) if args.role == "all" else None
+        config = write_config(Path(tmp), url, port, sink_port)
+        server = listserv_server(config, args.role, args.workers)
         try:
             ours = measure(server, port, args, stored)
             rss = server.peak_rss_mb()
+            with engine.connect() as conn:
+                sent = conn.scalar(select(func.count()).select_from(Delivery)
+                                   .where(Delivery.status == "sent"))
         finally:
             log = server.stop()
             engine.dispose()
+            if sink is not None:
+                sink.stop()
         if "Traceback" in log:
             print(log)
 
     print(f"ingest on {args.db}: {args.posts} posts per load, {args.clients} concurrent "
-          f"clients, {args.workers} receiver process(es); every post stored (checked)")
+          f"clients, {args.workers} receiver process(es), serve --role {args.role}; every "
+          f"post stored (checked)")
+    if args.role == "all":
+        print(f"  copies sent meanwhile by the dispatcher (sink: {sink_name()}): {sent}")
     if base.source_rate and ours.source_rate:
         print("  throughput, load by smtp-source:")
         print(f"    baseline (aiosmtpd, stores nothing): {base.source_rate:6.0f} posts/s")

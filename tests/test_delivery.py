@@ -12,6 +12,8 @@ import uuid
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy import select
 
 from listserv.app import environment
@@ -191,6 +193,76 @@ def test_relay_down_then_back_delivers_everything_in_thread_order(
     assert [m["Message-ID"] for m in sink.to(BOB)] == ["<q@x>", "<a@x>"]
     assert [m["Message-ID"] for m in sink.to("alice@example.org")] == ["<a@x>"]
     assert [m["Message-ID"] for m in sink.to("dave@example.org")] == ["<q@x>"]
+
+
+def copies_to(db: Database, address: str) -> list[tuple[str, str, int]]:
+    """(Message-ID, status, attempts) of each post copy queued for `address`, oldest first."""
+    with db.session() as s:
+        return [tuple(row) for row in s.execute(
+            select(Post.message_id, Delivery.status, Delivery.attempts)
+            .join(Post, Post.id == Delivery.post_id)
+            .where(Delivery.recipient == address).order_by(Delivery.id))]
+
+
+def test_a_new_posts_copies_are_claimed_as_they_are_queued_behind_a_members_older_copy(
+        als: str, post: Any, drain: Any, sink: Sink, clock: Clock, outbox: Outbox,
+        db: Database) -> None:
+    sink.rcpt_replies[BOB] = "451 4.7.1 greylisted"
+    assert post(make_message("alice@example.org", "Massage?", "Does it help?",
+                             message_id="q1@x")).code == 250
+    drain()
+    assert copies_to(db, BOB) == [("q1@x", "deferred", 1)]
+    del sink.rcpt_replies[BOB]
+    assert post(make_message("alice@example.org", "Re: Massage?", "Anyone?", message_id="q2@x",
+                             in_reply_to="q1@x")).code == 250
+    assert post(make_message("dave@example.org", "Re: Massage?", "Yes.", message_id="q3@x",
+                             in_reply_to="q2@x")).code == 250
+    # One step queues both posts' copies and leases the ones due: Dave's and Alice's.
+    # Bob's wait behind his first copy, which the relay deferred.
+    expanded, claims = outbox.expand_and_claim(500)
+    assert expanded
+    assert sorted(c.recipient for c in claims) == ["alice@example.org", "dave@example.org"]
+    assert copies_to(db, BOB) == [("q1@x", "deferred", 1), ("q2@x", "queued", 0),
+                                  ("q3@x", "queued", 0)]
+    assert outbox.claim(500) == []  # leased already, and Bob's not due
+    clock.advance(minutes=2)  # Bob's retry is due: his three copies are claimed together
+    assert [c.recipient for c in outbox.claim(500)] == [BOB, BOB, BOB]
+    outbox.release()
+    drain()
+    assert [m["Message-ID"] for m in sink.to(BOB)] == ["<q1@x>", "<q2@x>", "<q3@x>"]
+    assert [m["Message-ID"] for m in sink.to("dave@example.org")] == ["<q1@x>", "<q2@x>"]
+
+
+def test_a_members_later_copies_wait_while_the_relay_defers_an_earlier_one(
+        als: str, post: Any, drain: Any, sink: Sink, clock: Clock, db: Database) -> None:
+    """Three posts reach the outbox together; the relay turns Bob's first copy away for
+    now. His later two are not sent meanwhile, nor counted as tries: they follow it."""
+    refused: list[str] = []
+    accept = sink.handle_RCPT
+
+    async def greylist_once(server: SMTP, session: SMTPSession, envelope: Envelope,
+                            address: str, options: list[str]) -> str:
+        if address == BOB and not refused:
+            refused.append(address)
+            return "451 4.7.1 greylisted, try again later"
+        return await accept(server, session, envelope, address, options)
+
+    sink.handle_RCPT = greylist_once  # type: ignore[method-assign]
+    for n, reply_to in ((1, None), (2, "q1@x"), (3, "q2@x")):
+        assert post(make_message("alice@example.org", "Re: Massage?" if reply_to else "Massage?",
+                                 f"Post {n}.", message_id=f"q{n}@x",
+                                 in_reply_to=reply_to)).code == 250
+    drain()
+    assert [m["Message-ID"] for m in sink.to("dave@example.org")] == [
+        "<q1@x>", "<q2@x>", "<q3@x>"]
+    assert sink.to(BOB) == []
+    assert copies_to(db, BOB) == [("q1@x", "deferred", 1), ("q2@x", "queued", 0),
+                                  ("q3@x", "queued", 0)]
+    clock.advance(minutes=2)
+    drain()
+    assert [m["Message-ID"] for m in sink.to(BOB)] == ["<q1@x>", "<q2@x>", "<q3@x>"]
+    assert copies_to(db, BOB) == [("q1@x", "sent", 1), ("q2@x", "sent", 0),
+                                  ("q3@x", "sent", 0)]
 
 
 def test_outbox_lists_deferred_with_next_attempt_and_retry_sends_now(

@@ -9,6 +9,7 @@ is marked sent only after the relay answered 2xx for that recipient.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from listserv.admin import reports
@@ -52,12 +53,21 @@ from listserv.store.settings import sending_paused
 log = logging.getLogger(__name__)
 
 EXPAND_BATCH = 1000
+# Jobs looked at per expansion: the copies of up to this many small posts in one round.
+EXPAND_JOBS = 100
 # Deliveries claimed per round, however small the SMTP batches: one claim and one record
 # transaction per round, not per message (one message per member made 1.2 ms of CPU and a
 # commit per message; measured with bench/fanout.py --batch-size 1).
 CLAIM_AT_LEAST = 500
 PAUSED_WARN_EVERY = timedelta(minutes=1)
 RECORD_ATTEMPTS = 5
+# The dispatcher's share of the time while posts keep arriving: after each round it pauses
+# for (1 - share) / share times the round's length. bench/ingest.py --workers 2 --role all
+# (3 runs each, alternated): 641, 645, 634 posts/s accepted against 325, 451, 523 with no
+# pause; the copies wait instead (bench/end_to_end.py --workers 2: 74-88 posts/s end to
+# end against 105-110).
+SHARE_WHILE_ARRIVING = 0.25
+NO_ANSWER = SendResult(451, "no answer for recipient")
 _ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
 
 
@@ -83,6 +93,84 @@ def _list_retry_hours(session: Session, claim: Claim) -> float | None:
         .join(model, model.list_id == MailingList.id)
         .where(model.id == ident)
     )
+
+
+def _followers(session: Session, heads: dict[str, int], room: int, now: datetime) -> list[int]:
+    """Up to `room` post copies that follow the claimed `heads` (recipient -> delivery
+    id) in their recipients' queues, each recipient's in order and without a gap: a
+    recipient's chain stops at the first delivery that may not go now (leased, not
+    due, not a post copy), as the rule "oldest unsent first" would hold it.
+
+    A small list under load queues several posts for each member; with only heads, a
+    round carried one copy per member, one post per round (bench/end_to_end.py: 34
+    posts/s end to end to a list of 10).
+    """
+    if room <= 0:
+        return []
+    rows = session.execute(
+        select(Delivery.id, Delivery.recipient, Delivery.post_id, Delivery.digest_id,
+               Delivery.next_attempt_at, Delivery.lease_until)
+        .where(Delivery.recipient.in_(list(heads)),
+               Delivery.status.in_(("queued", "deferred")),
+               Delivery.id > min(heads.values()))
+        .order_by(Delivery.id)
+        .limit(2 * room + len(heads))
+        # not SKIP LOCKED: skipping a locked copy would let a later one overtake it
+        .with_for_update()
+    ).all()
+    stopped: set[str] = set()
+    found: list[int] = []
+    for ident, recipient, post_id, digest_id, due, lease in rows:
+        if recipient in stopped or ident <= heads[recipient]:
+            continue
+        if digest_id is not None and due > now:
+            continue  # a digest waiting for its reader's hour holds nothing back
+        if post_id is None or due > now or (lease is not None and lease >= now):
+            stopped.add(recipient)
+            continue
+        found.append(ident)
+        if len(found) == room:
+            break
+    return found
+
+
+# The expansion's statements, built once: building the recipients query for each job cost
+# more than running it (0.85 ms a job, two thirds of it in SQLAlchemy's expression code).
+_PENDING_JOBS = (
+    select(FanoutJob.id, FanoutJob.post_id, FanoutJob.cursor)
+    .where(FanoutJob.done.is_(False))
+    .order_by(FanoutJob.id)
+    .limit(EXPAND_JOBS)
+    .with_for_update(skip_locked=True)
+)
+_JOB_POSTS = (select(Post.id, Post.list_id, Post.thread_id, Post.author_address)
+              .where(Post.id.in_(bindparam("ids", expanding=True))))
+_JOB_PROGRESS = (update(FanoutJob.__table__)
+                 .where(FanoutJob.__table__.c.id == bindparam("job"))
+                 .values(cursor=bindparam("cursor_now"), done=bindparam("done_now")))
+_WISH = exists().where(ThreadWish.member_id == Member.id,
+                       ThreadWish.thread_id == bindparam("thread_id"))
+# The next members after a job's cursor who get its post by mail.
+_RECIPIENTS = (
+    select(Member.id, Member.address, Member.receive_own_posts)
+    .where(Member.list_id == bindparam("list_id"),
+           # each post but a muted thread's; a followed thread's for the others
+           or_(and_(Member.mode == "each", ~_WISH.where(ThreadWish.wish == "mute")),
+               and_(Member.mode != "each", _WISH.where(ThreadWish.wish == "follow"))),
+           Member.disabled_at.is_(None), not_paused(bindparam("now")),
+           Member.id > bindparam("cursor"))
+    .order_by(Member.id)
+    .limit(bindparam("limit"))
+)
+
+
+async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
+    """Sleep, but wake at once on `stop`."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class Outbox:
@@ -111,94 +199,127 @@ class Outbox:
 
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
-        """Expand one batch of one pending fan-out job; False when there is none."""
+        """Expand pending fan-out jobs, oldest first, up to EXPAND_BATCH deliveries; False
+        when there is none."""
+        with self.db.session() as session:
+            expanded, rows = self._expand(session, self.clock())
+        self.db.inserted(Delivery.__tablename__, rows)
+        return expanded
+
+    def expand_and_claim(self, limit: int, first: bool = False) -> tuple[bool, list[Claim]]:
+        """Expand pending jobs and lease what is due, in one transaction: a small post's
+        copies are claimed in the step that expands them (one commit, one fsync fewer per
+        round); (whether a job was expanded, the claims).
+
+        A big fan-out's `first` round claims only what the connections send at once, so its
+        first copies are recorded sent without waiting for 500 more; a small post's copies
+        still go in one round.
+        """
         now = self.clock()
         with self.db.session() as session:
-            job = session.scalar(
-                select(FanoutJob)
-                .where(FanoutJob.done.is_(False))
-                .order_by(FanoutJob.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if job is None:
-                self._fanout_unfinished = False
-                return False
-            post = session.get_one(Post, job.post_id)
-            wish = exists().where(ThreadWish.member_id == Member.id,
-                                  ThreadWish.thread_id == post.thread_id)
-            members = session.execute(
-                select(Member.id, Member.address, Member.receive_own_posts)
-                .where(Member.list_id == post.list_id,
-                       # each post but a muted thread's; a followed thread's for the others
-                       or_(and_(Member.mode == "each", ~wish.where(ThreadWish.wish == "mute")),
-                           and_(Member.mode != "each", wish.where(ThreadWish.wish == "follow"))),
-                       Member.disabled_at.is_(None), not_paused(now), Member.id > job.cursor)
-                .order_by(Member.id)
-                .limit(EXPAND_BATCH)
-            ).all()
-            rows = [
+            expanded, rows = self._expand(session, now)
+            if first and self._fanout_unfinished:
+                limit = min(limit, 2 * self.config.delivery.connections)
+            claims = self._claim(session, limit, now)
+        self.db.inserted(Delivery.__tablename__, rows)
+        return expanded, claims
+
+    def _expand(self, session: Session, now: datetime) -> tuple[bool, int]:
+        """Expand the oldest pending jobs into at most EXPAND_BATCH deliveries, in job
+        order, so that each recipient's copies are queued (and claimed) in post order:
+        under load a round then carries the copies of many small posts, not of one.
+        (whether any job was pending, rows inserted)."""
+        conn = session.connection()
+        jobs = conn.execute(_PENDING_JOBS).all()
+        self._fanout_unfinished = False
+        if not jobs:
+            return False, 0
+        posts = {row.id: row
+                 for row in conn.execute(_JOB_POSTS, {"ids": [j.post_id for j in jobs]})}
+        rows: list[dict[str, object]] = []
+        progress: list[dict[str, object]] = []
+        budget = EXPAND_BATCH
+        for job in jobs:
+            if budget == 0:
+                break
+            post = posts[job.post_id]
+            members = conn.execute(_RECIPIENTS, {
+                "list_id": post.list_id, "thread_id": post.thread_id, "cursor": job.cursor,
+                "now": now, "limit": budget}).all()
+            author = identity(post.author_address)
+            rows += [
                 {"post_id": post.id, "member_id": mid, "recipient": address,
                  "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now}
                 for mid, address, own in members
-                if own or identity(address) != identity(post.author_address)
+                if own or identity(address) != author
             ]
-            insert_ignore(session, Delivery, rows)
-            if members:
-                job.cursor = members[-1][0]
-            job.done = len(members) < EXPAND_BATCH
-            self._fanout_unfinished = not job.done
-        self.db.inserted(Delivery.__tablename__, len(rows))
-        return True
+            done = len(members) < budget
+            progress.append({"job": job.id, "done_now": done,
+                             "cursor_now": members[-1][0] if members else job.cursor})
+            budget -= len(members)
+            if not done:  # a big fan-out: the rest of it in the next rounds
+                self._fanout_unfinished = True
+                break
+        conn.execute(_JOB_PROGRESS, progress)
+        insert_ignore(session, Delivery, rows)
+        return True, len(rows)
 
     # -- claiming and recording ----------------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
-        """Lease up to `limit` due deliveries to this worker.
+        """Lease up to `limit` due deliveries to this worker."""
+        with self.db.session() as session:
+            return self._claim(session, limit, self.clock())
+
+    def _claim(self, session: Session, limit: int, now: datetime) -> list[Claim]:
+        """Lease up to `limit` due deliveries to this worker, in `session`'s transaction.
 
         Only a recipient's oldest unsent delivery is due: a later post never overtakes an
         earlier one that is being retried, so each thread arrives in order (a digest
-        waiting for its reader's own hour holds nothing back).
+        waiting for its reader's own hour holds nothing back). Behind each such head the
+        recipient's next post copies are claimed too (see `_followers`); the round sends
+        them in order, each after the one before it was accepted.
         """
-        now = self.clock()
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
         earlier = aliased(Delivery)
-        with self.db.session() as session:
-            everything, paused = sending_paused(session)
-            self._warn_paused(everything, paused, now)
-            if everything:
-                return []
-            ids = session.scalars(
-                select(Delivery.id)
-                .where(
-                    *_not_of_lists(paused),
-                    Delivery.status.in_(("queued", "deferred")),
-                    Delivery.next_attempt_at <= now,
-                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-                    ~exists().where(
-                        earlier.recipient == Delivery.recipient,
-                        earlier.status.in_(("queued", "deferred")),
-                        earlier.id < Delivery.id,
-                        # a digest waiting for its reader's hour holds nothing back
-                        ~and_(earlier.digest_id.is_not(None), earlier.next_attempt_at > now),
-                    ),
-                )
-                .order_by(Delivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not ids:
-                return []
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(lease_until=lease, lease_owner=self.worker)
+        everything, paused = sending_paused(session)
+        self._warn_paused(everything, paused, now)
+        if everything:
+            return []
+        heads = session.execute(
+            select(Delivery.id, Delivery.recipient)
+            .where(
+                *_not_of_lists(paused),
+                Delivery.status.in_(("queued", "deferred")),
+                Delivery.next_attempt_at <= now,
+                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                ~exists().where(
+                    earlier.recipient == Delivery.recipient,
+                    earlier.status.in_(("queued", "deferred")),
+                    earlier.id < Delivery.id,
+                    # a digest waiting for its reader's hour holds nothing back
+                    ~and_(earlier.digest_id.is_not(None), earlier.next_attempt_at > now),
+                ),
             )
-            rows = session.execute(
-                select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
-                       Delivery.created_at, Delivery.member_id, Delivery.digest_id)
-                .where(Delivery.id.in_(ids))
-                .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
-            ).all()
+            .order_by(Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not heads:
+            return []
+        ids = [head.id for head in heads]
+        if not paused:
+            ids += _followers(session, {r: i for i, r in heads}, limit - len(ids), now)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(lease_until=lease, lease_owner=self.worker)
+        )
+        rows = session.execute(
+            select(Delivery.id, Delivery.post_id, Delivery.notice_id, Delivery.recipient,
+                   Delivery.created_at, Delivery.member_id, Delivery.digest_id)
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.post_id, Delivery.notice_id, Delivery.id)
+        ).all()
         return [Claim(*row) for row in rows]
 
     def _warn_paused(self, everything: bool, paused: list[str], now: datetime) -> None:
@@ -212,14 +333,19 @@ class Outbox:
         log.warning("SENDING PAUSED for %s: queued mail waits until `listserv outbox resume`",
                     "every list" if everything else ", ".join(paused))
 
-    def record(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
-        """Record the results of a round's SMTP transactions in one database transaction."""
+    def record(self, claims: list[Claim], results: dict[int, SendResult | None]) -> None:
+        """Record the results of a round's SMTP transactions in one database transaction;
+        a claim whose result is None was not sent (an earlier copy to its recipient was
+        not accepted) and is only released."""
         now = self.clock()
-        sent = []
+        sent, held = [], []
         ages: dict[tuple[str, int], timedelta] = {}
         with self.db.session() as session:
             for claim in claims:
-                result = results.get(claim.recipient, SendResult(451, "no answer for recipient"))
+                result = results.get(claim.id, NO_ANSWER)
+                if result is None:
+                    held.append(claim.id)
+                    continue
                 if result.ok:
                     sent.append(claim.id)
                     continue
@@ -235,6 +361,9 @@ class Outbox:
                     .values(status="sent", sent_at=now, lease_until=None, lease_owner=None,
                             last_error=None)
                 )
+            if held:
+                session.execute(update(Delivery).where(Delivery.id.in_(held))
+                                .values(lease_until=None, lease_owner=None))
 
     def _record_failure(
         self, session: Session, claim: Claim, result: SendResult, now: datetime, final: bool
@@ -313,7 +442,38 @@ class Outbox:
                 results |= await self.transport.send(envelope, rcpts, data)
             return results
 
-    async def _record_round(self, claims: list[Claim], results: dict[str, SendResult]) -> None:
+    async def _send_round(self, claims: list[Claim]) -> dict[int, SendResult | None]:
+        """Send a round's batches at once, but each recipient's copies in the order of their
+        deliveries: a copy waits until the one before it was accepted, and is not sent
+        (None) if it was not, so a later post never overtakes an earlier one."""
+        loop = asyncio.get_running_loop()
+        accepted = {claim.id: loop.create_future() for claim in claims}
+        before: dict[int, int] = {}  # a claim -> the claim before it to the same recipient
+        last: dict[str, int] = {}
+        for claim in sorted(claims, key=lambda c: c.id):
+            if claim.recipient in last:
+                before[claim.id] = last[claim.recipient]
+            last[claim.recipient] = claim.id
+        results: dict[int, SendResult | None] = {}
+
+        async def send(batch: list[Claim]) -> None:
+            try:
+                going = [c for c in batch
+                         if c.id not in before or await accepted[before[c.id]]]
+                results.update((c.id, None) for c in batch if c not in going)
+                if going:
+                    found = await self._deliver(going)
+                    results.update((c.id, found.get(c.recipient, NO_ANSWER)) for c in going)
+            finally:  # also when sending raised: nothing waits for ever
+                for c in batch:
+                    result = results.get(c.id)
+                    accepted[c.id].set_result(result is not None and result.ok)
+
+        await asyncio.gather(*(send(batch) for batch in self._batches(claims)))
+        return results
+
+    async def _record_round(self, claims: list[Claim],
+                            results: dict[int, SendResult | None]) -> None:
         """Record a round in one transaction, retrying while the database is busy: what
         was sent but never recorded would be sent again after the lease."""
         for attempt in range(RECORD_ATTEMPTS):
@@ -337,11 +497,15 @@ class Outbox:
                 batches.append([claim])
         return batches
 
-    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+    async def run_once(self, stop: asyncio.Event | None = None,
+                       arriving: asyncio.Event | None = None) -> int:
         """Expand and send everything due now; returns how many deliveries were attempted.
 
         With `stop` set it returns after the round in flight, so shutdown waits for one
-        batch per connection, not for a whole fan-out.
+        batch per connection, not for a whole fan-out. `arriving` is set when a post was
+        stored: while posts keep arriving the dispatcher takes a bounded share of the
+        time (`SHARE_WHILE_ARRIVING`), so that receivers in the same process or on the
+        same cores are not starved by a backlog of copies.
         """
         def stopping() -> bool:
             return stop is not None and stop.is_set()
@@ -349,31 +513,26 @@ class Outbox:
         attempted = 0
         limit = max(self.config.delivery.batch_size * self.config.delivery.connections,
                     CLAIM_AT_LEAST)
-        expanding, first = True, True
+        first = True
         while not stopping():
-            # One batch of expansion, then one round of sending: the first copies of a big
-            # fan-out leave after its first batch, not after the whole list (4.2 s at
-            # 100,000 members), and expansion still runs ahead of sending.
-            if expanding:
-                expanding = await asyncio.to_thread(self.expand_batch)
-            # A big fan-out's first round is what the connections send at once, so its
-            # first copies are recorded sent without waiting for 500 more; a small post's
-            # copies still go in one round.
-            short = first and self._fanout_unfinished
+            # One batch of expansion and one round of sending per turn, claimed in the
+            # expansion's transaction: the first copies of a big fan-out leave after its
+            # first batch, not after the whole list (4.2 s at 100,000 members), expansion
+            # stays ahead of sending, and posts arriving meanwhile join the next round.
+            expanding, claims = await asyncio.to_thread(self.expand_and_claim, limit, first)
             first = False
-            size = min(limit, 2 * self.config.delivery.connections) if short else limit
-            claims = await asyncio.to_thread(self.claim, size)
             if not claims:
                 if expanding:
                     continue
                 break
-            # A recipient is claimed at most once per round, so the results merge safely.
-            results: dict[str, SendResult] = {}
-            for found in await asyncio.gather(
-                    *(self._deliver(batch) for batch in self._batches(claims))):
-                results.update(found)
-            await self._record_round(claims, results)
+            started = asyncio.get_running_loop().time()
+            await self._record_round(claims, await self._send_round(claims))
             attempted += len(claims)
+            if arriving is not None and arriving.is_set():
+                # Cleared between turns only: the next turn's expansion sees those posts.
+                arriving.clear()
+                took = asyncio.get_running_loop().time() - started
+                await _pause(took * (1 - SHARE_WHILE_ARRIVING) / SHARE_WHILE_ARRIVING, stop)
         return attempted
 
     async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
@@ -386,7 +545,7 @@ class Outbox:
         while not stop.is_set():
             wake.clear()
             try:
-                await self.run_once(stop)
+                await self.run_once(stop, wake)
             except Exception:
                 log.exception("outbox run failed; retrying after %ss", poll)
             waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
