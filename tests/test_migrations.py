@@ -116,6 +116,37 @@ def test_a_held_message_keeps_its_envelope_sender_in_a_column_and_its_bytes_as_r
         engine.dispose()
 
 
+def test_the_delivery_checks_keep_every_failure_linked_to_its_delivery(
+        cli: Any, config: Config) -> None:
+    """0010 rebuilds deliveries on SQLite; dropping the old table must not unlink (ON DELETE
+    SET NULL) the failures that the report and the outbox listing read."""
+    engine = make_engine(config.database_url)
+    migrate.upgrade(engine, "0009_held_envelope_sender")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO notices (kind, sender, payload, created_at)"
+            " VALUES ('test', 'owner@example.org', :p, CURRENT_TIMESTAMP)"), {"p": b"x"})
+        conn.execute(text(
+            "INSERT INTO deliveries (notice_id, recipient, status, attempts, next_attempt_at,"
+            " created_at) SELECT id, 'bob@example.net', 'deferred', 1, CURRENT_TIMESTAMP,"
+            " CURRENT_TIMESTAMP FROM notices"))
+        conn.execute(text(
+            "INSERT INTO delivery_failures (delivery_id, recipient, kind, reply, at)"
+            " SELECT id, 'bob@example.net', 'deferral', '451 try later', CURRENT_TIMESTAMP"
+            " FROM deliveries"))
+    engine.dispose()
+    assert cli("db", "upgrade").exit_code == 0
+    engine = make_engine(config.database_url)
+    try:
+        with engine.connect() as conn:
+            linked = conn.execute(text(
+                "SELECT d.recipient FROM delivery_failures f"
+                " JOIN deliveries d ON d.id = f.delivery_id")).scalars().all()
+        assert linked == ["bob@example.net"]
+    finally:
+        engine.dispose()
+
+
 def test_an_older_database_is_migrated_when_the_server_opens_it(config: Config) -> None:
     engine = make_engine(config.database_url)
     migrate.upgrade(engine, migrate.BASELINE)

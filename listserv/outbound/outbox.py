@@ -141,7 +141,10 @@ _PENDING_JOBS = (
     .where(FanoutJob.done.is_(False))
     .order_by(FanoutJob.id)
     .limit(EXPAND_JOBS)
-    .with_for_update(skip_locked=True)
+    # Not SKIP LOCKED: a second dispatcher that skipped the jobs another is expanding would
+    # queue later posts' copies ahead of theirs, and members would read them out of order.
+    # It waits instead; an expansion is one short transaction.
+    .with_for_update()
 )
 _JOB_POSTS = (select(Post.id, Post.list_id, Post.thread_id, Post.author_address)
               .where(Post.id.in_(bindparam("ids", expanding=True))))
