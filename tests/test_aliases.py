@@ -127,6 +127,29 @@ def test_an_alias_does_not_tell_who_is_a_member(
     assert count(db, Post) == 1
 
 
+def test_a_forged_member_from_is_not_relayed_in_their_name(
+    forum: str, post: Any, drain: Any, sink: Sink
+) -> None:
+    """Mallory writes to Alice's alias with Bob's address as envelope and From; our front
+    MTA found the From's DMARC failing. Relayed, it would reach Alice as "Bob via Open
+    Forum": it is dropped with the answer Bob's own mail gets."""
+    assert post(make_message("alice@example.org", "Hi", "Hello.", to=FORUM,
+                             message_id="a1@example.org"), to=[FORUM]).code == 250
+    drain()
+    _, alice_alias = alias_of_author(sink, "bob@example.net")
+    sink.received.clear()
+    forged = make_message("Bob Baker <bob@example.net>", "Your account", "Send me your PIN.",
+                          to=alice_alias, message_id="forged@evil.example", headers={
+                              "Authentication-Results":
+                                  "lists.example.org; dmarc=fail header.from=example.net"})
+    genuine = make_message("Bob Baker <bob@example.net>", "Hello", "Are you there?",
+                           to=alice_alias, message_id="real@example.net")
+    replies = [post(m, to=[alice_alias], sender="bob@example.net") for m in (forged, genuine)]
+    assert replies[0].data == replies[1].data and replies[0].data[0] == 250
+    drain()
+    assert [m["Subject"] for m in sink.to("alice@example.org")] == ["Hello"]
+
+
 def test_an_automatic_message_to_an_alias_does_not_tell_who_is_a_member(
     forum: str, post: Any, drain: Any, sink: Sink
 ) -> None:

@@ -23,7 +23,7 @@ from listserv.core import aliases, compose
 from listserv.core.addresses import Route, role_address, try_normalize
 from listserv.core.message import Malformed
 from listserv.core.replies import Outcome, combine
-from listserv.inbound.incoming import Door, Incoming, receiver_log
+from listserv.inbound.incoming import Authenticity, Door, Incoming, receiver_log
 from listserv.outbound.finishing import RELAYED
 from listserv.outbound.notifier import queue_notice
 from listserv.store.database import Database, get_list
@@ -55,7 +55,7 @@ def check_rcpt(db: Database, config: Config, route: Route) -> Outcome:
 
 
 def _relay_one(session: Session, route: Route, incoming: Incoming,
-               config: Config, now: datetime) -> Outcome:
+               config: Config, now: datetime, authenticity: Authenticity) -> Outcome:
     found = _target(session, config, route)
     if found is None:
         return Outcome.UNKNOWN_RECIPIENT
@@ -74,6 +74,11 @@ def _relay_one(session: Session, route: Route, incoming: Incoming,
         log.info("alias mail to %s dropped: %s or %s is not a member", route.detail, writer,
                  sender)
         return Outcome.ALIAS_REFUSED
+    # A member's From that their domain's DMARC says is forged is not relayed in their name
+    # (posts to the list are held for the same reason); the answer is a member's.
+    if forged := authenticity.forged(parsed):
+        log.info("alias mail to %s dropped: %s", route.detail, forged)
+        return Outcome.ALIAS_REFUSED
     shown = members[writer].display_name or parsed.author_name or "A member"
     payload = compose.render_relay(
         incoming.raw, from_name=f"{shown} via {ml.title}",
@@ -85,15 +90,16 @@ def _relay_one(session: Session, route: Route, incoming: Incoming,
 
 
 def _relay(db: Database, config: Config, incoming: Incoming, routes: Sequence[Route],
-           now: datetime) -> Outcome:
+           now: datetime, authenticity: Authenticity) -> Outcome:
     with db.session() as session:
-        return combine([_relay_one(session, r, incoming, config, now) for r in routes])
+        return combine([_relay_one(session, r, incoming, config, now, authenticity)
+                        for r in routes])
 
 
 async def receive(door: Door, incoming: Incoming, routes: Sequence[Route]) -> Outcome:
     """Relay one message to the authors behind its alias recipients, all or nothing."""
     outcome = await asyncio.to_thread(_relay, door.db, door.config, incoming, routes,
-                                      door.clock())
+                                      door.clock(), door.authenticity())
     receiver_log.info("alias mail from=%s to=%s: %s", incoming.mail_from, incoming.to,
                       outcome.value)
     return outcome
