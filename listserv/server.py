@@ -243,12 +243,20 @@ class Server:
                 return
             await self._expire_once()
 
+    def _signalled(self) -> None:
+        """Ctrl-C (or systemd) signals the whole process group: a receiver or dispatcher
+        process that ends on it before `stop` runs is not replaced."""
+        for pool in (self.acceptor, self.dispatchers):
+            if pool is not None:
+                pool.stopping = True
+        self._done.set()
+
     async def serve_until_signalled(self) -> None:
         # Signals are caught before start: a Ctrl-C while start is still working (the first
         # digest check) must stop cleanly, not abort with mail already being delivered.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._done.set)
+            loop.add_signal_handler(sig, self._signalled)
         await self.start()
         await self._done.wait()
         log.info("shutting down")

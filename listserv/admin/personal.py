@@ -338,7 +338,8 @@ def _list_records(
         .order_by(MemberEvent.at)
     )
     held = session.scalars(
-        select(Held).where(Held.list_id == list_id, func.lower(Held.sender) == same)
+        select(Held).where(Held.list_id == list_id, or_(func.lower(Held.sender) == same,
+                                                         func.lower(Held.envelope_sender) == same))
     )
     return {
         "roles": sorted(roles),

@@ -14,8 +14,7 @@ from sqlalchemy import func, select
 from listserv.core import digestreply, threads, tokens
 from listserv.core.addresses import Route, identity, role_address, tagged
 from listserv.core.message import Malformed, Parsed, parse
-from listserv.inbound import moderation
-from listserv.inbound import posts as ingest
+from listserv.inbound import moderation, posts
 from listserv.store.models import DigestRun, Held, Post, Thread
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ def reply_to_digest(desk: ListDesk, msg: Incoming) -> bool:
         subject = next(s.subject for s in sections if s.thread_id == choice.thread_id)
         post_in_thread(desk, msg.raw, msg.parsed, msg.sender, choice.thread_id, subject)
         return True
-    raw, parsed = ingest.ensure_message_id(msg.raw, msg.parsed, desk.ml.domain)
+    raw, parsed = posts.ensure_message_id(msg.raw, msg.parsed, desk.ml.domain)
     if desk.session.scalar(
         select(Held.id).where(Held.list_id == desk.ml.id, Held.message_id == parsed.message_id)
     ):
@@ -177,7 +176,7 @@ def post_in_thread(
         reparsed = parse(raw, desk.config.limits)
         parsed = parsed if isinstance(reparsed, Malformed) else reparsed
     route = Route("list", desk.ml.address, "post", f"t{thread_id}")
-    result = ingest.apply_in_session(
+    result = posts.apply_in_session(
         desk.session,
         route,
         raw,

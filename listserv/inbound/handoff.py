@@ -71,7 +71,7 @@ class Acceptor:
         self._next = 0
         self._trusted = Trusted(config.receiver.trusted_relays)
         self._accepting: asyncio.Task[None] | None = None
-        self._stopping = False
+        self.stopping = False  # set at a signal too: a receiver that ends is not replaced
 
     @property
     def pids(self) -> list[int]:
@@ -126,7 +126,7 @@ class Acceptor:
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(worker.channel)
         worker.channel.close()
-        if self._stopping:
+        if self.stopping:
             return
         # One that could not even start (a broken install, no memory) is not restarted in
         # a tight loop; meanwhile the others take its connections.
@@ -136,7 +136,7 @@ class Acceptor:
         loop.call_later(delay, self._replace, worker)
 
     def _replace(self, worker: _Worker) -> None:
-        if not self._stopping:
+        if not self.stopping:
             self._workers[self._workers.index(worker)] = self._spawn()
 
     async def _accept(self) -> None:
@@ -178,7 +178,7 @@ class Acceptor:
 
     async def stop(self) -> None:
         """Stop accepting; each receiver finishes as on a signal, then exits."""
-        self._stopping = True
+        self.stopping = True
         if self._accepting is not None:
             self._accepting.cancel()
             with contextlib.suppress(asyncio.CancelledError):

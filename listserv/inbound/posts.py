@@ -214,7 +214,8 @@ def _apply(
                 list_id=ml.id,
                 message_id=list_parsed.message_id,
                 sender=list_parsed.author_address,
-                # No address is longer (RFC 5321); a longer one hears nothing back.
+                # No address is longer (RFC 5321): a longer one is not kept, and notices
+                # go to the From instead, when `may_tell_poster` allows.
                 envelope_sender=sender if len(sender) <= MAX_ADDRESS else "",
                 subject=list_parsed.subject,
                 reason=decision.reason,

@@ -30,16 +30,20 @@ _STOP_GRACE = 15.0  # a dispatcher finishes its round in flight and releases its
 _SHORT_LIFE = 10.0  # seconds: a dispatcher that dies younger is restarted after a pause
 _RESPAWN_DELAY = 2.0
 
+MAX_AUTO_DISPATCHERS = 8
+
 DispatcherMain = Callable[[Config, socket.socket, int], None]
 
 
 def dispatcher_count(config: Config) -> int:
     """Dispatcher processes `serve` runs: `[delivery] dispatchers`, or with 0 one per core
+    (at most MAX_AUTO_DISPATCHERS: each opens its own relay connections and database pool)
     when the receivers have processes of their own (`[receiver] workers` above 1), else
     one, in the serving process itself."""
     if config.delivery.dispatchers:
         return config.delivery.dispatchers
-    return (os.cpu_count() or 1) if config.receiver.workers > 1 else 1
+    cores = min(os.cpu_count() or 1, MAX_AUTO_DISPATCHERS)
+    return cores if config.receiver.workers > 1 else 1
 
 
 @dataclass
@@ -60,7 +64,7 @@ class DispatcherPool:
         self.count = count
         self.main = main
         self._dispatchers: list[_Dispatcher] = []
-        self._stopping = False
+        self.stopping = False  # set at a signal too: a dispatcher that ends is not replaced
 
     @property
     def pids(self) -> list[int]:
@@ -97,7 +101,7 @@ class DispatcherPool:
         loop.remove_reader(dispatcher.process.sentinel)
         dispatcher.process.join(1.0)  # reaped: its exit code is known
         dispatcher.channel.close()
-        if self._stopping:
+        if self.stopping:
             return
         delay = _RESPAWN_DELAY if time.monotonic() - dispatcher.started < _SHORT_LIFE else 0.0
         log.error("dispatcher process %d exited with %s; starting another in %.0f s",
@@ -105,12 +109,12 @@ class DispatcherPool:
         loop.call_later(delay, self._replace, dispatcher)
 
     def _replace(self, dispatcher: _Dispatcher) -> None:
-        if not self._stopping:
+        if not self.stopping:
             self._dispatchers[self._dispatchers.index(dispatcher)] = self._spawn()
 
     async def stop(self) -> None:
         """Each dispatcher finishes its round in flight, releases its leases, exits."""
-        self._stopping = True
+        self.stopping = True
         loop = asyncio.get_running_loop()
         for dispatcher in self._dispatchers:
             with contextlib.suppress(ValueError, OSError):

@@ -26,6 +26,9 @@ REQUIRED_HEADERS = (
     "List-Unsubscribe-Post", "List-Post", "Reply-To", "Auto-Submitted",
     "X-Auto-Response-Suppress",
 )
+# Bodies whose hash is remembered: the posts a dispatcher has in flight (each body is held
+# as the cache's key, up to [limits] of a message each).
+POSTS_IN_FLIGHT = 8
 # Relaxed body canonicalization survives the whitespace changes relays make.
 CANONICALIZE = (b"relaxed", b"relaxed")
 _POLICY = CanonicalizationPolicy.from_c_value(b"/".join(CANONICALIZE))
@@ -33,7 +36,7 @@ _LINE_END = re.compile(rb"\r?\n")
 _BLANK_LINE = re.compile(rb"(?:\A|\r?\n)\r?\n")
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=POSTS_IN_FLIGHT)
 def body_hash(body: bytes) -> bytes:
     """bh= of a body: relaxed-canonicalized, SHA-256, base64, as dkimpy computes it.
 

@@ -210,7 +210,8 @@ class Database:
     def create_schema(self) -> None:
         """Make the schema current: an empty database gets the models' tables, stamped as
         migrated to head; an older one (or one from before migrations) is migrated.
-        Run by `db init`, `db upgrade` and `serve`; other commands only `check_schema`."""
+        Run by `serve` (`db init` and `db upgrade` migrate through `migrate.upgrade`);
+        other commands only `check_schema`."""
         if self.schema_revision() == migrate.SCHEMA_HEAD:
             return
         with self.engine.begin() as conn:

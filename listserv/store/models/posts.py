@@ -78,7 +78,7 @@ class Held(Base):
     message_id: Mapped[str] = mapped_column(String(998))
     sender: Mapped[str] = mapped_column(String(320))  # From: what the moderator reads
     # MAIL FROM as received ("" for the null sender): who hears what became of it.
-    envelope_sender: Mapped[str] = mapped_column(String(320), default="")
+    envelope_sender: Mapped[str] = mapped_column(String(320), default="", server_default="")
     subject: Mapped[str] = mapped_column(String(998))
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)

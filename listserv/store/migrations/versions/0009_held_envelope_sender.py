@@ -17,7 +17,8 @@ down_revision: str | None = "0008_archive"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-_RETURN_PATH = re.compile(rb"^Return-Path: <([^<>\r\n]*)>\r?\n")
+# As the old writer made it: CR, LF and ">" removed from the sender, "<" left in.
+_RETURN_PATH = re.compile(rb"^Return-Path: <([^>\r\n]*)>\r?\n")
 
 
 def upgrade() -> None:
