@@ -203,7 +203,9 @@ class Outbox:
     # -- expansion ---------------------------------------------------------------------
     def expand_batch(self) -> bool:
         """Expand pending fan-out jobs, oldest first, up to EXPAND_BATCH deliveries; False
-        when there is none."""
+        when there is none. The dispatcher expands and claims in one step
+        (`expand_and_claim`); this half and `claim` are the seam where a test looks at the
+        outbox between the two."""
         with self.db.session() as session:
             expanded, rows = self._expand(session, self.clock())
         self.db.inserted(Delivery.__tablename__, rows)
@@ -269,7 +271,8 @@ class Outbox:
 
     # -- claiming and recording ----------------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
-        """Lease up to `limit` due deliveries to this worker."""
+        """Lease up to `limit` due deliveries to this worker (the second half of
+        `expand_and_claim`, for tests; see `expand_batch`)."""
         with self.db.session() as session:
             return self._claim(session, limit, self.clock())
 
