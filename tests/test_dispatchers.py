@@ -19,7 +19,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, insert, select, text
 
-from listserv.outbound.outbox import CLAIM_AT_LEAST, EXPAND_BATCH, Outbox
+from listserv.outbound.expansion import EXPAND_BATCH
+from listserv.outbound.outbox import CLAIM_AT_LEAST, Outbox
 from listserv.store.database import ANALYZE_AFTER, Database, get_list
 from listserv.store.models import Delivery, Member
 

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from listserv.store.models import SourceKind
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listserv.store.models import SOURCE_MODELS, MailingList, SourceKind
 
 
 def backoff(attempts: int, jitter: float) -> timedelta:
@@ -97,3 +100,15 @@ class Claim:
         per recipient, so it travels alone; a notice may go to several at once."""
         kind, ident = self.message_key
         return (kind, ident, self.recipient if kind == SourceKind.POST else "")
+
+
+def list_retry_hours(session: Session, claim: Claim) -> float | None:
+    """The max_retry_hours of the list a delivery's message belongs to (None: no list, or
+    the list keeps the global value)."""
+    kind, ident = claim.source
+    model = SOURCE_MODELS[kind]
+    return session.scalar(
+        select(MailingList.max_retry_hours)
+        .join(model, model.list_id == MailingList.id)
+        .where(model.id == ident)
+    )

@@ -17,44 +17,36 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from listserv.admin import reports
 from listserv.config import Config
-from listserv.core.addresses import identity
 from listserv.inbound import bounces as bouncing
+from listserv.outbound.claims import UNSENT, due_deliveries
 from listserv.outbound.composing import Composing
+from listserv.outbound.expansion import Expanded, expand
 from listserv.outbound.leases import (
     Claim,
     backoff,
     incarnation,
+    list_retry_hours,
     max_age,
     pid_alive,
     provably_dead,
 )
 from listserv.outbound.transports import SendResult, Transport
-from listserv.store.database import TEMPORARY_ERRORS, Database, insert_ignore
+from listserv.store.database import TEMPORARY_ERRORS, Database
 from listserv.store.models import (
-    SOURCE_MODELS,
     Delivery,
     DeliveryStatus,
-    DigestRun,
-    FanoutJob,
     MailingList,
     Member,
-    Notice,
-    Post,
-    ThreadWish,
-    not_paused,
 )
 from listserv.store.settings import sending_paused
 
 log = logging.getLogger(__name__)
 
-EXPAND_BATCH = 1000
-# Jobs looked at per expansion: the copies of up to this many small posts in one round.
-EXPAND_JOBS = 100
 # Deliveries claimed per round, however small the SMTP batches: one claim and one record
 # transaction per round, not per message (one message per member made 1.2 ms of CPU and a
 # commit per message; measured with bench/fanout.py --batch-size 1).
@@ -69,102 +61,6 @@ RECORD_ATTEMPTS = 5
 SHARE_WHILE_ARRIVING = 0.25
 NO_ANSWER = SendResult(451, "no answer for recipient")
 _ENHANCED_STATUS = re.compile(r"\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
-
-
-def _not_of_lists(addresses: list[str]) -> list[ColumnElement[bool]]:
-    """Deliveries that are not of these lists (posts, notices and digests alike)."""
-    if not addresses:
-        return []
-    of = select(MailingList.id).where(MailingList.address.in_(addresses))
-    return [
-        ~exists().where(Post.id == Delivery.post_id, Post.list_id.in_(of)),
-        ~exists().where(Notice.id == Delivery.notice_id, Notice.list_id.in_(of)),
-        ~exists().where(DigestRun.id == Delivery.digest_id, DigestRun.list_id.in_(of)),
-    ]
-
-
-def _list_retry_hours(session: Session, claim: Claim) -> float | None:
-    """The max_retry_hours of the list a delivery's message belongs to (None: no list, or
-    the list keeps the global value)."""
-    kind, ident = claim.source
-    model = SOURCE_MODELS[kind]
-    return session.scalar(
-        select(MailingList.max_retry_hours)
-        .join(model, model.list_id == MailingList.id)
-        .where(model.id == ident)
-    )
-
-
-def _followers(session: Session, heads: dict[str, int], room: int, now: datetime) -> list[int]:
-    """Up to `room` post copies that follow the claimed `heads` (recipient -> delivery
-    id) in their recipients' queues, each recipient's in order and without a gap: a
-    recipient's chain stops at the first delivery that may not go now (leased, not
-    due, not a post copy), as the rule "oldest unsent first" would hold it.
-
-    A small list under load queues several posts for each member; with only heads, a
-    round carried one copy per member, one post per round (bench/end_to_end.py: 34
-    posts/s end to end to a list of 10).
-    """
-    if room <= 0:
-        return []
-    rows = session.execute(
-        select(Delivery.id, Delivery.recipient, Delivery.post_id, Delivery.digest_id,
-               Delivery.next_attempt_at, Delivery.lease_until)
-        .where(Delivery.recipient.in_(list(heads)),
-               Delivery.status.in_(("queued", "deferred")),
-               Delivery.id > min(heads.values()))
-        .order_by(Delivery.id)
-        .limit(2 * room + len(heads))
-        # not SKIP LOCKED: skipping a locked copy would let a later one overtake it
-        .with_for_update()
-    ).all()
-    stopped: set[str] = set()
-    found: list[int] = []
-    for ident, recipient, post_id, digest_id, due, lease in rows:
-        if recipient in stopped or ident <= heads[recipient]:
-            continue
-        if digest_id is not None and due > now:
-            continue  # a digest waiting for its reader's hour holds nothing back
-        if post_id is None or due > now or (lease is not None and lease >= now):
-            stopped.add(recipient)
-            continue
-        found.append(ident)
-        if len(found) == room:
-            break
-    return found
-
-
-# The expansion's statements, built once: building the recipients query for each job cost
-# more than running it (0.85 ms a job, two thirds of it in SQLAlchemy's expression code).
-_PENDING_JOBS = (
-    select(FanoutJob.id, FanoutJob.post_id, FanoutJob.cursor)
-    .where(FanoutJob.done.is_(False))
-    .order_by(FanoutJob.id)
-    .limit(EXPAND_JOBS)
-    # Not SKIP LOCKED: a second dispatcher that skipped the jobs another is expanding would
-    # queue later posts' copies ahead of theirs, and members would read them out of order.
-    # It waits instead; an expansion is one short transaction.
-    .with_for_update()
-)
-_JOB_POSTS = (select(Post.id, Post.list_id, Post.thread_id, Post.author_address)
-              .where(Post.id.in_(bindparam("ids", expanding=True))))
-_JOB_PROGRESS = (update(FanoutJob.__table__)
-                 .where(FanoutJob.__table__.c.id == bindparam("job"))
-                 .values(cursor=bindparam("cursor_now"), done=bindparam("done_now")))
-_WISH = exists().where(ThreadWish.member_id == Member.id,
-                       ThreadWish.thread_id == bindparam("thread_id"))
-# The next members after a job's cursor who get its post by mail.
-_RECIPIENTS = (
-    select(Member.id, Member.address, Member.receive_own_posts)
-    .where(Member.list_id == bindparam("list_id"),
-           # each post but a muted thread's; a followed thread's for the others
-           or_(and_(Member.mode == "each", ~_WISH.where(ThreadWish.wish == "mute")),
-               and_(Member.mode != "each", _WISH.where(ThreadWish.wish == "follow"))),
-           Member.disabled_at.is_(None), not_paused(bindparam("now")),
-           Member.id > bindparam("cursor"))
-    .order_by(Member.id)
-    .limit(bindparam("limit"))
-)
 
 
 async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
@@ -207,9 +103,9 @@ class Outbox:
         (`expand_and_claim`); this half and `claim` are the seam where a test looks at the
         outbox between the two."""
         with self.db.session() as session:
-            expanded, rows = self._expand(session, self.clock())
-        self.db.inserted(Delivery.__tablename__, rows)
-        return expanded
+            expanded = self._expand(session, self.clock())
+        self.db.inserted(Delivery.__tablename__, expanded.rows)
+        return expanded.pending
 
     def expand_and_claim(self, limit: int, first: bool = False) -> tuple[bool, list[Claim]]:
         """Expand pending jobs and lease what is due, in one transaction: a small post's
@@ -222,52 +118,17 @@ class Outbox:
         """
         now = self.clock()
         with self.db.session() as session:
-            expanded, rows = self._expand(session, now)
+            expanded = self._expand(session, now)
             if first and self._fanout_unfinished:
                 limit = min(limit, 2 * self.config.delivery.connections)
             claims = self._claim(session, limit, now)
-        self.db.inserted(Delivery.__tablename__, rows)
-        return expanded, claims
+        self.db.inserted(Delivery.__tablename__, expanded.rows)
+        return expanded.pending, claims
 
-    def _expand(self, session: Session, now: datetime) -> tuple[bool, int]:
-        """Expand the oldest pending jobs into at most EXPAND_BATCH deliveries, in job
-        order, so that each recipient's copies are queued (and claimed) in post order:
-        under load a round then carries the copies of many small posts, not of one.
-        (whether any job was pending, rows inserted)."""
-        conn = session.connection()
-        jobs = conn.execute(_PENDING_JOBS).all()
-        self._fanout_unfinished = False
-        if not jobs:
-            return False, 0
-        posts = {row.id: row
-                 for row in conn.execute(_JOB_POSTS, {"ids": [j.post_id for j in jobs]})}
-        rows: list[dict[str, object]] = []
-        progress: list[dict[str, object]] = []
-        budget = EXPAND_BATCH
-        for job in jobs:
-            if budget == 0:
-                break
-            post = posts[job.post_id]
-            members = conn.execute(_RECIPIENTS, {
-                "list_id": post.list_id, "thread_id": post.thread_id, "cursor": job.cursor,
-                "now": now, "limit": budget}).all()
-            author = identity(post.author_address)
-            rows += [
-                {"post_id": post.id, "member_id": mid, "recipient": address,
-                 "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now}
-                for mid, address, own in members
-                if own or identity(address) != author
-            ]
-            done = len(members) < budget
-            progress.append({"job": job.id, "done_now": done,
-                             "cursor_now": members[-1][0] if members else job.cursor})
-            budget -= len(members)
-            if not done:  # a big fan-out: the rest of it in the next rounds
-                self._fanout_unfinished = True
-                break
-        conn.execute(_JOB_PROGRESS, progress)
-        insert_ignore(session, Delivery, rows)
-        return True, len(rows)
+    def _expand(self, session: Session, now: datetime) -> Expanded:
+        expanded = expand(session, now)
+        self._fanout_unfinished = expanded.unfinished
+        return expanded
 
     # -- claiming and recording ----------------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
@@ -278,43 +139,15 @@ class Outbox:
 
     def _claim(self, session: Session, limit: int, now: datetime) -> list[Claim]:
         """Lease up to `limit` due deliveries to this worker, in `session`'s transaction.
-
-        Only a recipient's oldest unsent delivery is due: a later post never overtakes an
-        earlier one that is being retried, so each thread arrives in order (a digest
-        waiting for its reader's own hour holds nothing back). Behind each such head the
-        recipient's next post copies are claimed too (see `_followers`); the round sends
-        them in order, each after the one before it was accepted.
-        """
+        Which deliveries, and in what order, is `claims.due_deliveries`."""
         lease = now + timedelta(seconds=self.config.delivery.lease_seconds)
-        earlier = aliased(Delivery)
         everything, paused = sending_paused(session)
         self._warn_paused(everything, paused, now)
         if everything:
             return []
-        heads = session.execute(
-            select(Delivery.id, Delivery.recipient)
-            .where(
-                *_not_of_lists(paused),
-                Delivery.status.in_(("queued", "deferred")),
-                Delivery.next_attempt_at <= now,
-                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-                ~exists().where(
-                    earlier.recipient == Delivery.recipient,
-                    earlier.status.in_(("queued", "deferred")),
-                    earlier.id < Delivery.id,
-                    # a digest waiting for its reader's hour holds nothing back
-                    ~and_(earlier.digest_id.is_not(None), earlier.next_attempt_at > now),
-                ),
-            )
-            .order_by(Delivery.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not heads:
+        ids = due_deliveries(session, limit, now, paused)
+        if not ids:
             return []
-        ids = [head.id for head in heads]
-        if not paused:
-            ids += _followers(session, {r: i for i, r in heads}, limit - len(ids), now)
         session.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids))
@@ -356,7 +189,7 @@ class Outbox:
                     sent.append(claim.id)
                     continue
                 if claim.source not in ages:
-                    ages[claim.source] = max_age(_list_retry_hours(session, claim),
+                    ages[claim.source] = max_age(list_retry_hours(session, claim),
                                                  self.config.delivery.max_age_hours)
                 too_old = now - claim.created_at > ages[claim.source]
                 self._record_failure(session, claim, result, now, final=result.permanent or too_old)
@@ -364,8 +197,8 @@ class Outbox:
                 session.execute(
                     update(Delivery)
                     .where(Delivery.id.in_(sent))
-                    .values(status="sent", sent_at=now, lease_until=None, lease_owner=None,
-                            last_error=None)
+                    .values(status=DeliveryStatus.SENT, sent_at=now, lease_until=None,
+                            lease_owner=None, last_error=None)
                 )
             if held:
                 session.execute(update(Delivery).where(Delivery.id.in_(held))
@@ -412,7 +245,7 @@ class Outbox:
         with self.db.session() as session:
             owners = session.scalars(
                 select(Delivery.lease_owner).distinct()
-                .where(Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
+                .where(Delivery.status.in_(UNSENT),
                        Delivery.lease_owner.is_not(None), Delivery.lease_until >= now)
             ).all()
             dead = [o for o in owners if o and provably_dead(o, self.worker, pid_alive)]
