@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from listserv.config import LimitsConfig
@@ -29,7 +29,7 @@ from listserv.inbound import groupcommit
 from listserv.inbound.incoming import Incoming
 from listserv.inbound.posts import PostJob, Result
 from listserv.store.database import Database
-from listserv.store.models import MailingList, Member
+from listserv.store.models import Delivery, MailingList, Member
 
 PG_URL = os.environ.get("LISTSERV_BENCH_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -46,6 +46,13 @@ def ingest(db: Database, route: Route, raw: bytes, sender: str, now: datetime,
     incoming = Incoming(raw, sender, (route.list_address or "",), limits or LimitsConfig())
     (answer,) = groupcommit.commit(db, [PostJob(incoming, [route], now)])
     return answer.result()
+
+
+def deliveries(engine: Engine, status: str) -> int:
+    """Deliveries in `status` ("sent", "failed", ...), read by the benchmark as it waits."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(Delivery)
+                           .where(Delivery.status == status)) or 0
 
 
 def machine() -> str:

@@ -30,6 +30,7 @@ import load
 from common import (
     LIST,
     Proc,
+    deliveries,
     fast_sink,
     free_port,
     machine,
@@ -45,12 +46,6 @@ from sqlalchemy import Engine, create_engine, func, select
 from listserv.store.models import Delivery, Post
 
 COPIES = 9  # a 10-member list: the poster (no mail) and 9 readers
-
-
-def sent_copies(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(Delivery)
-                           .where(Delivery.status == "sent")) or 0
 
 
 def latencies(engine: Engine, prefix: str) -> list[float]:
@@ -71,11 +66,12 @@ def latencies(engine: Engine, prefix: str) -> list[float]:
 
 def wait_sent(engine: Engine, server: Proc, target: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while sent_copies(engine) < target:
+    while deliveries(engine, "sent") < target:
         if server.popen.poll() is not None:
             sys.exit("server exited:\n" + server.stop()[-3000:])
         if time.monotonic() > deadline:
-            sys.exit(f"only {sent_copies(engine)} of {target} copies sent after {timeout} s")
+            sent = deliveries(engine, "sent")
+            sys.exit(f"only {sent} of {target} copies sent after {timeout} s")
         time.sleep(0.005)
 
 
@@ -129,7 +125,7 @@ def main() -> None:
                     wait_sent(engine, server, (i + 1) * COPIES, 30)
             idle = latencies(engine, "idle")
             # Loaded: N posts from the clients at once, until their last copy is sent.
-            before = sent_copies(engine)
+            before = deliveries(engine, "sent")
             cpu0 = server.cpu_seconds()
             profiler = None
             if args.py_spy:

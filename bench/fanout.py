@@ -21,6 +21,7 @@ import load
 from common import (
     LIST,
     QUIET,
+    deliveries,
     fast_sink,
     free_port,
     listserv_server,
@@ -32,16 +33,10 @@ from common import (
     wait_port,
     write_config,
 )
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import create_engine, func, select
 
 from listserv.outbound import keys
 from listserv.store.models import Delivery, Post
-
-
-def count(engine: Engine, status: str) -> int:
-    with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(Delivery)
-                           .where(Delivery.status == status)) or 0
 
 
 def main() -> None:
@@ -93,7 +88,7 @@ def main() -> None:
                 probe = threading.Thread(target=measure)
                 probe.start()
             while True:
-                done = count(engine, "sent") + count(engine, "failed")
+                done = deliveries(engine, "sent") + deliveries(engine, "failed")
                 if done >= (1 if args.first_only else args.members):
                     break
                 if server.popen.poll() is not None:
@@ -109,7 +104,7 @@ def main() -> None:
                     Post.message_id == "fanout@bench.example.org"))
                 first = conn.scalar(select(func.min(Delivery.sent_at)))
                 last = conn.scalar(select(func.max(Delivery.sent_at)))
-                failed = count(engine, "failed")
+                failed = deliveries(engine, "failed")
         finally:
             engine.dispose()
             log = server.stop()

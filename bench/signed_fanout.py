@@ -27,6 +27,7 @@ import load
 from common import (
     LIST,
     Proc,
+    deliveries,
     fast_sink,
     free_port,
     machine,
@@ -114,8 +115,7 @@ def fanout(db: str, members: int, dispatchers: int, footer: bool) -> Run:
                 received = conn.scalar(select(Post.received_at).where(
                     Post.message_id == "fanout@bench.example.org"))
                 last = conn.scalar(select(func.max(Delivery.sent_at)))
-                failed = conn.scalar(select(func.count()).select_from(Delivery).where(
-                    Delivery.status == "failed")) or 0
+            failed = deliveries(engine, "failed")
         finally:
             engine.dispose()
             log = server.stop()
