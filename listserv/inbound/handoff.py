@@ -18,65 +18,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import socket
-import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from listserv.config import Config
 from listserv.core.replies import Outcome, reply
 from listserv.inbound.gate import Trusted, client_ip, share
+from listserv.outbound.processes import Child, Children
 
 log = logging.getLogger(__name__)
 
 # A receiver process that does not take its connections is skipped; its channel holds this
 # many waiting connections at most before the next receiver gets them.
 _CHANNEL_BUFFER = 64 * 1024
-_STOP_GRACE = 15.0
-_SHORT_LIFE = 10.0  # seconds: a receiver that dies younger is restarted after a pause
-_RESPAWN_DELAY = 2.0
 
 
 ReceiverMain = Callable[[Config, socket.socket, int, bool], None]
 
 
-@dataclass
-class _Worker:
-    process: BaseProcess
-    channel: socket.socket  # our end; the receiver process holds the other
-    started: float = field(default_factory=time.monotonic)
-
-
-
-class Acceptor:
+class Acceptor(Children):
     """Listens on the receiver's port and deals connections to `count` receiver processes."""
+
+    kind = "receiver"
+    send_buffer = _CHANNEL_BUFFER
 
     def __init__(self, config: Config, count: int, on_post: Callable[[], None] | None,
                  receiver_main: ReceiverMain) -> None:
         """`on_post` runs when a receiver has stored a post (None: receivers need not say);
-        `receiver_main` is a receiver process's entry point, a module-level function so that
-        a spawned interpreter can import it (the server's, which this module cannot import
-        without a cycle)."""
-        self.config = config
-        self.receiver_main = receiver_main
-        self.count = count
+        `receiver_main` is a receiver process's entry point (see `Children`)."""
+        super().__init__(config, count, receiver_main)
         self.on_post = on_post
         self.port = config.receiver.port
         self._listener: socket.socket | None = None
-        self._workers: list[_Worker] = []
         self._next = 0
         self._trusted = Trusted(config.receiver.trusted_relays)
         self._accepting: asyncio.Task[None] | None = None
-        self.stopping = False  # set at a signal too: a receiver that ends is not replaced
 
-    @property
-    def pids(self) -> list[int]:
-        """The receiver processes' ids, for logs and tests."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
+    def args(self) -> tuple[object, ...]:
+        return (self.on_post is not None,)  # whether to report stored posts
+
+    def watch(self, child: Child) -> None:
+        asyncio.get_running_loop().add_reader(child.channel, self._posted, child)
 
     async def start(self) -> None:
         self._listener = socket.create_server(
@@ -84,60 +68,22 @@ class Acceptor:
             reuse_port=self.config.receiver.reuse_port)
         self._listener.setblocking(False)
         self.port = self._listener.getsockname()[1]
-        self._workers = [self._spawn() for _ in range(self.count)]
+        self.start_children()
         self._accepting = asyncio.create_task(self._accept())
 
-    def _spawn(self) -> _Worker:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CHANNEL_BUFFER)
-        ours.setblocking(False)
-        process = multiprocessing.get_context("spawn").Process(
-            target=self.receiver_main,
-            args=(self.config, theirs, logging.getLogger().getEffectiveLevel(),
-                  self.on_post is not None),
-            name="listserv-receiver")
-        process.start()
-        theirs.close()
-        worker = _Worker(process, ours)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(process.sentinel, self._ended, worker)
-        loop.add_reader(ours, self._posted, worker)
-        log.info("receiver process %d started", process.pid)
-        return worker
-
-    def _posted(self, worker: _Worker) -> None:
+    def _posted(self, child: Child) -> None:
         try:
-            data = worker.channel.recv(16)
+            data = child.channel.recv(16)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if not data:  # the receiver process is ending; _ended cleans up after it
             with contextlib.suppress(ValueError, OSError):
-                asyncio.get_running_loop().remove_reader(worker.channel)
+                asyncio.get_running_loop().remove_reader(child.channel)
             return
         if self.on_post is not None:
             self.on_post()
-
-    def _ended(self, worker: _Worker) -> None:
-        """A receiver process exited: start another in its place, unless we are stopping."""
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(worker.process.sentinel)
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(worker.channel)
-        worker.channel.close()
-        if self.stopping:
-            return
-        # One that could not even start (a broken install, no memory) is not restarted in
-        # a tight loop; meanwhile the others take its connections.
-        delay = _RESPAWN_DELAY if time.monotonic() - worker.started < _SHORT_LIFE else 0.0
-        log.error("receiver process %d exited with %s; starting another in %.0f s",
-                  worker.process.pid, worker.process.exitcode, delay)
-        loop.call_later(delay, self._replace, worker)
-
-    def _replace(self, worker: _Worker) -> None:
-        if not self.stopping:
-            self._workers[self._workers.index(worker)] = self._spawn()
 
     async def _accept(self) -> None:
         assert self._listener is not None
@@ -156,19 +102,19 @@ class Acceptor:
         """The receiver to offer a connection first: a trusted relay's connections (all the
         mail behind a front MTA) are dealt in turn, anyone else's always to the same one."""
         if ip and not self._trusted(ip):
-            return zlib.crc32(share(ip).encode()) % len(self._workers)
+            return zlib.crc32(share(ip).encode()) % len(self.children)
         first = self._next
-        self._next = (self._next + 1) % len(self._workers)
+        self._next = (self._next + 1) % len(self.children)
         return first
 
     def _hand(self, conn: socket.socket, first: int) -> None:
         """Give the connection to the receiver `first`, or the next one that takes it (only
         when that one's channel is full or it is being replaced may a client's sessions be
         counted by two receivers); 421 if none does."""
-        for turn in range(len(self._workers)):
-            worker = self._workers[(first + turn) % len(self._workers)]
+        for turn in range(len(self.children)):
+            child = self.children[(first + turn) % len(self.children)]
             try:
-                socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
+                socket.send_fds(child.channel, [b"c"], [conn.fileno()])
                 return
             except OSError:  # its channel is full, or the process is gone
                 continue
@@ -185,21 +131,7 @@ class Acceptor:
                 await self._accepting
         if self._listener is not None:
             self._listener.close()
-        loop = asyncio.get_running_loop()
-        for worker in self._workers:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(worker.process.sentinel)
-                loop.remove_reader(worker.channel)
-            worker.channel.close()  # the receiver sees the end of its channel and stops
-        await asyncio.gather(*(asyncio.to_thread(self._join, w.process) for w in self._workers))
-
-    @staticmethod
-    def _join(process: BaseProcess) -> None:
-        process.join(_STOP_GRACE)
-        if process.is_alive():
-            log.error("receiver process %d did not stop; killed", process.pid)
-            process.kill()
-            process.join()
+        await self.stop_children()
 
 
 class Handed:

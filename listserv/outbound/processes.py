@@ -4,9 +4,10 @@ A Python process signs on one core at a time, and a DKIM signature costs about 0
 RSA per copy, so a signed fan-out needs several processes to use the machine. Each
 dispatcher process runs its own outbox loop on the shared database: the claims and leases
 (`outbox.claim`, lease owner host:pid:nonce) already make any number of dispatchers deliver
-each copy once. This module starts them (spawned, like the receiver processes of
-`inbound.handoff`), passes on wake-ups, and starts another in place of one that dies; the
-new one takes back the dead one's leases at once (`leases.provably_dead`).
+each copy once. This module starts them, passes on wake-ups, and starts another in place
+of one that dies; the new one takes back the dead one's leases at once
+(`leases.provably_dead`). `Children`, the supervision of spawned processes, is shared with
+the receiver processes of `inbound.handoff`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from listserv.config import Config
 
 log = logging.getLogger(__name__)
 
-_STOP_GRACE = 15.0  # a dispatcher finishes its round in flight and releases its leases
-_SHORT_LIFE = 10.0  # seconds: a dispatcher that dies younger is restarted after a pause
+_STOP_GRACE = 15.0  # a child finishes what it has in flight (a round, a session), then exits
+_SHORT_LIFE = 10.0  # seconds: a child that dies younger is restarted after a pause
 _RESPAWN_DELAY = 2.0
-
 MAX_AUTO_DISPATCHERS = 8
 
 DispatcherMain = Callable[[Config, socket.socket, int], None]
@@ -47,89 +47,121 @@ def dispatcher_count(config: Config) -> int:
 
 
 @dataclass
-class _Dispatcher:
+class Child:
     process: BaseProcess
-    channel: socket.socket  # our end; the dispatcher process holds the other
+    channel: socket.socket  # our end; the child process holds the other
     started: float = field(default_factory=time.monotonic)
 
 
-class DispatcherPool:
-    """`count` dispatcher processes, woken together; closing their channels stops them."""
+class Children:
+    """`count` spawned processes of one `kind` (receiver processes of `inbound.handoff`,
+    dispatcher processes here), each holding one end of a channel: one that dies is
+    replaced, after a pause when it died young; closing their channels stops them."""
 
-    def __init__(self, config: Config, count: int, main: DispatcherMain) -> None:
-        """`main` is a dispatcher process's entry point, a module-level function that a
-        spawned interpreter can import (the server's, which this module cannot import
-        without a cycle)."""
+    kind = "child"  # in process names and log lines
+    send_buffer: int | None = None  # SO_SNDBUF of our end, when the default is too small
+
+    def __init__(self, config: Config, count: int, main: Callable[..., None]) -> None:
+        """`main` is a child's entry point, `main(config, channel, log level, *args())`: a
+        module-level function that a spawned interpreter can import (the server's, which
+        these modules cannot import without a cycle)."""
         self.config = config
         self.count = count
         self.main = main
-        self._dispatchers: list[_Dispatcher] = []
-        self.stopping = False  # set at a signal too: a dispatcher that ends is not replaced
+        self.children: list[Child] = []
+        self.stopping = False  # set at a signal too: a child that ends is not replaced
 
     @property
     def pids(self) -> list[int]:
-        """The dispatcher processes' ids, for logs and tests."""
-        return [d.process.pid for d in self._dispatchers if d.process.pid is not None]
+        """The child processes' ids, for logs and tests."""
+        return [c.process.pid for c in self.children if c.process.pid is not None]
 
-    def start(self) -> None:
-        self._dispatchers = [self._spawn() for _ in range(self.count)]
+    def args(self) -> tuple[object, ...]:
+        """A child's arguments after (config, channel, log level)."""
+        return ()
 
-    def _spawn(self) -> _Dispatcher:
+    def watch(self, child: Child) -> None:
+        """Start reading what `child` says on its channel, if anything."""
+
+    def start_children(self) -> None:
+        self.children = [self._spawn() for _ in range(self.count)]
+
+    def _spawn(self) -> Child:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if self.send_buffer is not None:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         ours.setblocking(False)
         process = multiprocessing.get_context("spawn").Process(
             target=self.main,
-            args=(self.config, theirs, logging.getLogger().getEffectiveLevel()),
-            name="listserv-dispatcher")
+            args=(self.config, theirs, logging.getLogger().getEffectiveLevel(), *self.args()),
+            name=f"listserv-{self.kind}")
         process.start()
         theirs.close()
-        dispatcher = _Dispatcher(process, ours)
-        asyncio.get_running_loop().add_reader(process.sentinel, self._ended, dispatcher)
-        log.info("dispatcher process %d started", process.pid)
-        return dispatcher
+        child = Child(process, ours)
+        asyncio.get_running_loop().add_reader(process.sentinel, self._ended, child)
+        self.watch(child)
+        log.info("%s process %d started", self.kind, process.pid)
+        return child
+
+    def _ended(self, child: Child) -> None:
+        """A child exited: start another in its place, unless we are stopping."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(child.process.sentinel)
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(child.channel)
+        child.process.join(1.0)  # reaped: its exit code is known
+        child.channel.close()
+        if self.stopping:
+            return
+        # One that could not even start (a broken install, no memory) is not restarted in
+        # a tight loop; meanwhile the others do its work.
+        delay = _RESPAWN_DELAY if time.monotonic() - child.started < _SHORT_LIFE else 0.0
+        log.error("%s process %d exited with %s; starting another in %.0f s", self.kind,
+                  child.process.pid, child.process.exitcode, delay)
+        loop.call_later(delay, self._replace, child)
+
+    def _replace(self, child: Child) -> None:
+        if not self.stopping:
+            self.children[self.children.index(child)] = self._spawn()
+
+    async def stop_children(self) -> None:
+        """Each child finishes what it has in flight (it sees the end of its channel), then
+        exits; one that does not within _STOP_GRACE is killed."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        for child in self.children:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(child.process.sentinel)
+                loop.remove_reader(child.channel)
+            child.channel.close()
+        await asyncio.gather(*(asyncio.to_thread(self._join, c.process) for c in self.children))
+
+    def _join(self, process: BaseProcess) -> None:
+        process.join(_STOP_GRACE)
+        if process.is_alive():
+            log.error("%s process %d did not stop; killed", self.kind, process.pid)
+            process.kill()
+            process.join()
+
+
+class DispatcherPool(Children):
+    """`count` dispatcher processes, woken together; closing their channels stops them."""
+
+    kind = "dispatcher"
+
+    def start(self) -> None:
+        self.start_children()
 
     def wake(self) -> None:
         """Tell every dispatcher that work arrived (a post stored, a digest run opened)."""
-        for dispatcher in self._dispatchers:
+        for dispatcher in self.children:
             # A full channel holds a wake-up already; a gone process is being replaced.
             with contextlib.suppress(OSError):
                 dispatcher.channel.send(b"w")
 
-    def _ended(self, dispatcher: _Dispatcher) -> None:
-        """A dispatcher process exited: start another in its place, unless we are stopping."""
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(dispatcher.process.sentinel)
-        dispatcher.process.join(1.0)  # reaped: its exit code is known
-        dispatcher.channel.close()
-        if self.stopping:
-            return
-        delay = _RESPAWN_DELAY if time.monotonic() - dispatcher.started < _SHORT_LIFE else 0.0
-        log.error("dispatcher process %d exited with %s; starting another in %.0f s",
-                  dispatcher.process.pid, dispatcher.process.exitcode, delay)
-        loop.call_later(delay, self._replace, dispatcher)
-
-    def _replace(self, dispatcher: _Dispatcher) -> None:
-        if not self.stopping:
-            self._dispatchers[self._dispatchers.index(dispatcher)] = self._spawn()
-
     async def stop(self) -> None:
         """Each dispatcher finishes its round in flight, releases its leases, exits."""
-        self.stopping = True
-        loop = asyncio.get_running_loop()
-        for dispatcher in self._dispatchers:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(dispatcher.process.sentinel)
-            dispatcher.channel.close()  # the dispatcher sees the end of its channel
-        await asyncio.gather(*(asyncio.to_thread(self._join, d.process)
-                               for d in self._dispatchers))
-
-    @staticmethod
-    def _join(process: BaseProcess) -> None:
-        process.join(_STOP_GRACE)
-        if process.is_alive():
-            log.error("dispatcher process %d did not stop; killed", process.pid)
-            process.kill()
-            process.join()
+        await self.stop_children()
 
 
 class Woken:
